@@ -1,0 +1,112 @@
+"""Config validation and the content-derived ids that key every expensive output.
+
+Ids are short hashes of exactly what defines a stage's result: its config block, the code it
+runs and the id of what it consumes. A changed setting therefore adds a new results/ directory
+instead of overwriting trained models, and switching the setting back finds the old results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """One line: where in the config the problem is and what was expected."""
+
+
+def canon(obj) -> str:
+    """Canonical JSON: key order in config.yaml never changes an id or a params value."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def short_hash(*parts: str, n: int = 10) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:n]
+
+
+def file_digest(paths) -> str:
+    """sha256 over the contents of files (order matters), e.g. the code a stage runs."""
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(Path(p).read_bytes())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _where(path) -> str:
+    return ".".join(str(p) for p in path) or "(top level)"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    """Turns a jsonschema error into 'key.path: what was expected, got what'."""
+    where = _where(error.absolute_path)
+    v, kind = error.validator, error.validator_value
+    if v == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        allowed = ", ".join(sorted(error.schema.get("properties", {})))
+        return f"{where}: unknown key {extra[0]!r} (allowed: {allowed})"
+    if v == "required":
+        missing = [k for k in kind if k not in error.instance]
+        return f"{where}: missing key {missing[0]!r}"
+    if v == "type":
+        return f"{where}: expected {kind}, got {type(error.instance).__name__} {error.instance!r}"
+    if v == "enum":
+        return f"{where}: expected one of {', '.join(map(repr, kind))}, got {error.instance!r}"
+    if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        ops = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}
+        return f"{where}: expected a value {ops[v]} {kind}, got {error.instance!r}"
+    if v == "pattern":
+        return f"{where}: {error.instance!r} does not match the pattern {kind}"
+    if v in ("minItems", "uniqueItems", "minLength"):
+        return f"{where}: {error.message}"
+    return f"{where}: {error.message}"
+
+
+def load_schema() -> dict:
+    with open(SCHEMA_PATH, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def check_config(config: dict) -> None:
+    """Raises ConfigError naming the first problem (by key path) found against the schema."""
+    if not isinstance(config, dict) or not config:
+        raise ConfigError("(top level): the config is empty or not a mapping")
+    validator = jsonschema.Draft202012Validator(load_schema())
+    errors = sorted(validator.iter_errors(config), key=lambda e: (list(map(str, e.absolute_path)), e.validator))
+    if errors:
+        raise ConfigError(_describe(errors[0]))
+    semantic_checks(config)
+
+
+def semantic_checks(config: dict) -> None:
+    """Rules a schema cannot express: relations between keys."""
+    m = config["train"]["model"]
+    if m["model_dim"] % m["num_heads"]:
+        raise ConfigError(f"train.model: model_dim {m['model_dim']} must be a multiple of num_heads {m['num_heads']}")
+    if m["num_heads"] % m["num_kv_heads"]:
+        raise ConfigError(f"train.model: num_heads {m['num_heads']} must be a multiple of num_kv_heads {m['num_kv_heads']}")
+    head_dim = m["model_dim"] // m["num_heads"]
+    if m["rope_dims"] > head_dim or m["rope_dims"] % 2:
+        raise ConfigError(f"train.model.rope_dims: expected an even number <= head_dim {head_dim}, got {m['rope_dims']}")
+    t = config["train"]
+    per_step = t["seq_len"] * t["nproc_per_node"] * t["grad_accum_steps"]
+    if t["batch_tokens"] % per_step:
+        raise ConfigError(
+            f"train.batch_tokens: {t['batch_tokens']} is not a multiple of seq_len*nproc_per_node*grad_accum_steps = {per_step}"
+        )
+    e = config["eval"]
+    if e["stride"] > e["seq_len"]:
+        raise ConfigError(f"eval.stride: {e['stride']} is larger than eval.seq_len {e['seq_len']}")
+    s = e["slot"]
+    if s["lr_min"] > s["lr"]:
+        raise ConfigError(f"eval.slot.lr_min: {s['lr_min']} is larger than eval.slot.lr {s['lr']}")

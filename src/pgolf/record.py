@@ -1,0 +1,183 @@
+"""Record assembly: every number in submission.json and README.md comes from a stage's output file."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+from datetime import date as _date
+from pathlib import Path
+
+import jinja2
+
+TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "workflow" / "templates"
+TIME_LIMIT_S = 600.0
+
+
+def read_json(path) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def record_date(setting: str) -> str:
+    return _date.today().isoformat() if setting == "auto" else setting
+
+
+def record_dir(record_cfg: dict) -> str:
+    return f"results/records/{record_cfg['track']}/{record_date(record_cfg['date'])}_{record_cfg['name']}"
+
+
+def eval_method(eval_cfg: dict) -> str:
+    slot = eval_cfg["slot"]
+    return f"slot_{slot['mode']}" if slot["enabled"] else "sliding_window"
+
+
+def score_first(method: str):
+    """What is known about the eval's legality (Issue #1017 C1/C3) without an audit.
+
+    Sliding-window scoring adapts nothing, so it is score-first by construction; published SLOT
+    fits on the scored targets (PR #1240's flip test), so it is not; causal SLOT is not audited yet.
+    """
+    return {"sliding_window": True, "slot_published": False}.get(method)
+
+
+def _std(values: list[float]):
+    return statistics.stdev(values) if len(values) > 1 else None
+
+
+def seed_result(seed: int, stage: dict) -> dict:
+    """One seed's row, from the stage JSONs: train, export, size, roundtrip, sliding, final."""
+    t, size, final = stage["train"], stage["size"], stage["final"]
+    eval_ms = sum(stage[k]["eval_time_ms"] for k in ("roundtrip", "sliding", "slot") if k in stage)
+    return {
+        "val_loss": round(final["val_loss"], 8),
+        "val_bpb": round(final["val_bpb"], 8),
+        "artifact_bytes": size["total_bytes"],
+        "model_bytes": size["model_bytes"],
+        "steps": t["steps"],
+        "step_avg_ms": t["step_avg_ms"],
+        "train_time_s": round(t["train_time_ms"] / 1000.0, 3),
+        "eval_time_s": round(eval_ms / 1000.0, 3),
+        "pre_quant_val_bpb": round(t["pre_quant_val_bpb"], 8),
+        "roundtrip_val_bpb": round(stage["roundtrip"]["val_bpb"], 8),
+        "sliding_val_bpb": round(stage["sliding"]["val_bpb"], 8),
+    }
+
+
+def build_submission(config: dict, stages: dict[int, dict]) -> dict:
+    rec, seeds = config["record"], sorted(stages)
+    method = eval_method(config["eval"])
+    rows = {str(s): seed_result(s, stages[s]) for s in seeds}
+    bpbs = [rows[str(s)]["val_bpb"] for s in seeds]
+    losses = [rows[str(s)]["val_loss"] for s in seeds]
+    first = stages[seeds[0]]
+    mean_bpb = statistics.fmean(bpbs)
+    return {
+        "name": rec["name"],
+        "author": rec["author"],
+        "github_id": rec["github_id"],
+        "date": record_date(rec["date"]),
+        "track": rec["track"].removeprefix("track_"),
+        "val_bpb": round(mean_bpb, 8),
+        "val_bpb_std": None if _std(bpbs) is None else round(_std(bpbs), 8),
+        "val_loss": round(statistics.fmean(losses), 8),
+        "val_loss_std": None if _std(losses) is None else round(_std(losses), 8),
+        "bytes_total": max(r["artifact_bytes"] for r in rows.values()),
+        "bytes_code": first["size"]["code_bytes"],
+        "seeds": seeds,
+        "seed_results": rows,
+        "hardware": rec["hardware"],
+        "pytorch_version": first["train"]["torch_version"],
+        "eval_method": method,
+        "compliance": {
+            "artifact_under_16mb": all(stages[s]["size"]["ok"] and stages[s]["size"]["total_bytes"] <= 16_000_000 for s in seeds),
+            "train_under_600s": all(r["train_time_s"] <= TIME_LIMIT_S for r in rows.values()),
+            "eval_under_600s": all(r["eval_time_s"] <= TIME_LIMIT_S for r in rows.values()),
+            "score_first_eval": score_first(method),
+            "three_seeds": len(seeds) >= 3,
+        },
+        "blurb": (
+            f"{rec['name']}: val_bpb {mean_bpb:.4f} ({method}, mean of {len(seeds)} seed"
+            f"{'s' if len(seeds) > 1 else ''}), produced by the pgolf pipeline."
+        ),
+    }
+
+
+def render_readme(config: dict, submission: dict, stages: dict[int, dict], code_name: str) -> str:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATE_DIR), undefined=jinja2.StrictUndefined, keep_trailing_newline=True
+    )
+    first = stages[min(stages)]
+    return env.get_template("record_README.md.j2").render(
+        sub=submission,
+        cfg=config,
+        model_params=first["train"]["model_params"],
+        label=first["export"]["label"],
+        code_name=code_name,
+        seeds=sorted(stages),
+        baseline=config["record"]["baseline"],
+        delta_nats=submission["val_loss"] - config["record"]["baseline"]["val_loss"],
+        delta_bpb=submission["val_bpb"] - config["record"]["baseline"]["val_bpb"],
+    )
+
+
+def requirements(torch_version: str, compressor: str) -> str:
+    lines = [f"torch=={torch_version.split('+')[0]}", "numpy", "sentencepiece"]
+    if compressor == "zstd":
+        lines.append("zstandard")
+    return "\n".join(lines) + "\n"
+
+
+def combined_log(seed: int, logs: list[tuple[str, str]]) -> str:
+    """One seed's log: the logs of its stages in order, each under a header naming the stage."""
+    parts = []
+    for stage, path in logs:
+        parts.append(f"==== pgolf stage: {stage} (seed {seed}) ====\n")
+        parts.append(Path(path).read_text(encoding="utf-8"))
+    return "".join(parts)
+
+
+def assemble(config: dict, stage_files: dict[int, dict[str, str]], seed_logs: dict[int, list[tuple[str, str]]], code_path: str, out_files: dict[str, str]) -> dict:
+    """Writes the record folder's files; each is written to a temp name first, then renamed."""
+    stages = {}
+    for seed, files in stage_files.items():
+        stages[seed] = {k: read_json(p) for k, p in files.items()}
+        method = eval_method(config["eval"])
+        stages[seed]["final"] = stages[seed]["slot" if method.startswith("slot") else "sliding"]
+        if not stages[seed]["size"].get("ok"):
+            raise ValueError(f"{files['size']}: seed {seed} has no passing size check")
+    submission = build_submission(config, stages)
+    contents = {
+        "submission": json.dumps(submission, indent=2) + "\n",
+        "readme": render_readme(config, submission, stages, Path(out_files["code"]).name),
+        "requirements": requirements(submission["pytorch_version"], config["export"]["compressor"]),
+    }
+    for seed in stage_files:
+        contents[f"log{seed}"] = combined_log(seed, seed_logs[seed])
+    for key, text in contents.items():
+        _write_atomic(out_files[key], text)
+    tmp = out_files["code"] + ".tmp"
+    shutil.copyfile(code_path, tmp)
+    os.replace(tmp, out_files["code"])
+    return submission
+
+
+def _write_atomic(path: str, text: str) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def summary_table(submission: dict) -> str:
+    """Per-seed numbers for the terminal."""
+    lines = [f"{'seed':>6} {'val_bpb':>11} {'val_loss':>11} {'pre_quant':>10} {'sliding':>10} {'bytes':>10} {'steps':>6}"]
+    for seed, r in submission["seed_results"].items():
+        lines.append(
+            f"{seed:>6} {r['val_bpb']:>11.6f} {r['val_loss']:>11.6f} {r['pre_quant_val_bpb']:>10.4f}"
+            f" {r['sliding_val_bpb']:>10.4f} {r['artifact_bytes']:>10} {r['steps']:>6}"
+        )
+    lines.append(f"{'mean':>6} {submission['val_bpb']:>11.6f} {submission['val_loss']:>11.6f}   ({submission['eval_method']})")
+    return "\n".join(lines)

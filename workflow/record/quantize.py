@@ -1,0 +1,176 @@
+"""Export stage: EMA weights -> int6/int8 quantized, compressed artifact; and loading it back.
+
+Attention and MLP matrices become `matrix_bits` integers with one fp16 scale per row, the clip of
+each row chosen from a few percentiles by reconstruction error (PR #1313's "GPTQ-lite"); the
+embedding becomes `embed_bits` integers per row; small and control tensors stay fp16. The artifact
+is a torch.save of plain tensors and strings (loaded with weights_only=True, so loading never runs
+pickled code), compressed with lzma or zstd.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import lzma
+import os
+from dataclasses import dataclass, field, fields
+
+import torch
+
+from runtime import RunLog, UserError, load_hparams, run_main, torch_bytes, write_bytes_atomic, write_json_atomic
+
+ARTIFACT_FORMAT = "pgolf-quant/1"
+XZ_MAGIC = b"\xfd7zXZ\x00"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+@dataclass
+class ExportConfig:
+    matrix_bits: int = 6
+    embed_bits: int = 8
+    clip_percentiles: list = field(default_factory=lambda: [99.9, 99.95, 99.99, 99.999, 100.0])
+    embed_clip_percentile: float = 99.99984
+    passthrough_max_numel: int = 65536  # tensors this small stay fp16
+    compressor: str = "lzma"
+    compress_level: int = 6
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ExportConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def quantize_rows(w: torch.Tensor, bits: int, percentiles: list[float]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Symmetric per-row quantization; each row keeps the clip percentile with the lowest MSE.
+
+    Returns (q int8, scale fp16, chosen percentile index per row).
+    """
+    qmax = 2 ** (bits - 1) - 1
+    w = w.float()
+    best_err = torch.full((w.size(0),), float("inf"))
+    best_q = torch.zeros_like(w, dtype=torch.int8)
+    best_scale = torch.zeros(w.size(0), dtype=torch.float16)
+    best_idx = torch.zeros(w.size(0), dtype=torch.int64)
+    absw = w.abs()
+    for i, pct in enumerate(percentiles):
+        clip = absw.amax(dim=1) if pct >= 100.0 else torch.quantile(absw, pct / 100.0, dim=1)
+        scale = (clip.clamp_min(1e-12) / qmax).to(torch.float16)
+        s = scale.float().clamp_min(1e-12)[:, None]
+        q = torch.clamp(torch.round(w / s), -qmax, qmax)
+        err = ((q * s - w) ** 2).sum(dim=1)
+        better = err < best_err
+        best_err = torch.where(better, err, best_err)
+        best_q[better] = q[better].to(torch.int8)
+        best_scale[better] = scale[better]
+        best_idx[better] = i
+    return best_q, best_scale, best_idx
+
+
+def tensor_kind(name: str, t: torch.Tensor, cfg: ExportConfig) -> str:
+    if not t.is_floating_point() or t.ndim != 2 or t.numel() <= cfg.passthrough_max_numel:
+        return "fp16"
+    if "tok_emb" in name:
+        return "embed"
+    return "matrix"
+
+
+def quantize_state(state: dict, model_config: dict, cfg: ExportConfig) -> tuple[dict, dict]:
+    """Builds the artifact object and a summary of what happened to each tensor kind."""
+    q, scale, bits, fp = {}, {}, {}, {}
+    stats = {"matrix": 0, "embed": 0, "fp16": 0, "rmse": {}}
+    for name, t in state.items():
+        kind = tensor_kind(name, t, cfg)
+        stats[kind] += t.numel()
+        if kind == "fp16":
+            fp[name] = t.to(torch.float16) if t.is_floating_point() else t
+            continue
+        if kind == "embed":
+            qn, sc, _ = quantize_rows(t, cfg.embed_bits, [cfg.embed_clip_percentile])
+            bits[name] = cfg.embed_bits
+        else:
+            qn, sc, _ = quantize_rows(t, cfg.matrix_bits, cfg.clip_percentiles)
+            bits[name] = cfg.matrix_bits
+        q[name], scale[name] = qn, sc
+        recon = qn.float() * sc.float()[:, None]
+        stats["rmse"][name] = float(((recon - t.float()) ** 2).mean().sqrt())
+    artifact = {"format": ARTIFACT_FORMAT, "config": model_config, "q": q, "scale": scale, "bits": bits, "fp": fp}
+    return artifact, stats
+
+
+def dequantize_state(artifact: dict) -> dict:
+    state = {name: t.float() if t.is_floating_point() else t for name, t in artifact["fp"].items()}
+    for name, qn in artifact["q"].items():
+        state[name] = qn.float() * artifact["scale"][name].float()[:, None]
+    return state
+
+
+def compress(data: bytes, method: str, level: int) -> bytes:
+    if method == "lzma":
+        return lzma.compress(data, preset=level)
+    if method == "zstd":
+        import zstandard
+
+        return zstandard.ZstdCompressor(level=level).compress(data)
+    raise UserError(f"export.compressor: unknown compressor {method!r} (expected lzma or zstd)")
+
+
+def decompress(blob: bytes) -> bytes:
+    if blob.startswith(XZ_MAGIC):
+        return lzma.decompress(blob)
+    if blob.startswith(ZSTD_MAGIC):
+        import zstandard
+
+        return zstandard.ZstdDecompressor().decompress(blob)
+    raise UserError("artifact is neither xz nor zstd compressed")
+
+
+def load_artifact(path: str) -> tuple[dict, dict]:
+    """(model config dict, float state dict) from a compressed artifact, with no access to the float weights."""
+    with open(path, "rb") as f:
+        blob = f.read()
+    artifact = torch.load(io.BytesIO(decompress(blob)), weights_only=True)
+    if artifact.get("format") != ARTIFACT_FORMAT:
+        raise UserError(f"{path}: unknown artifact format {artifact.get('format')!r} (expected {ARTIFACT_FORMAT})")
+    return artifact["config"], dequantize_state(artifact)
+
+
+def export(checkpoint: dict, cfg: ExportConfig, log: RunLog) -> tuple[bytes, dict]:
+    state = checkpoint["state_dict"]
+    raw = torch_bytes(state)
+    log(f"Serialized model: {len(raw)} bytes")
+    artifact, stats = quantize_state(state, checkpoint["config"], cfg)
+    payload = torch_bytes(artifact)
+    blob = compress(payload, cfg.compressor, cfg.compress_level)
+    label = f"int{cfg.matrix_bits}+{cfg.compressor}"
+    log(f"Serialized model {label}: {len(blob)} bytes (payload:{len(payload)} raw_torch:{len(raw)})")
+    worst = max(stats["rmse"].items(), key=lambda kv: kv[1], default=("none", 0.0))
+    log(f"quant: matrix_params:{stats['matrix']} embed_params:{stats['embed']} fp16_params:{stats['fp16']} worst_rmse:{worst[1]:.6f} ({worst[0]})")
+    metrics = {
+        "model_bytes": len(blob),
+        "payload_bytes": len(payload),
+        "raw_torch_bytes": len(raw),
+        "label": label,
+        "compressor": cfg.compressor,
+        "params_by_kind": {k: stats[k] for k in ("matrix", "embed", "fp16")},
+        "rmse": stats["rmse"],
+    }
+    return blob, metrics
+
+
+def export_main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description="Quantize and compress a trained checkpoint.")
+    ap.add_argument("--hparams", required=True, help="JSON file: the config's export block")
+    ap.add_argument("--model", required=True, help="model.pt written by the train stage")
+    ap.add_argument("--out", required=True, help="compressed artifact to write")
+    ap.add_argument("--metrics", required=True, help="export.json to write")
+    args = ap.parse_args(argv)
+    cfg = ExportConfig.from_dict(load_hparams(args.hparams))
+    checkpoint = torch.load(args.model, map_location="cpu", weights_only=True)
+    blob, metrics = export(checkpoint, cfg, RunLog())
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    write_bytes_atomic(args.out, blob)
+    write_json_atomic(args.metrics, metrics)
+
+
+if __name__ == "__main__":
+    run_main(export_main)

@@ -1,0 +1,269 @@
+"""Train stage: one seed, under torchrun. Writes the EMA weights (what gets exported) and train.json.
+
+Optimisers follow the record: Muon (orthogonalised momentum) for the block matrices, AdamW for
+the embedding and the small control tensors, global grad-norm clipping, linear warmdown at the end
+(by wallclock when a cap is set, else by step count), and an EMA of all weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+from dataclasses import dataclass, fields
+
+import torch
+import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel
+
+from model import GPT, GPTConfig, count_params
+from runtime import Dist, RunLog, TrainLoader, UserError, autocast_for, load_hparams, load_val_tokens, log_environment, manifest_paths, now, peak_memory_line, read_manifest, run_main, sync, tokenizer_path, torch_bytes, write_bytes_atomic, write_json_atomic
+from scoring import byte_luts, eval_sequences
+
+
+@dataclass
+class TrainConfig:
+    seq_len: int = 2048
+    batch_tokens: int = 786432  # tokens per optimizer step, summed over ranks and micro-steps
+    grad_accum_steps: int = 1
+    iterations: int = 20000
+    max_wallclock_seconds: float = 600.0  # 0 disables the cap (and makes warmdown step-based)
+    warmdown_iters: int = 3500
+    embed_lr: float = 0.035
+    matrix_lr: float = 0.025
+    scalar_lr: float = 0.025
+    weight_decay: float = 0.04
+    muon_momentum: float = 0.99
+    muon_momentum_warmup_start: float = 0.92
+    muon_momentum_warmup_steps: int = 1500
+    muon_ns_steps: int = 5
+    grad_clip_norm: float = 0.3
+    ema_decay: float = 0.997
+    train_log_every: int = 500
+    val_every: int = 4000  # 0: validate only after training
+    val_batch_seqs: int = 32
+    val_max_tokens: int = 0  # 0: the whole validation split
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def zeropower_newton_schulz(g: torch.Tensor, steps: int) -> torch.Tensor:
+    """Approximately orthogonalises g (pushes its singular values towards 1) with a quintic iteration."""
+    a, b, c = 3.4445, -4.7750, 2.0315
+    x = g.bfloat16() if g.is_cuda else g.float()
+    x = x / (x.norm() + 1e-7)
+    transposed = x.size(0) > x.size(1)
+    if transposed:
+        x = x.T
+    for _ in range(steps):
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return (x.T if transposed else x).to(g.dtype)
+
+
+class Muon(torch.optim.Optimizer):
+    """Nesterov momentum whose update is orthogonalised, scaled for non-square matrices."""
+
+    def __init__(self, params, lr: float, momentum: float, ns_steps: int, weight_decay: float):
+        super().__init__(params, dict(lr=lr, momentum=momentum, ns_steps=ns_steps, weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                buf = self.state[p].setdefault("momentum", torch.zeros_like(p.grad))
+                buf.mul_(group["momentum"]).add_(p.grad)
+                update = p.grad.add(buf, alpha=group["momentum"])
+                update = zeropower_newton_schulz(update, group["ns_steps"])
+                update *= max(1.0, p.size(0) / p.size(1)) ** 0.5
+                p.mul_(1.0 - group["lr"] * group["weight_decay"])
+                p.add_(update, alpha=-group["lr"])
+
+
+def build_optimizers(model: GPT, cfg: TrainConfig) -> tuple[list[torch.optim.Optimizer], Muon]:
+    matrices = [m.weight for m in model.modules() if isinstance(m, nn.Linear)]
+    matrix_ids = {id(p) for p in matrices} | {id(model.tok_emb.weight)}
+    scalars = [p for p in model.parameters() if id(p) not in matrix_ids]
+    adam_kw = dict(betas=(0.9, 0.95), eps=1e-8, weight_decay=cfg.weight_decay)
+    adam = torch.optim.AdamW(
+        [
+            dict(params=[model.tok_emb.weight], lr=cfg.embed_lr, base_lr=cfg.embed_lr),
+            dict(params=scalars, lr=cfg.scalar_lr, base_lr=cfg.scalar_lr),
+        ],
+        **adam_kw,
+    )
+    muon = Muon(matrices, lr=cfg.matrix_lr, momentum=cfg.muon_momentum, ns_steps=cfg.muon_ns_steps, weight_decay=cfg.weight_decay)
+    for g in muon.param_groups:
+        g["base_lr"] = cfg.matrix_lr
+    return [adam, muon], muon
+
+
+def lr_multiplier(cfg: TrainConfig, step: int, elapsed_ms: float) -> float:
+    """1 until the warmdown window, then linear to 0 at the end of training."""
+    if cfg.warmdown_iters <= 0:
+        return 1.0
+    if cfg.max_wallclock_seconds > 0:
+        step_ms = elapsed_ms / max(step, 1)
+        remaining_ms = max(1000.0 * cfg.max_wallclock_seconds - elapsed_ms, 0.0)
+        return min(1.0, remaining_ms / (cfg.warmdown_iters * step_ms)) if step > 0 else 1.0
+    return min(1.0, max(cfg.iterations - step, 0) / cfg.warmdown_iters)
+
+
+class EMA:
+    """fp32 exponential moving average of every floating tensor in the model's state."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = {k: v.detach().float().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for k, v in model.state_dict().items():
+            self.shadow[k].mul_(self.decay).add_(v.detach().float(), alpha=1.0 - self.decay)
+
+
+def train(cfg: TrainConfig, model_cfg: GPTConfig, manifest: dict, seed: int, dist: Dist, log: RunLog) -> tuple[GPT, dict]:
+    torch.manual_seed(seed)
+    if dist.device.type == "cpu":
+        torch.set_flush_denormal(True)
+        torch.use_deterministic_algorithms(True)
+    base = GPT(model_cfg).to(dist.device)
+    model = DistributedDataParallel(base) if dist.enabled else base
+    optimizers, muon = build_optimizers(base, cfg)
+    ema = EMA(base, cfg.ema_decay)
+    autocast = autocast_for(dist.device)
+
+    micro_seqs, rem = divmod(cfg.batch_tokens, cfg.seq_len * dist.world_size * cfg.grad_accum_steps)
+    if rem or micro_seqs == 0:
+        raise UserError(
+            f"train.batch_tokens={cfg.batch_tokens} must be a positive multiple of seq_len*world_size*grad_accum_steps"
+            f" = {cfg.seq_len}*{dist.world_size}*{cfg.grad_accum_steps}"
+        )
+    loader = TrainLoader(manifest_paths(manifest, "train"), dist.rank, dist.world_size, dist.device)
+    val_tokens = load_val_tokens(manifest_paths(manifest, "val"), cfg.seq_len, cfg.val_max_tokens)
+    luts = byte_luts(tokenizer_path(manifest), model_cfg.vocab_size, dist.device)
+
+    log(f"model_params:{count_params(base)}")
+    log(f"world_size:{dist.world_size} grad_accum_steps:{cfg.grad_accum_steps}")
+    log(f"embed_lr:{cfg.embed_lr} matrix_lr:{cfg.matrix_lr} scalar_lr:{cfg.scalar_lr}")
+    log(
+        f"train_batch_tokens:{cfg.batch_tokens} train_seq_len:{cfg.seq_len} iterations:{cfg.iterations}"
+        f" max_wallclock_seconds:{cfg.max_wallclock_seconds:.3f}"
+    )
+    log(f"seed:{seed}")
+
+    def validate(step: int, elapsed_ms: float) -> dict:
+        r = eval_sequences(base, val_tokens, cfg.seq_len, cfg.val_batch_seqs, dist, luts, autocast)
+        log(
+            f"step:{step}/{cfg.iterations} val_loss:{r['val_loss']:.4f} val_bpb:{r['val_bpb']:.4f}"
+            f" train_time:{elapsed_ms:.0f}ms step_avg:{elapsed_ms / max(step, 1):.2f}ms"
+        )
+        base.train()
+        return r
+
+    curve, elapsed_ms, step, stopped_early = [], 0.0, 0, False
+    base.train()
+    sync(dist.device)
+    t0 = now()
+    while step < cfg.iterations:
+        mul = lr_multiplier(cfg, step, elapsed_ms)
+        for opt in optimizers:
+            for g in opt.param_groups:
+                g["lr"] = g["base_lr"] * mul
+        frac = min(step / cfg.muon_momentum_warmup_steps, 1.0) if cfg.muon_momentum_warmup_steps > 0 else 1.0
+        for g in muon.param_groups:
+            g["momentum"] = (1 - frac) * cfg.muon_momentum_warmup_start + frac * cfg.muon_momentum
+
+        for micro in range(cfg.grad_accum_steps):
+            x, y = loader.next_batch(micro_seqs * cfg.seq_len, cfg.seq_len)
+            last = micro == cfg.grad_accum_steps - 1
+            # Only the last micro-step all-reduces gradients.
+            with model.no_sync() if dist.enabled and not last else contextlib.nullcontext():
+                with autocast():
+                    loss = model(x, y) / cfg.grad_accum_steps
+                loss.backward()
+        if cfg.grad_clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(base.parameters(), cfg.grad_clip_norm)
+        for opt in optimizers:
+            opt.step()
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
+        ema.update(base)
+        step += 1
+
+        sync(dist.device)
+        elapsed_ms = 1000.0 * (now() - t0)
+        train_loss = loss.item() * cfg.grad_accum_steps
+        if step <= 10 or step % cfg.train_log_every == 0 or step == cfg.iterations:
+            curve.append([step, round(train_loss, 6)])
+            log(
+                f"step:{step}/{cfg.iterations} train_loss:{train_loss:.4f} train_time:{elapsed_ms:.0f}ms"
+                f" step_avg:{elapsed_ms / step:.2f}ms"
+            )
+        cap_hit = cfg.max_wallclock_seconds > 0 and elapsed_ms >= 1000.0 * cfg.max_wallclock_seconds
+        if dist.any_true(cap_hit):
+            stopped_early = step < cfg.iterations
+            if stopped_early:
+                log(f"stopping_early: wallclock_cap train_time:{elapsed_ms:.0f}ms step:{step}/{cfg.iterations}")
+            break
+        if cfg.val_every > 0 and step % cfg.val_every == 0 and step < cfg.iterations:
+            pause = now()
+            validate(step, elapsed_ms)
+            t0 += now() - pause  # the timer counts training steps only
+    log(peak_memory_line(dist.device))
+
+    base.load_state_dict({k: v.to(base.state_dict()[k].dtype) for k, v in ema.shadow.items()})
+    log("ema:applied EMA weights")
+    pre = eval_sequences(base, val_tokens, cfg.seq_len, cfg.val_batch_seqs, dist, luts, autocast)
+    log(f"pre_quant_post_ema val_loss:{pre['val_loss']:.4f} val_bpb:{pre['val_bpb']:.4f} eval_time:{pre['eval_time_ms']}ms")
+    log(f"pre_quant_post_ema_exact val_loss:{pre['val_loss']:.8f} val_bpb:{pre['val_bpb']:.8f}")
+    metrics = {
+        "seed": seed,
+        "steps": step,
+        "stopped_early": stopped_early,
+        "train_time_ms": round(elapsed_ms, 1),
+        "step_avg_ms": round(elapsed_ms / max(step, 1), 3),
+        "tokens_seen": step * cfg.batch_tokens,
+        "model_params": count_params(base),
+        "world_size": dist.world_size,
+        "final_train_loss": curve[-1][1] if curve else None,
+        "pre_quant_val_loss": pre["val_loss"],
+        "pre_quant_val_bpb": pre["val_bpb"],
+        "loss_curve": curve,
+        "device": dist.device.type,
+        "torch_version": torch.__version__,
+    }
+    return base, metrics
+
+
+def train_main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description="Train one seed of the reference GPT.")
+    ap.add_argument("--hparams", required=True, help="JSON file: the config's train block")
+    ap.add_argument("--data", required=True, help="data manifest.json")
+    ap.add_argument("--seed", type=int, required=True)
+    ap.add_argument("--out-dir", required=True)
+    args = ap.parse_args(argv)
+
+    hp = load_hparams(args.hparams)
+    manifest = read_manifest(args.data)
+    dist = Dist(hp.get("device", "auto"))
+    log = RunLog(dist.rank)
+    log_environment(log, [__file__])
+    model_cfg = GPTConfig.from_dict({**hp["model"], "vocab_size": manifest["tokenizer"]["vocab_size"]})
+    model, metrics = train(TrainConfig.from_dict(hp), model_cfg, manifest, args.seed, dist, log)
+    if dist.is_main:
+        os.makedirs(args.out_dir, exist_ok=True)
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        write_bytes_atomic(os.path.join(args.out_dir, "model.pt"), torch_bytes({"config": model_cfg.to_dict(), "state_dict": state}))
+        write_json_atomic(os.path.join(args.out_dir, "train.json"), metrics)
+    dist.barrier()
+    dist.close()
+
+
+if __name__ == "__main__":
+    run_main(train_main)
