@@ -59,6 +59,7 @@ def seed_result(seed: int, stage: dict) -> dict:
         "step_avg_ms": t["step_avg_ms"],
         "train_time_s": round(t["train_time_ms"] / 1000.0, 3),
         "eval_time_s": round(eval_ms / 1000.0, 3),
+        "init_val_bpb": round(t["init_val_bpb"], 8),
         "pre_quant_val_bpb": round(t["pre_quant_val_bpb"], 8),
         "roundtrip_val_bpb": round(stage["roundtrip"]["val_bpb"], 8),
         "sliding_val_bpb": round(stage["sliding"]["val_bpb"], 8),
@@ -66,7 +67,7 @@ def seed_result(seed: int, stage: dict) -> dict:
 
 
 def build_submission(config: dict, stages: dict[int, dict]) -> dict:
-    rec, seeds = config["record"], sorted(stages)
+    rec, seeds = config["record"], list(stages)
     method = eval_method(config["eval"])
     rows = {str(s): seed_result(s, stages[s]) for s in seeds}
     bpbs = [rows[str(s)]["val_bpb"] for s in seeds]
@@ -108,14 +109,14 @@ def render_readme(config: dict, submission: dict, stages: dict[int, dict], code_
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATE_DIR), undefined=jinja2.StrictUndefined, keep_trailing_newline=True
     )
-    first = stages[min(stages)]
+    first = stages[next(iter(stages))]
     return env.get_template("record_README.md.j2").render(
         sub=submission,
         cfg=config,
         model_params=first["train"]["model_params"],
         label=first["export"]["label"],
         code_name=code_name,
-        seeds=sorted(stages),
+        seeds=list(stages),
         baseline=config["record"]["baseline"],
         delta_nats=submission["val_loss"] - config["record"]["baseline"]["val_loss"],
         delta_bpb=submission["val_bpb"] - config["record"]["baseline"]["val_bpb"],

@@ -166,8 +166,8 @@ def train(cfg: TrainConfig, model_cfg: GPTConfig, manifest: dict, seed: int, dis
         base.train()
         return r
 
+    init = validate(0, 0.0)  # the untrained model's score, the floor every record must clear
     curve, elapsed_ms, step, stopped_early = [], 0.0, 0, False
-    base.train()
     sync(dist.device)
     t0 = now()
     while step < cfg.iterations:
@@ -232,6 +232,7 @@ def train(cfg: TrainConfig, model_cfg: GPTConfig, manifest: dict, seed: int, dis
         "model_params": count_params(base),
         "world_size": dist.world_size,
         "final_train_loss": curve[-1][1] if curve else None,
+        "init_val_bpb": init["val_bpb"],
         "pre_quant_val_loss": pre["val_loss"],
         "pre_quant_val_bpb": pre["val_bpb"],
         "loss_curve": curve,

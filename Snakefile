@@ -1,0 +1,26 @@
+# pgolf: Parameter Golf records, reproducibly. `snakemake --cores all` runs the embedded default;
+# `snakemake --cores all --configfile config/fineweb-8xh100.yaml` the real preset (see README).
+from snakemake.utils import min_version
+
+min_version("9.11")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/export.smk"
+include: "workflow/rules/eval.smk"
+include: "workflow/rules/record.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        record_files(),
+
+
+onsuccess:
+    print_record_summary()

@@ -1,0 +1,136 @@
+# Shared helpers: config validation, stage ids, code lists, targets. Rule files stay declarative.
+import json
+import sys
+from pathlib import Path
+
+from pgolf.config import ConfigError, canon, check_config, file_digest, short_hash
+from pgolf import record as pgrecord
+
+
+try:
+    check_config(config)
+except ConfigError as e:
+    sys.exit(f"config error: {e}")
+
+
+wildcard_constraints:
+    seed=r"\d+",
+    stage=r"train|export|eval|slot",
+    stage_id=r"[0-9a-f]{10}",
+    train_id=r"[0-9a-f]{10}",
+    export_id=r"[0-9a-f]{10}",
+    eval_id=r"[0-9a-f]{10}",
+    slot_id=r"[0-9a-f]{10}",
+    data_id=r"[0-9a-f]{10}",
+    code_id=r"[0-9a-f]{10}",
+
+
+ENV = "../../envs/pgolf.yaml"
+
+
+def record_code(*modules):
+    return [f"workflow/record/{m}.py" for m in modules]
+
+
+# Every code file a stage runs is an input of its rules (Snakemake only tracks inputs) and
+# part of its id, so a code edit reruns exactly the stages that execute that code.
+CODE = {
+    "data": ["src/pgolf/data.py", "src/pgolf/shards.py", "src/pgolf/hub.py"],
+    "train": record_code("runtime", "scoring", "model", "train"),
+    "export": record_code("runtime", "quantize"),
+    "eval": record_code("runtime", "scoring", "model", "quantize", "evaluate"),
+    "slot": record_code("runtime", "scoring", "model", "quantize", "evaluate", "slot"),
+    "bundle": record_code("runtime", "scoring", "model", "quantize", "train", "evaluate", "slot", "entry")
+    + ["src/pgolf/bundle.py"],
+    "size": ["src/pgolf/size.py"],
+    "record": ["src/pgolf/record.py", "workflow/templates/record_README.md.j2"],
+}
+
+
+def data_block():
+    """What defines the dataset: the active source's settings (and the corpus file's content)."""
+    d = config["data"]
+    block = {"source": d["source"], **d[d["source"]]}
+    if d["source"] == "corpus":
+        corpus = Path(block["path"])
+        if not corpus.is_file():
+            sys.exit(f"config error: data.corpus.path: {corpus} does not exist")
+        block["corpus_sha256"] = file_digest([corpus])
+    return block
+
+
+EVAL_BLOCK = {k: v for k, v in config["eval"].items() if k != "slot"}
+STAGE_BLOCKS = {
+    "train": config["train"],
+    "export": {k: v for k, v in config["export"].items() if k != "size_limit_bytes"},
+    "eval": EVAL_BLOCK,
+    "slot": config["eval"],
+}
+DATA_ID = short_hash(canon(data_block()), file_digest(CODE["data"]))
+TRAIN_ID = short_hash(DATA_ID, canon(STAGE_BLOCKS["train"]), file_digest(CODE["train"]))
+EXPORT_ID = short_hash(TRAIN_ID, canon(STAGE_BLOCKS["export"]), file_digest(CODE["export"]))
+EVAL_ID = short_hash(EXPORT_ID, canon(STAGE_BLOCKS["eval"]), file_digest(CODE["eval"]))
+SLOT_ID = short_hash(EXPORT_ID, canon(STAGE_BLOCKS["slot"]), file_digest(CODE["slot"]))
+RECORD_SETTINGS = {k: config[k] for k in ("train", "export", "eval")}
+CODE_ID = short_hash(canon(RECORD_SETTINGS), file_digest(CODE["bundle"]))
+STAGE_IDS = {"train": TRAIN_ID, "export": EXPORT_ID, "eval": EVAL_ID, "slot": SLOT_ID}
+SEEDS = config["seeds"]
+SLOT_ENABLED = config["eval"]["slot"]["enabled"]
+RECORD_DIR = pgrecord.record_dir(config["record"])
+
+
+def stage_hparams(wildcards):
+    return canon(STAGE_BLOCKS[wildcards.stage])
+
+
+def gpus(block):
+    """GPUs a job takes: one per process, unless the stage is forced onto the CPU."""
+    return 0 if block["device"] == "cpu" else block["nproc_per_node"]
+
+
+def seed_stage_files(seed):
+    files = {
+        "train": f"results/train/{TRAIN_ID}/seed{seed}/train.json",
+        "export": f"results/export/{EXPORT_ID}/seed{seed}/export.json",
+        "size": f"results/export/{EXPORT_ID}/seed{seed}/size.json",
+        "roundtrip": f"results/eval/{EVAL_ID}/seed{seed}/roundtrip.json",
+        "sliding": f"results/eval/{EVAL_ID}/seed{seed}/sliding.json",
+    }
+    if SLOT_ENABLED:
+        files["slot"] = f"results/slot/{SLOT_ID}/seed{seed}/slot.json"
+    return files
+
+
+def seed_logs(seed):
+    logs = [
+        ("train", f"results/logs/train/{TRAIN_ID}/seed{seed}.log"),
+        ("export", f"results/logs/export/{EXPORT_ID}/seed{seed}.log"),
+        ("size", f"results/logs/size/{EXPORT_ID}/seed{seed}.log"),
+        ("eval roundtrip", f"results/logs/eval/{EVAL_ID}/seed{seed}.roundtrip.log"),
+        ("eval sliding", f"results/logs/eval/{EVAL_ID}/seed{seed}.sliding.log"),
+    ]
+    if SLOT_ENABLED:
+        logs.append(("eval slot", f"results/logs/slot/{SLOT_ID}/seed{seed}.log"))
+    return logs
+
+
+def record_outputs():
+    out = {
+        "readme": f"{RECORD_DIR}/README.md",
+        "submission": f"{RECORD_DIR}/submission.json",
+        "code": f"{RECORD_DIR}/train_gpt.py",
+        "requirements": f"{RECORD_DIR}/requirements.txt",
+    }
+    out.update({f"log{s}": f"{RECORD_DIR}/train_seed{s}.log" for s in SEEDS})
+    return out
+
+
+def record_files():
+    return list(record_outputs().values())
+
+
+def print_record_summary():
+    path = Path(RECORD_DIR) / "submission.json"
+    if path.is_file():
+        sub = json.loads(path.read_text())
+        print(f"\nrecord: {RECORD_DIR}\n{pgrecord.summary_table(sub)}\n")

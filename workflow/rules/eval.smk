@@ -1,0 +1,62 @@
+# Eval stage: every eval runs on the dequantized artifact, never on the float weights.
+
+
+rule eval:
+    message:
+        "Eval {wildcards.method}, seed {wildcards.seed}"
+    input:
+        artifact=f"results/export/{EXPORT_ID}/seed{{seed}}/final_model.ptz",
+        size_report=f"results/export/{EXPORT_ID}/seed{{seed}}/size.json",
+        manifest=f"results/data/{DATA_ID}/manifest.json",
+        hp="results/eval/{eval_id}/config.json",
+        code=CODE["eval"],
+    output:
+        "results/eval/{eval_id}/seed{seed}/{method}.json",
+    wildcard_constraints:
+        method="roundtrip|sliding",
+    params:
+        hp=STAGE_BLOCKS["eval"],
+        nproc=config["eval"]["nproc_per_node"],
+    log:
+        "results/logs/eval/{eval_id}/seed{seed}.{method}.log",
+    benchmark:
+        "results/benchmarks/eval/{eval_id}/seed{seed}.{method}.tsv"
+    threads: 1
+    resources:
+        gpu=gpus(config["eval"]),
+    conda:
+        ENV
+    shell:
+        "torchrun --standalone --nproc_per_node {params.nproc} workflow/record/evaluate.py {wildcards.method}"
+        " --hparams {input.hp} --artifact {input.artifact} --data {input.manifest} --out {output}"
+        " 2>&1 | tee {log}"
+
+
+rule eval_slot:
+    message:
+        "Eval SLOT ({params.mode}), seed {wildcards.seed}"
+    input:
+        artifact=f"results/export/{EXPORT_ID}/seed{{seed}}/final_model.ptz",
+        size_report=f"results/export/{EXPORT_ID}/seed{{seed}}/size.json",
+        manifest=f"results/data/{DATA_ID}/manifest.json",
+        hp="results/slot/{slot_id}/config.json",
+        code=CODE["slot"],
+    output:
+        "results/slot/{slot_id}/seed{seed}/slot.json",
+    params:
+        hp=STAGE_BLOCKS["slot"],
+        nproc=config["eval"]["nproc_per_node"],
+        mode=config["eval"]["slot"]["mode"],
+    log:
+        "results/logs/slot/{slot_id}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/slot/{slot_id}/seed{seed}.tsv"
+    threads: 1
+    resources:
+        gpu=gpus(config["eval"]),
+    conda:
+        ENV
+    shell:
+        "torchrun --standalone --nproc_per_node {params.nproc} workflow/record/slot.py"
+        " --hparams {input.hp} --artifact {input.artifact} --data {input.manifest} --out {output}"
+        " 2>&1 | tee {log}"

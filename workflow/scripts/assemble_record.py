@@ -1,0 +1,10 @@
+"""Snakemake script for the record rule: hands the stage outputs to pgolf.record.assemble."""
+
+from pgolf.record import assemble, summary_table
+
+sm = snakemake  # noqa: F821  (injected by Snakemake)
+seeds = sm.config["seeds"]
+stage_files = {s: {k.rsplit("_", 1)[0]: v for k, v in sm.input.items() if k.endswith(f"_{s}")} for s in seeds}
+submission = assemble(sm.config, stage_files, sm.params.seed_logs, sm.input.code, dict(sm.output.items()))
+with open(sm.log[0], "w", encoding="utf-8") as log:
+    log.write(summary_table(submission) + "\n")
