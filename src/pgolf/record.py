@@ -161,7 +161,15 @@ def assemble(config: dict, stage_files: dict[int, dict[str, str]], seed_logs: di
     tmp = out_files["code"] + ".tmp"
     shutil.copyfile(code_path, tmp)
     os.replace(tmp, out_files["code"])
+    _remove_stale_logs(Path(out_files["code"]).parent, set(out_files.values()))
     return submission
+
+
+def _remove_stale_logs(folder: Path, keep: set[str]) -> None:
+    """A record folder rebuilt with fewer seeds must not keep the dropped seeds' logs."""
+    for log in folder.glob("train_seed*.log"):
+        if str(log) not in keep and not any(Path(k).resolve() == log.resolve() for k in keep):
+            log.unlink()
 
 
 def _write_atomic(path: str, text: str) -> None:

@@ -1,4 +1,6 @@
 # Eval stage: every eval runs on the dequantized artifact, never on the float weights.
+# Evals do not wait for the size check: their result does not depend on the code's bytes, and the
+# record stage refuses any seed whose size.json is not ok.
 
 
 rule eval:
@@ -6,7 +8,6 @@ rule eval:
         "Eval {wildcards.method}, seed {wildcards.seed}"
     input:
         artifact=f"results/export/{EXPORT_ID}/seed{{seed}}/final_model.ptz",
-        size_report=f"results/export/{EXPORT_ID}/seed{{seed}}/size.json",
         manifest=f"results/data/{DATA_ID}/manifest.json",
         hp="results/eval/{eval_id}/config.json",
         code=CODE["eval"],
@@ -15,7 +16,7 @@ rule eval:
     wildcard_constraints:
         method="roundtrip|sliding",
     params:
-        hp=STAGE_BLOCKS["eval"],
+        hp=canon(STAGE_BLOCKS["eval"]),
         nproc=config["eval"]["nproc_per_node"],
     log:
         "results/logs/eval/{eval_id}/seed{seed}.{method}.log",
@@ -37,14 +38,13 @@ rule eval_slot:
         "Eval SLOT ({params.mode}), seed {wildcards.seed}"
     input:
         artifact=f"results/export/{EXPORT_ID}/seed{{seed}}/final_model.ptz",
-        size_report=f"results/export/{EXPORT_ID}/seed{{seed}}/size.json",
         manifest=f"results/data/{DATA_ID}/manifest.json",
         hp="results/slot/{slot_id}/config.json",
         code=CODE["slot"],
     output:
         "results/slot/{slot_id}/seed{seed}/slot.json",
     params:
-        hp=STAGE_BLOCKS["slot"],
+        hp=canon(STAGE_BLOCKS["slot"]),
         nproc=config["eval"]["nproc_per_node"],
         mode=config["eval"]["slot"]["mode"],
     log:

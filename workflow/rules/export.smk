@@ -12,7 +12,7 @@ rule quantize:
         artifact="results/export/{export_id}/seed{seed}/final_model.ptz",
         metrics="results/export/{export_id}/seed{seed}/export.json",
     params:
-        hp=STAGE_BLOCKS["export"],
+        hp=canon(STAGE_BLOCKS["export"]),
     log:
         "results/logs/export/{export_id}/seed{seed}.log",
     benchmark:

@@ -1,0 +1,62 @@
+"""Shared fixtures: the record modules on sys.path, and a scratch copy of the workflow."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+RECORD_DIR = REPO / "workflow" / "record"
+sys.path.insert(0, str(RECORD_DIR))
+
+# What a workflow copy needs: the code a rule lists as input, the corpus, the configs.
+WORKFLOW_PARTS = ["Snakefile", "config.yaml", "workflow", "profiles", "envs", "src", "data/corpus", ".test", "config"]
+
+
+def copy_workflow(dest: Path) -> Path:
+    for part in WORKFLOW_PARTS:
+        src = REPO / part
+        if src.is_dir():
+            shutil.copytree(src, dest / part, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            (dest / part).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / part)
+    return dest
+
+
+def snakemake(workdir: Path, *args: str, configs=(".test/config.yaml",), timeout: int = 600) -> subprocess.CompletedProcess:
+    cmd = ["snakemake", "--cores", "2"]
+    if configs:
+        cmd += ["--configfile", *configs]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SNAKEMAKE")}
+    return subprocess.run(cmd + list(args), cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
+    """Rule -> job count from a dry run's 'Job stats' table ({} when nothing is to be done)."""
+    out = result.stdout + result.stderr
+    if "Nothing to be done" in out:
+        return {}
+    table = out.split("Job stats:", 1)[1]
+    jobs = {}
+    for line in table.splitlines()[3:]:
+        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if not m or m.group(1) == "total":
+            break
+        jobs[m.group(1)] = int(m.group(2))
+    return jobs
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """One full run of the tiny overlay in a scratch copy; shared by the workflow tests."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("wf"))
+    result = snakemake(workdir)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return workdir, result
