@@ -1,0 +1,219 @@
+"""Unit tests of the record code (workflow/record/) and the pipeline pieces around it."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from evaluate import sliding_windows
+from model import GPT, GPTConfig, count_params
+from quantize import ExportConfig, dequantize_state, export, load_artifact, quantize_rows
+from runtime import RunLog, UserError, load_shard
+from train import TrainConfig, lr_multiplier, zeropower_newton_schulz
+
+from pgolf.bundle import MODULES, bundle
+from pgolf.config import ConfigError, check_config
+from pgolf.size import SizeError, gate
+
+
+@pytest.mark.parametrize("total,seq_len,stride", [(1000, 128, 64), (1000, 128, 96), (129, 128, 64), (50, 128, 64), (4097, 256, 1), (640, 64, 64)])
+def test_sliding_windows_score_every_target_exactly_once(total, seq_len, stride):
+    counts = np.zeros(total, dtype=int)
+    for i, (start, length, first) in enumerate(sliding_windows(total, seq_len, stride)):
+        assert 0 < length <= seq_len and 0 <= first < length
+        counts[start + first : start + length] += 1
+        if i > 0:  # every scored target sees at least seq_len - stride tokens of context
+            assert first >= min(seq_len - stride, start + first)
+    assert (counts == 1).all()
+
+
+def test_upstream_tail_would_double_count():
+    # Upstream keeps sliding through the tail; ours stops once the last target is scored.
+    windows = sliding_windows(1000, 128, 64)
+    assert windows[-1][0] + windows[-1][1] == 1000 and len(windows) == (1000 - 128) // 64 + 2
+
+
+def test_int6_rows_stay_in_range_and_beat_plain_max_clipping():
+    torch.manual_seed(0)
+    w = torch.randn(64, 256)
+    w[0, 0] = 40.0  # one outlier: clipping that row below its max must pay off
+    q, scale, choice = quantize_rows(w, 6, [99.9, 99.95, 99.99, 99.999, 100.0])
+    assert q.dtype == torch.int8 and int(q.abs().max()) <= 31 and scale.dtype == torch.float16
+    err = ((q.float() * scale.float()[:, None] - w) ** 2).sum(1)
+    q_max, s_max, _ = quantize_rows(w, 6, [100.0])
+    err_max = ((q_max.float() * s_max.float()[:, None] - w) ** 2).sum(1)
+    assert (err <= err_max + 1e-6).all()
+    assert choice[0] < 4  # the outlier row chose a clip below its maximum
+
+
+def test_artifact_round_trip_needs_no_float_weights(tmp_path):
+    torch.manual_seed(0)
+    cfg = GPTConfig(vocab_size=300, num_layers=2, model_dim=64, num_heads=4, num_kv_heads=2)
+    model = GPT(cfg)
+    for p in model.parameters():  # trained-looking weights (zero-init projections would quantize trivially)
+        p.data.normal_(0, 0.05)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    log = RunLog(path=str(tmp_path / "log.txt"))
+    blob, metrics = export({"config": cfg.to_dict(), "state_dict": state}, ExportConfig(passthrough_max_numel=1024), log)
+    path = tmp_path / "model.ptz"
+    path.write_bytes(blob)
+    config, restored = load_artifact(str(path))
+    assert config == cfg.to_dict() and set(restored) == set(state)
+    for name, t in state.items():
+        err = restored[name] - t
+        if name in metrics["rmse"]:  # quantized: int6 steps are ~1/31 of the row's clip
+            assert err.pow(2).mean().sqrt() < 0.06 * t.std(), name
+            assert metrics["rmse"][name] == pytest.approx(err.pow(2).mean().sqrt().item(), rel=1e-4)
+        else:  # fp16 passthrough
+            assert err.abs().max() < 1e-3, name
+    assert len(metrics["rmse"]) == 13  # q, k, v, proj, up, down in 2 blocks + the embedding
+    assert metrics["model_bytes"] == len(blob) and blob[:6] == b"\xfd7zXZ\x00"
+    assert "Serialized model int6+lzma: %d bytes" % len(blob) in (tmp_path / "log.txt").read_text()
+
+
+def test_artifact_loading_refuses_pickled_code(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    buf = io.BytesIO()
+    torch.save({"format": "pgolf-quant/1", "x": Evil()}, buf)
+    import lzma
+
+    path = tmp_path / "evil.ptz"
+    path.write_bytes(lzma.compress(buf.getvalue()))
+    with pytest.raises(Exception, match="Weights only load failed|Unsupported"):
+        load_artifact(str(path))
+
+
+def test_dequantize_restores_passthrough_tensors_exactly():
+    art = {"fp": {"a": torch.tensor([1.5, -2.0], dtype=torch.float16)}, "q": {}, "scale": {}}
+    assert torch.equal(dequantize_state(art)["a"], torch.tensor([1.5, -2.0]))
+
+
+def test_model_counts_and_shapes():
+    cfg = GPTConfig(vocab_size=1024, num_layers=4, model_dim=128, num_heads=4, num_kv_heads=2)
+    model = GPT(cfg)
+    ids, targets = torch.randint(0, 1024, (2, 16)), torch.randint(0, 1024, (2, 16))
+    nll = model.token_nll(ids, targets)
+    assert nll.shape == (2, 16) and torch.isfinite(nll).all()
+    # Near-uniform at init: tied embeddings start tiny.
+    assert abs(nll.mean().item() - np.log(1024)) < 0.1
+    assert count_params(model) == 723216
+
+
+def test_model_is_causal():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=300, num_layers=2, model_dim=64, num_heads=4, num_kv_heads=2))
+    for p in model.parameters():
+        p.data.normal_(0, 0.1)
+    x = torch.randint(0, 300, (1, 32))
+    y = x.clone()
+    y[0, 20:] = (y[0, 20:] + 1) % 300
+    assert torch.equal(model.hidden(x)[:, :20], model.hidden(torch.cat([x[:, :20], y[:, 20:]], 1))[:, :20])
+
+
+def test_newton_schulz_orthogonalises():
+    torch.manual_seed(0)
+    g = torch.randn(32, 64)
+    s = torch.linalg.svdvals(zeropower_newton_schulz(g, 5))
+    assert s.min() > 0.5 and s.max() < 1.3
+
+
+def test_lr_schedule_step_and_time_based():
+    cfg = TrainConfig(iterations=100, warmdown_iters=20, max_wallclock_seconds=0)
+    assert lr_multiplier(cfg, 0, 0) == 1.0 and lr_multiplier(cfg, 80, 0) == 1.0
+    assert lr_multiplier(cfg, 90, 0) == pytest.approx(0.5) and lr_multiplier(cfg, 100, 0) == 0.0
+    timed = TrainConfig(iterations=10**6, warmdown_iters=100, max_wallclock_seconds=10)
+    # 10 ms per step: 100 steps' worth of warmdown is the last second of the 10-second cap.
+    assert lr_multiplier(timed, 500, 5000) == 1.0
+    assert lr_multiplier(timed, 950, 9500) == pytest.approx(0.5)
+
+
+def test_load_shard_names_the_file(tmp_path):
+    from pgolf.shards import write_shard
+
+    path = tmp_path / "fineweb_train_000000.bin"
+    write_shard(path, np.arange(10))
+    assert load_shard(path).tolist() == list(range(10))
+    raw = path.read_bytes()
+    path.write_bytes(b"\x01\x00\x00\x00" + raw[4:])
+    with pytest.raises(UserError, match=r"fineweb_train_000000.bin: bad magic 1 \(expected 20240520\)"):
+        load_shard(path)
+    path.write_bytes(raw[:-2])
+    with pytest.raises(UserError, match=r"size 1042 bytes but header says 10 tokens \(expected 1044 bytes\)"):
+        load_shard(path)
+
+
+def test_bundle_is_one_self_contained_script(tmp_path):
+    config = {"train": {"model": {}}, "export": {}, "eval": {"slot": {}}}
+    text = bundle(config)
+    compile(text, "train_gpt.py", "exec")
+    for m in MODULES:
+        assert f"from {m} import" not in text
+    assert text.count("from __future__ import annotations") == 1
+    assert len(re.findall(r'^if __name__ == "__main__":$', text, re.M)) == 1
+    path = tmp_path / "train_gpt.py"
+    path.write_text(text)
+    r = subprocess.run([sys.executable, str(path), "--help"], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0 and "--data" in r.stdout
+
+
+def test_size_gate_passes_and_fails_with_the_numbers(tmp_path):
+    code, model = tmp_path / "train_gpt.py", tmp_path / "model.ptz"
+    code.write_bytes(b"x" * 100)
+    model.write_bytes(b"y" * 900)
+    out = tmp_path / "size.json"
+    report = gate([code], model, out, limit=1000)
+    assert report["ok"] and json.loads(out.read_text())["total_bytes"] == 1000
+    out.unlink()
+    with pytest.raises(SizeError, match=r"code 100 \+ model 900 = 1000 bytes > limit 999 \(over by 1\)"):
+        gate([code], model, out, limit=999)
+    assert not out.exists()
+
+
+def test_check_config_accepts_the_shipped_configs():
+    import yaml
+
+    from conftest import REPO
+    from pgolf.cli import _merge
+
+    base = yaml.safe_load((REPO / "config.yaml").read_text())
+    check_config(base)
+    for overlay in ("config/fineweb-8xh100.yaml", ".test/config.yaml"):
+        merged = json.loads(json.dumps(base))
+        _merge(merged, yaml.safe_load((REPO / overlay).read_text()))
+        check_config(merged)
+
+
+@pytest.mark.parametrize(
+    "path,value,message",
+    [
+        (("train", "model", "num_heads"), 3, "train.model: model_dim 128 must be a multiple of num_heads 3"),
+        (("eval", "stride"), 999, "eval.stride: 999 is larger than eval.seq_len 128"),
+        (("export", "compressor"), "gzip", "export.compressor: expected one of 'lzma', 'zstd', got 'gzip'"),
+        (("train", "ema_decay"), 1.0, "train.ema_decay: expected a value < 1, got 1.0"),
+        (("record", "date"), "yesterday", "record.date: 'yesterday' does not match the pattern"),
+    ],
+)
+def test_config_errors_name_the_key(path, value, message):
+    import yaml
+
+    from conftest import REPO
+
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    node = config
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    with pytest.raises(ConfigError) as e:
+        check_config(config)
+    assert str(e.value).startswith(message)
+    assert "\n" not in str(e.value)
