@@ -8,16 +8,13 @@ The settings the record was produced with are embedded in train_gpt.py as RECORD
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
-import torch
-
-from evaluate import EvalConfig, eval_sliding, load_eval_model
+from evaluate import EvalConfig, EvalSetup, eval_sliding, log_score
 from model import GPTConfig
 from quantize import ExportConfig, export
-from runtime import Dist, RunLog, UserError, autocast_for, load_val_tokens, log_environment, manifest_paths, read_manifest, tokenizer_path, write_bytes_atomic, write_json_atomic
-from scoring import byte_luts, eval_sequences
+from runtime import Dist, RunLog, log_environment, read_manifest, settings_from, write_bytes_atomic, write_json_atomic
+from scoring import eval_sequences
 from slot import SlotConfig, eval_slot
 from train import TrainConfig, train
 
@@ -34,36 +31,29 @@ def record_main(argv, config: dict) -> None:
     dist = Dist(tcfg["device"])
     log = RunLog(dist.rank)
     log_environment(log, [__file__])
-    model_cfg = GPTConfig.from_dict({**tcfg["model"], "vocab_size": manifest["tokenizer"]["vocab_size"]})
-    model, train_metrics = train(TrainConfig.from_dict(tcfg), model_cfg, manifest, args.seed, dist, log)
+    model_cfg = settings_from(GPTConfig, {**tcfg["model"], "vocab_size": manifest["tokenizer"]["vocab_size"]})
+    model, train_metrics = train(settings_from(TrainConfig, tcfg), model_cfg, manifest, args.seed, dist, log)
 
     artifact_path = os.path.join(args.out_dir, "final_model.ptz")
     if dist.is_main:
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        blob, export_metrics = export({"config": model_cfg.to_dict(), "state_dict": state}, ExportConfig.from_dict(config["export"]), log)
+        blob, export_metrics = export({"config": model_cfg.to_dict(), "state_dict": state}, settings_from(ExportConfig, config["export"]), log)
         write_bytes_atomic(artifact_path, blob)
         code_bytes = os.path.getsize(__file__)
         log(f"Code size: {code_bytes} bytes")
         log(f"Total submission size {export_metrics['label']}: {code_bytes + len(blob)} bytes")
     dist.barrier()
 
-    if dist.device.type == "cpu":
-        torch.use_deterministic_algorithms(True)
-    qmodel = load_eval_model(artifact_path, dist.device)
-    ev = EvalConfig.from_dict(ecfg)
-    val_tokens = load_val_tokens(manifest_paths(manifest, "val"), ev.seq_len, ev.max_tokens)
-    luts = byte_luts(tokenizer_path(manifest), model_cfg.vocab_size, dist.device)
-    autocast = autocast_for(dist.device)
+    s = EvalSetup(artifact_path, manifest, settings_from(EvalConfig, ecfg), dist)
     results = {"train": train_metrics}
-    results["roundtrip"] = eval_sequences(qmodel, val_tokens, ev.seq_len, ev.batch_seqs, dist, luts, autocast)
-    results["sliding"] = eval_sliding(qmodel, val_tokens, ev, dist, luts, autocast)
-    slot = SlotConfig.from_dict(ecfg["slot"])
+    results["roundtrip"] = eval_sequences(s.model, s.val_tokens, s.cfg.seq_len, s.cfg.batch_seqs, dist, s.luts, s.autocast)
+    log_score(log, "final_roundtrip", results["roundtrip"])
+    results["sliding"] = eval_sliding(s.model, s.val_tokens, s.cfg, dist, s.luts, s.autocast)
+    log_score(log, "final_sliding_window", results["sliding"], f" stride:{s.cfg.stride}")
+    slot = settings_from(SlotConfig, ecfg["slot"])
     if slot.enabled:
-        results["slot"] = eval_slot(qmodel, val_tokens, ev, slot, dist, luts, autocast)
-    for name, label in (("roundtrip", "final_roundtrip"), ("sliding", "final_sliding_window"), ("slot", f"final_slot_{slot.mode}")):
-        if name in results:
-            r = results[name]
-            log(f"{label}_exact val_loss:{r['val_loss']:.8f} val_bpb:{r['val_bpb']:.8f}")
+        results["slot"] = eval_slot(s.model, s.val_tokens, s.cfg, slot, dist, s.luts, s.autocast)
+        log_score(log, f"final_slot_{slot.mode}", results["slot"])
     if dist.is_main:
         write_json_atomic(os.path.join(args.out_dir, "results.json"), results)
     dist.close()

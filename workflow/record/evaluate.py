@@ -8,13 +8,13 @@ scored exactly once with at least seq_len - stride tokens of context).
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 
 from model import GPT, GPTConfig
 from quantize import load_artifact
-from runtime import Dist, RunLog, autocast_for, load_hparams, load_val_tokens, manifest_paths, now, read_manifest, run_main, sync, tokenizer_path, write_json_atomic
+from runtime import Dist, RunLog, autocast_for, load_hparams, load_val_tokens, manifest_paths, now, read_manifest, run_main, sync, tokenizer_path, write_json_atomic, settings_from
 from scoring import ScoreSums, byte_luts, eval_sequences
 
 
@@ -25,10 +25,6 @@ class EvalConfig:
     batch_seqs: int = 32
     max_tokens: int = 0  # 0: the whole validation split
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "EvalConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 def sliding_windows(total: int, seq_len: int, stride: int) -> list[tuple[int, int, int]]:
@@ -83,43 +79,64 @@ def eval_sliding(model: GPT, val_tokens: torch.Tensor, cfg: EvalConfig, dist: Di
 
 def load_eval_model(artifact_path: str, device: torch.device) -> GPT:
     config, state = load_artifact(artifact_path)
-    model = GPT(GPTConfig.from_dict(config)).to(device)
+    model = GPT(settings_from(GPTConfig, config)).to(device)
     model.load_state_dict(state)
     model.eval()
     return model
 
 
-def eval_main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description="Score a compressed artifact on the validation split.")
-    ap.add_argument("method", choices=["roundtrip", "sliding"])
+class EvalSetup:
+    """What every eval needs: processes, the dequantized model, validation tokens, byte tables."""
+
+    def __init__(self, artifact_path: str, manifest: dict, cfg: EvalConfig, dist: Dist):
+        if dist.device.type == "cpu":
+            torch.use_deterministic_algorithms(True)
+        self.dist, self.cfg = dist, cfg
+        self.model = load_eval_model(artifact_path, dist.device)
+        self.val_tokens = load_val_tokens(manifest_paths(manifest, "val"), cfg.seq_len, cfg.max_tokens)
+        self.luts = byte_luts(tokenizer_path(manifest), self.model.cfg.vocab_size, dist.device)
+        self.autocast = autocast_for(dist.device)
+
+
+def eval_cli(description: str, methods: list[str] | None = None) -> argparse.ArgumentParser:
+    """Arguments shared by the eval stage entry points (evaluate.py, slot.py)."""
+    ap = argparse.ArgumentParser(description=description)
+    if methods:
+        ap.add_argument("method", choices=methods)
     ap.add_argument("--hparams", required=True, help="JSON file: the config's eval block")
     ap.add_argument("--artifact", required=True)
     ap.add_argument("--data", required=True, help="data manifest.json")
     ap.add_argument("--out", required=True, help="metrics JSON to write")
-    args = ap.parse_args(argv)
+    return ap
 
-    hp = load_hparams(args.hparams)
-    cfg = EvalConfig.from_dict(hp)
-    manifest = read_manifest(args.data)
-    dist = Dist(hp.get("device", "auto"))
-    log = RunLog(dist.rank)
-    if dist.device.type == "cpu":
-        torch.use_deterministic_algorithms(True)
-    model = load_eval_model(args.artifact, dist.device)
-    val_tokens = load_val_tokens(manifest_paths(manifest, "val"), cfg.seq_len, cfg.max_tokens)
-    luts = byte_luts(tokenizer_path(manifest), model.cfg.vocab_size, dist.device)
-    autocast = autocast_for(dist.device)
-    if args.method == "roundtrip":
-        r = eval_sequences(model, val_tokens, cfg.seq_len, cfg.batch_seqs, dist, luts, autocast)
-        label, extra = "final_roundtrip", ""
-    else:
-        r = eval_sliding(model, val_tokens, cfg, dist, luts, autocast)
-        label, extra = "final_sliding_window", f" stride:{cfg.stride} windows:{r['windows']}"
+
+def log_score(log: RunLog, label: str, r: dict, extra: str = "") -> None:
     log(f"{label} val_loss:{r['val_loss']:.4f} val_bpb:{r['val_bpb']:.4f}{extra} eval_time:{r['eval_time_ms']}ms")
     log(f"{label}_exact val_loss:{r['val_loss']:.8f} val_bpb:{r['val_bpb']:.8f}")
+
+
+def run_eval_stage(args, hp: dict, score) -> None:
+    """Sets up, scores with score(setup) -> (label, result, extra), logs, writes the JSON."""
+    dist = Dist(hp.get("device", "auto"))
+    setup = EvalSetup(args.artifact, read_manifest(args.data), settings_from(EvalConfig, hp), dist)
+    label, r, extra = score(setup)
+    log_score(RunLog(dist.rank), label, r, extra)
     if dist.is_main:
-        write_json_atomic(args.out, {"method": args.method, "label": label, **r})
+        write_json_atomic(args.out, {"label": label, **r})
     dist.close()
+
+
+def eval_main(argv=None) -> None:
+    args = eval_cli("Score a compressed artifact on the validation split.", ["roundtrip", "sliding"]).parse_args(argv)
+
+    def score(s: EvalSetup):
+        if args.method == "roundtrip":
+            r = eval_sequences(s.model, s.val_tokens, s.cfg.seq_len, s.cfg.batch_seqs, s.dist, s.luts, s.autocast)
+            return "final_roundtrip", {"method": "roundtrip", **r}, ""
+        r = eval_sliding(s.model, s.val_tokens, s.cfg, s.dist, s.luts, s.autocast)
+        return "final_sliding_window", {"method": "sliding", **r}, f" stride:{s.cfg.stride} windows:{r['windows']}"
+
+    run_eval_stage(args, load_hparams(args.hparams), score)
 
 
 if __name__ == "__main__":

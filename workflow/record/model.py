@@ -10,7 +10,7 @@ BigramHash, SmearGate (tracked in the model-fidelity issue).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
@@ -33,10 +33,6 @@ class GPTConfig:
     ln_scale: bool = True
     unet_skips: bool = True
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "GPTConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -13,11 +13,11 @@ import argparse
 import io
 import lzma
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import torch
 
-from runtime import RunLog, UserError, load_hparams, run_main, torch_bytes, write_bytes_atomic, write_json_atomic
+from runtime import RunLog, UserError, load_hparams, run_main, torch_bytes, write_bytes_atomic, write_json_atomic, settings_from
 
 ARTIFACT_FORMAT = "pgolf-quant/1"
 XZ_MAGIC = b"\xfd7zXZ\x00"
@@ -34,10 +34,6 @@ class ExportConfig:
     compressor: str = "lzma"
     compress_level: int = 6
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "ExportConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 def quantize_rows(w: torch.Tensor, bits: int, percentiles: list[float]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -164,7 +160,7 @@ def export_main(argv=None) -> None:
     ap.add_argument("--out", required=True, help="compressed artifact to write")
     ap.add_argument("--metrics", required=True, help="export.json to write")
     args = ap.parse_args(argv)
-    cfg = ExportConfig.from_dict(load_hparams(args.hparams))
+    cfg = settings_from(ExportConfig, load_hparams(args.hparams))
     checkpoint = torch.load(args.model, map_location="cpu", weights_only=True)
     blob, metrics = export(checkpoint, cfg, RunLog())
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

@@ -10,6 +10,7 @@ into one self-contained train_gpt.py. Rules of the house for these files:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import json
@@ -258,6 +259,12 @@ def torch_bytes(obj) -> bytes:
     buf = io.BytesIO()
     torch.save(obj, buf)
     return buf.getvalue()
+
+
+def settings_from(cls, block: dict):
+    """A settings dataclass from a config block; keys meant for other code (device, model...) are skipped."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in block.items() if k in names})
 
 
 def load_hparams(path: str) -> dict:

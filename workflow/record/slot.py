@@ -11,16 +11,15 @@ last step never reaches lr_min.
 
 from __future__ import annotations
 
-import argparse
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from evaluate import EvalConfig, load_eval_model, rank_share, sliding_windows, window_batch
-from runtime import Dist, RunLog, autocast_for, load_hparams, load_val_tokens, manifest_paths, now, read_manifest, run_main, sync, tokenizer_path, write_json_atomic
-from scoring import ScoreSums, byte_luts
+from evaluate import EvalConfig, eval_cli, rank_share, run_eval_stage, sliding_windows, window_batch
+from runtime import Dist, load_hparams, now, run_main, settings_from, sync
+from scoring import ScoreSums
 
 
 @dataclass
@@ -32,10 +31,6 @@ class SlotConfig:
     lr_min: float = 0.001
     batch_seqs: int = 32
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "SlotConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 def eval_slot(model, val_tokens: torch.Tensor, cfg: EvalConfig, slot: SlotConfig, dist: Dist, luts, autocast) -> dict:
@@ -84,30 +79,15 @@ def eval_slot(model, val_tokens: torch.Tensor, cfg: EvalConfig, slot: SlotConfig
 
 
 def slot_main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description="SLOT eval of a compressed artifact.")
-    ap.add_argument("--hparams", required=True, help="JSON file: the config's eval block (with its slot block)")
-    ap.add_argument("--artifact", required=True)
-    ap.add_argument("--data", required=True, help="data manifest.json")
-    ap.add_argument("--out", required=True, help="metrics JSON to write")
-    args = ap.parse_args(argv)
-
+    args = eval_cli("SLOT eval of a compressed artifact.").parse_args(argv)
     hp = load_hparams(args.hparams)
-    cfg, slot = EvalConfig.from_dict(hp), SlotConfig.from_dict(hp["slot"])
-    manifest = read_manifest(args.data)
-    dist = Dist(hp.get("device", "auto"))
-    log = RunLog(dist.rank)
-    if dist.device.type == "cpu":
-        torch.use_deterministic_algorithms(True)
-    model = load_eval_model(args.artifact, dist.device)
-    val_tokens = load_val_tokens(manifest_paths(manifest, "val"), cfg.seq_len, cfg.max_tokens)
-    luts = byte_luts(tokenizer_path(manifest), model.cfg.vocab_size, dist.device)
-    r = eval_slot(model, val_tokens, cfg, slot, dist, luts, autocast_for(dist.device))
-    label = f"final_slot_{slot.mode}"
-    log(f"{label} val_loss:{r['val_loss']:.4f} val_bpb:{r['val_bpb']:.4f} steps:{slot.steps} lr:{slot.lr} stride:{cfg.stride} eval_time:{r['eval_time_ms']}ms")
-    log(f"{label}_exact val_loss:{r['val_loss']:.8f} val_bpb:{r['val_bpb']:.8f}")
-    if dist.is_main:
-        write_json_atomic(args.out, {"method": f"slot_{slot.mode}", "label": label, **r})
-    dist.close()
+    slot = settings_from(SlotConfig, hp["slot"])
+
+    def score(s):
+        r = eval_slot(s.model, s.val_tokens, s.cfg, slot, s.dist, s.luts, s.autocast)
+        return f"final_slot_{slot.mode}", {"method": f"slot_{slot.mode}", **r}, f" steps:{slot.steps} lr:{slot.lr} stride:{s.cfg.stride}"
+
+    run_eval_stage(args, hp, score)
 
 
 if __name__ == "__main__":

@@ -10,14 +10,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
 from model import GPT, GPTConfig, count_params
-from runtime import Dist, RunLog, TrainLoader, UserError, autocast_for, load_hparams, load_val_tokens, log_environment, manifest_paths, now, peak_memory_line, read_manifest, run_main, sync, tokenizer_path, torch_bytes, write_bytes_atomic, write_json_atomic
+from runtime import Dist, RunLog, TrainLoader, UserError, autocast_for, load_hparams, load_val_tokens, log_environment, manifest_paths, now, peak_memory_line, read_manifest, run_main, sync, tokenizer_path, torch_bytes, write_bytes_atomic, write_json_atomic, settings_from
 from scoring import byte_luts, eval_sequences
 
 
@@ -44,10 +44,6 @@ class TrainConfig:
     val_batch_seqs: int = 32
     val_max_tokens: int = 0  # 0: the whole validation split
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 def zeropower_newton_schulz(g: torch.Tensor, steps: int) -> torch.Tensor:
@@ -255,8 +251,8 @@ def train_main(argv=None) -> None:
     dist = Dist(hp.get("device", "auto"))
     log = RunLog(dist.rank)
     log_environment(log, [__file__])
-    model_cfg = GPTConfig.from_dict({**hp["model"], "vocab_size": manifest["tokenizer"]["vocab_size"]})
-    model, metrics = train(TrainConfig.from_dict(hp), model_cfg, manifest, args.seed, dist, log)
+    model_cfg = settings_from(GPTConfig, {**hp["model"], "vocab_size": manifest["tokenizer"]["vocab_size"]})
+    model, metrics = train(settings_from(TrainConfig, hp), model_cfg, manifest, args.seed, dist, log)
     if dist.is_main:
         os.makedirs(args.out_dir, exist_ok=True)
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
