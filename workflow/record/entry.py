@@ -30,7 +30,7 @@ def record_main(argv, config: dict) -> None:
     manifest = read_manifest(args.data)
     dist = Dist(tcfg["device"])
     log = RunLog(dist.rank)
-    log_environment(log, [__file__])
+    log_environment(log)
     model_cfg = settings_from(GPTConfig, {**tcfg["model"], "vocab_size": manifest["tokenizer"]["vocab_size"]})
     model, train_metrics = train(settings_from(TrainConfig, tcfg), model_cfg, manifest, args.seed, dist, log)
 

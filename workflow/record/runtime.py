@@ -53,11 +53,18 @@ class RunLog:
                 f.write(msg + "\n")
 
 
-def log_environment(log: RunLog, code_paths: list[str]) -> None:
+def record_code_files() -> list[Path]:
+    """The record code this process runs: the modules loaded from this folder (in a record, train_gpt.py)."""
+    names = ("__main__", "runtime", "scoring", "model", "quantize", "train", "evaluate", "slot", "entry")
+    files = {getattr(sys.modules.get(n), "__file__", None) for n in names}
+    return sorted(Path(f).resolve() for f in files if f and Path(f).is_file())
+
+
+def log_environment(log: RunLog) -> None:
     """Header lines that let a reader tie a log to the exact code and machine that wrote it."""
     digest = hashlib.sha256()
-    for p in code_paths:
-        digest.update(Path(p).read_bytes())
+    for p in record_code_files():
+        digest.update(p.read_bytes())
     log(f"code_sha256:{digest.hexdigest()}")
     log(f"python:{platform.python_version()} torch:{torch.__version__} cuda:{torch.version.cuda or 'none'}")
     if torch.cuda.is_available():

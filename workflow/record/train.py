@@ -250,7 +250,7 @@ def train_main(argv=None) -> None:
     manifest = read_manifest(args.data)
     dist = Dist(hp.get("device", "auto"))
     log = RunLog(dist.rank)
-    log_environment(log, [__file__])
+    log_environment(log)
     model_cfg = settings_from(GPTConfig, {**hp["model"], "vocab_size": manifest["tokenizer"]["vocab_size"]})
     model, metrics = train(settings_from(TrainConfig, hp), model_cfg, manifest, args.seed, dist, log)
     if dist.is_main:
