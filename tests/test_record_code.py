@@ -73,7 +73,9 @@ def test_artifact_round_trip_needs_no_float_weights(tmp_path):
             assert metrics["rmse"][name] == pytest.approx(err.pow(2).mean().sqrt().item(), rel=1e-4)
         else:  # fp16 passthrough
             assert err.abs().max() < 1e-3, name
-    assert len(metrics["rmse"]) == 13  # q, k, v, proj, up, down in 2 blocks + the embedding
+    # q, k, v, proj, up, down in 2 blocks (int6) + token embedding, BigramHash table and projection (int8)
+    assert len(metrics["rmse"]) == 15
+    assert metrics["params_by_kind"]["embed"] == 300 * 64 + 1024 * 128 + 128 * 64
     assert metrics["model_bytes"] == len(blob) and blob[:6] == b"\xfd7zXZ\x00"
     assert "Serialized model int6+lzma: %d bytes" % len(blob) in (tmp_path / "log.txt").read_text()
 
@@ -99,14 +101,49 @@ def test_dequantize_restores_passthrough_tensors_exactly():
 
 
 def test_model_counts_and_shapes():
-    cfg = GPTConfig(vocab_size=1024, num_layers=4, model_dim=128, num_heads=4, num_kv_heads=2)
+    cfg = GPTConfig(vocab_size=1024, num_layers=4, model_dim=128, num_heads=4, num_kv_heads=2, ve_layers=[], bigram_dim=64)
     model = GPT(cfg)
     ids, targets = torch.randint(0, 1024, (2, 16)), torch.randint(0, 1024, (2, 16))
     nll = model.token_nll(ids, targets)
     assert nll.shape == (2, 16) and torch.isfinite(nll).all()
     # Near-uniform at init: tied embeddings start tiny.
     assert abs(nll.mean().item() - np.log(1024)) < 0.1
-    assert count_params(model) == 723216
+    # The plain 4x128 model is 723,216; + BigramHash (table, projection, scale), SmearGate, 3 VRL gates.
+    assert count_params(model) == 723216 + (1024 * 64 + 64 * 128 + 1) + 128 + 3
+
+
+def test_default_shape_has_the_record_parameter_count():
+    """PR #1313 logs model_params:26862694 for 11x512 with every feature on."""
+    assert count_params(GPT(GPTConfig())) == 26_862_694
+
+
+@pytest.mark.parametrize("feature", [{"xsa_last_n": 0}, {"vrl": False}, {"ve_layers": []}, {"bigram_vocab_size": 0}, {"smear_gate": False}, {"unet_skips": False}])
+def test_each_feature_can_be_switched_off(feature):
+    torch.manual_seed(0)
+    cfg = GPTConfig(**{"vocab_size": 300, "num_layers": 4, "model_dim": 64, "num_heads": 4, "num_kv_heads": 2, "ve_layers": [2, 3], **feature})
+    model = GPT(cfg)
+    ids = torch.randint(0, 300, (2, 12))
+    assert torch.isfinite(model(ids, ids))
+    if feature == {"ve_layers": []}:
+        assert model.value_emb is None
+    if feature == {"bigram_vocab_size": 0}:
+        assert model.bigram is None
+
+
+def test_late_qat_trains_through_quantized_weights():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=300, num_layers=2, model_dim=64, num_heads=4, num_kv_heads=2))
+    for p in model.parameters():
+        p.data.normal_(0, 0.05)
+    ids = torch.randint(0, 300, (2, 12))
+    full = model(ids, ids)
+    model.set_qat(6)
+    quant = model(ids, ids)
+    assert quant.item() != full.item()
+    quant.backward()  # straight-through: gradients reach the float weights
+    assert model.blocks[0].mlp.up.weight.grad.abs().sum() > 0
+    model.set_qat(0)
+    assert model(ids, ids).item() == full.item()
 
 
 def test_model_is_causal():

@@ -95,6 +95,8 @@ def semantic_checks(config: dict) -> None:
         raise ConfigError(f"train.model: model_dim {m['model_dim']} must be a multiple of num_heads {m['num_heads']}")
     if m["num_heads"] % m["num_kv_heads"]:
         raise ConfigError(f"train.model: num_heads {m['num_heads']} must be a multiple of num_kv_heads {m['num_kv_heads']}")
+    if m["bigram_vocab_size"] == 1:
+        raise ConfigError("train.model.bigram_vocab_size: expected 0 (off) or at least 2 buckets, got 1")
     head_dim = m["model_dim"] // m["num_heads"]
     if m["rope_dims"] > head_dim or m["rope_dims"] % 2:
         raise ConfigError(f"train.model.rope_dims: expected an even number <= head_dim {head_dim}, got {m['rope_dims']}")

@@ -1,16 +1,18 @@
-"""The reference GPT: a small U-Net-skipped transformer in the PR #1303/#1313 family.
+"""The reference GPT: the PR #1303/#1313 model, every feature switchable for small CPU shapes.
 
-Present: RMSNorm without weights, grouped-query attention with RMS-normed q/k and a learned
-per-head query gain, partial rotary embeddings, LeakyReLU(0.5)^2 MLP, residual mixing with the
-embedding stream x0, layer-norm scale 1/sqrt(layer+1), U-Net skips (first half stores, second
-half adds), tied embeddings and a tanh logit softcap. Not yet: XSA, VRL, value embeddings,
-BigramHash, SmearGate (tracked in the model-fidelity issue).
+Input: token embedding + BigramHash embedding -> RMSNorm -> SmearGate = x0.
+Blocks: x_in = m0*x + m1*x0; x += attn_scale * Attn(norm(x_in) * s_l); x += mlp_scale * MLP(norm(x) * s_l),
+with s_l = 1/sqrt(layer+1). Attention: GQA with RMS-normed q/k, a learned per-head query gain,
+partial RoPE, value residual (VRL: each layer's values mix in layer 0's), value embeddings added in
+chosen layers, and XSA (each head's output loses its component along its own value vector).
+The first half of the layers stores skips that the second half adds back (U-Net). Head: RMSNorm,
+tied embedding, logits = cap * tanh(z / cap).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn as nn
@@ -27,12 +29,19 @@ class GPTConfig:
     mlp_mult: float = 3.0
     rope_dims: int = 16  # rotary on the first rope_dims of each head; the rest carry no position
     rope_base: float = 10000.0
+    rope_train_seq_len: int = 1024  # longer sequences rescale the base (NTK-style), as #1313 does
     qk_gain_init: float = 4.0
     logit_softcap: float = 30.0
     tied_embed_init_std: float = 0.005
     ln_scale: bool = True
     unet_skips: bool = True
-
+    xsa_last_n: int = 11  # XSA in the last n layers (0 = off)
+    vrl: bool = True  # value residual in layers 1..L-1
+    ve_layers: list = field(default_factory=lambda: [9, 10])  # value embeddings added in these layers
+    ve_dim: int = 128
+    bigram_vocab_size: int = 1024  # BigramHash buckets (0 = off)
+    bigram_dim: int = 128
+    smear_gate: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -42,61 +51,140 @@ def rms_norm(x: torch.Tensor) -> torch.Tensor:
     return F.rms_norm(x, (x.size(-1),))
 
 
+# ----------------------------------------------------------------------------- attention backends
+
+
+def _load_flash_attention():
+    """FlashAttention 3, else 2, else None (PyTorch SDPA); which one ran is logged by the trainer."""
+    try:
+        from flash_attn_interface import flash_attn_func
+
+        return "flash_attn_3", flash_attn_func
+    except ImportError:
+        pass
+    try:
+        from flash_attn import flash_attn_func
+
+        return "flash_attn_2", flash_attn_func
+    except ImportError:
+        return "sdpa", None
+
+
+FLASH_NAME, FLASH_FUNC = _load_flash_attention()
+
+
+def attention_backend(device: torch.device) -> str:
+    return FLASH_NAME if device.type == "cuda" and FLASH_FUNC is not None else "sdpa"
+
+
+def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """q [B, T, H, D], k and v [B, T, Hkv, D] -> [B, T, H, D]."""
+    if FLASH_FUNC is not None and q.is_cuda:
+        out = FLASH_FUNC(q, k, v, causal=True)
+        return out[0] if isinstance(out, tuple) else out
+    y = F.scaled_dot_product_attention(
+        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True, enable_gqa=k.size(2) != q.size(2)
+    )
+    return y.transpose(1, 2)
+
+
+# ----------------------------------------------------------------------------- layers
+
+
+class QATLinear(nn.Linear):
+    """A bias-free linear layer that can train through int-k fake quantization (late QAT).
+
+    With qat_bits set, the forward pass uses per-row symmetric quantized weights (scale = row max /
+    qmax) and the straight-through estimator passes gradients to the float weights unchanged.
+    """
+
+    def __init__(self, in_features: int, out_features: int):
+        super().__init__(in_features, out_features, bias=False)
+        self.qat_bits = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight
+        if self.qat_bits:
+            qmax = 2 ** (self.qat_bits - 1) - 1
+            scale = (w.detach().abs().amax(dim=1, keepdim=True) / qmax).clamp_min(1e-12)
+            wq = torch.clamp(torch.round(w / scale), -qmax - 1, qmax) * scale
+            w = w + (wq - w).detach()
+        return F.linear(x, w.to(x.dtype))
+
+
 class Rotary(nn.Module):
-    """Rotary position embedding applied to the first `dims` features of each head."""
+    """Rotary position embedding on the first `dims` features of each head ([B, T, H, D] inputs)."""
 
-    def __init__(self, dims: int, base: float):
+    def __init__(self, dims: int, base: float, train_seq_len: int):
         super().__init__()
-        inv_freq = 1.0 / (base ** (torch.arange(0, dims, 2, dtype=torch.float32) / dims))
-        self.register_buffer("inv_freq", inv_freq, persistent=False)
-        self.dims = dims
+        self.dims, self.base, self.train_seq_len = dims, base, train_seq_len
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [B, H, T, hd]
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.dims == 0:
             return x
-        t = torch.arange(x.size(-2), device=x.device, dtype=torch.float32)
-        freqs = torch.outer(t, self.inv_freq)
-        cos, sin = freqs.cos().to(x.dtype), freqs.sin().to(x.dtype)
-        rot, rest = x[..., : self.dims], x[..., self.dims :]
-        a, b = rot[..., : self.dims // 2], rot[..., self.dims // 2 :]
-        rotated = torch.cat((a * cos - b * sin, a * sin + b * cos), dim=-1)
-        return torch.cat((rotated, rest), dim=-1)
+        T, d = x.size(1), self.dims
+        base = self.base
+        if T > self.train_seq_len:  # stretch the wavelengths to cover the longer context
+            base = base * (T / self.train_seq_len) ** (d / (d - 2))
+        inv_freq = 1.0 / (base ** (torch.arange(0, d, 2, dtype=torch.float32, device=x.device) / d))
+        freqs = torch.outer(torch.arange(T, device=x.device, dtype=torch.float32), inv_freq)
+        cos, sin = freqs.cos()[None, :, None, :].to(x.dtype), freqs.sin()[None, :, None, :].to(x.dtype)
+        rot, rest = x[..., :d], x[..., d:]
+        a, b = rot[..., : d // 2], rot[..., d // 2 :]
+        return torch.cat((a * cos + b * sin, b * cos - a * sin, rest), dim=-1)
 
 
 class Attention(nn.Module):
-    def __init__(self, cfg: GPTConfig):
+    def __init__(self, cfg: GPTConfig, layer: int):
         super().__init__()
         self.num_heads, self.num_kv_heads = cfg.num_heads, cfg.num_kv_heads
         self.head_dim = cfg.model_dim // cfg.num_heads
         kv_dim = self.num_kv_heads * self.head_dim
-        self.q = nn.Linear(cfg.model_dim, cfg.model_dim, bias=False)
-        self.k = nn.Linear(cfg.model_dim, kv_dim, bias=False)
-        self.v = nn.Linear(cfg.model_dim, kv_dim, bias=False)
-        self.proj = nn.Linear(cfg.model_dim, cfg.model_dim, bias=False)
+        self.q = QATLinear(cfg.model_dim, cfg.model_dim)
+        self.k = QATLinear(cfg.model_dim, kv_dim)
+        self.v = QATLinear(cfg.model_dim, kv_dim)
+        self.proj = QATLinear(cfg.model_dim, cfg.model_dim)
         self.proj.zero_init = True
         self.q_gain = nn.Parameter(torch.full((cfg.num_heads,), cfg.qk_gain_init))
-        self.rotary = Rotary(min(cfg.rope_dims, self.head_dim), cfg.rope_base)
+        self.rotary = Rotary(min(cfg.rope_dims, self.head_dim), cfg.rope_base, cfg.rope_train_seq_len)
+        self.xsa = layer >= cfg.num_layers - cfg.xsa_last_n
+        # Value residual: sigmoid(gate) of layer 0's values is mixed into this layer's.
+        self.vrl_gate = nn.Parameter(torch.tensor(-1.5)) if cfg.vrl and layer > 0 else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, T, D = x.shape
-        q = self.q(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
-        k = self.k(x).view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)
-        v = self.v(x).view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)
+    def forward(self, x: torch.Tensor, v_embed: torch.Tensor | None, v_first: torch.Tensor | None):
+        """Returns (output, this layer's raw values before any mixing)."""
+        B, T, _ = x.shape
+        q = self.q(x).view(B, T, self.num_heads, self.head_dim)
+        k = self.k(x).view(B, T, self.num_kv_heads, self.head_dim)
+        v_raw = self.v(x)
+        v = v_raw if v_embed is None else v_raw + v_embed
+        if self.vrl_gate is not None and v_first is not None:
+            g = torch.sigmoid(self.vrl_gate.to(v.dtype))
+            v = (1 - g) * v + g * v_first
+        v = v.view(B, T, self.num_kv_heads, self.head_dim)
         # Normalising q and k bounds the logits; the learned gain sets their temperature per head.
-        q = self.rotary(rms_norm(q)) * self.q_gain.to(q.dtype)[None, :, None, None]
+        q = self.rotary(rms_norm(q)) * self.q_gain.to(q.dtype)[None, None, :, None]
         k = self.rotary(rms_norm(k))
-        y = F.scaled_dot_product_attention(
-            q, k, v, is_causal=True, enable_gqa=self.num_kv_heads != self.num_heads
-        )
-        return self.proj(y.transpose(1, 2).reshape(B, T, D))
+        y = causal_attention(q, k, v)
+        if self.xsa:
+            y = self._remove_self_value(y, v)
+        return self.proj(y.reshape(B, T, -1)), v_raw
+
+    def _remove_self_value(self, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """XSA: drop from each head's output its projection on its own position's (unit) value."""
+        B, T, H, D = y.shape
+        y = y.reshape(B, T, self.num_kv_heads, H // self.num_kv_heads, D)
+        v_hat = F.normalize(v, dim=-1).unsqueeze(-2)
+        y = y - (y * v_hat).sum(-1, keepdim=True) * v_hat
+        return y.reshape(B, T, H, D)
 
 
 class MLP(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
         hidden = int(cfg.mlp_mult * cfg.model_dim)
-        self.up = nn.Linear(cfg.model_dim, hidden, bias=False)
-        self.down = nn.Linear(hidden, cfg.model_dim, bias=False)
+        self.up = QATLinear(cfg.model_dim, hidden)
+        self.down = QATLinear(hidden, cfg.model_dim)
         self.down.zero_init = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -106,7 +194,7 @@ class MLP(nn.Module):
 class Block(nn.Module):
     def __init__(self, cfg: GPTConfig, layer: int):
         super().__init__()
-        self.attn = Attention(cfg)
+        self.attn = Attention(cfg, layer)
         self.mlp = MLP(cfg)
         dim = cfg.model_dim
         self.attn_scale = nn.Parameter(torch.ones(dim))
@@ -115,11 +203,47 @@ class Block(nn.Module):
         self.resid_mix = nn.Parameter(torch.stack((torch.ones(dim), torch.zeros(dim))))
         self.norm_scale = 1.0 / math.sqrt(layer + 1) if cfg.ln_scale else 1.0
 
-    def forward(self, x: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+    def forward(self, x, x0, v_embed=None, v_first=None):
         mix = self.resid_mix.to(x.dtype)
         x = mix[0] * x + mix[1] * x0
-        x = x + self.attn_scale.to(x.dtype) * self.attn(rms_norm(x) * self.norm_scale)
-        return x + self.mlp_scale.to(x.dtype) * self.mlp(rms_norm(x) * self.norm_scale)
+        a, v_raw = self.attn(rms_norm(x) * self.norm_scale, v_embed, v_first)
+        x = x + self.attn_scale.to(x.dtype) * a
+        return x + self.mlp_scale.to(x.dtype) * self.mlp(rms_norm(x) * self.norm_scale), v_raw
+
+
+class BigramHash(nn.Module):
+    """An embedding of the (previous, current) token pair, hashed into a small table."""
+
+    def __init__(self, buckets: int, dim: int, model_dim: int):
+        super().__init__()
+        self.buckets = buckets
+        self.table = nn.Embedding(buckets, dim)
+        self.proj = QATLinear(dim, model_dim) if dim != model_dim else None
+        self.scale = nn.Parameter(torch.tensor(0.05))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        t = ids.to(torch.int32)
+        mod = self.buckets - 1
+        h = torch.full_like(t, mod)  # position 0 has no previous token: its own bucket
+        h[..., 1:] = torch.bitwise_xor(36313 * t[..., 1:], 27191 * t[..., :-1]) % mod
+        e = self.table(h.long())
+        return (self.proj(e) if self.proj is not None else e) * self.scale.to(e.dtype)
+
+
+class ValueEmbedding(nn.Module):
+    """A second token embedding, projected to the value width and added to V in a few layers."""
+
+    def __init__(self, vocab_size: int, dim: int, kv_dim: int, layers: list[int]):
+        super().__init__()
+        self.table = nn.Embedding(vocab_size, dim)
+        self.proj = QATLinear(dim, kv_dim) if dim != kv_dim else None
+        self.scale = nn.Parameter(torch.tensor(0.1))
+        self.layer_scales = nn.Parameter(torch.ones(len(layers)))
+        self.slot = {layer: i for i, layer in enumerate(layers)}
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        e = self.table(ids)
+        return (self.proj(e) if self.proj is not None else e) * self.scale.to(e.dtype)
 
 
 class GPT(nn.Module):
@@ -129,6 +253,11 @@ class GPT(nn.Module):
             raise ValueError("model_dim must divide by num_heads, and num_heads by num_kv_heads")
         self.cfg = cfg
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.model_dim)
+        self.bigram = BigramHash(cfg.bigram_vocab_size, cfg.bigram_dim, cfg.model_dim) if cfg.bigram_vocab_size else None
+        self.smear = nn.Parameter(torch.zeros(cfg.model_dim)) if cfg.smear_gate else None
+        kv_dim = cfg.num_kv_heads * (cfg.model_dim // cfg.num_heads)
+        ve_layers = [i for i in cfg.ve_layers if i < cfg.num_layers]
+        self.value_emb = ValueEmbedding(cfg.vocab_size, cfg.ve_dim, kv_dim, ve_layers) if ve_layers else None
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.num_layers))
         self.num_encoder = cfg.num_layers // 2 if cfg.unet_skips else 0
         self.num_decoder = cfg.num_layers - self.num_encoder
@@ -136,22 +265,49 @@ class GPT(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
+        """Tiny tied embedding; orthogonal matrices (the small side projections scaled by 1/sqrt(2L));
+        zero output projections so every block starts as the identity; zero BigramHash table."""
         nn.init.normal_(self.tok_emb.weight, std=self.cfg.tied_embed_init_std)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                if getattr(m, "zero_init", False):
-                    nn.init.zeros_(m.weight)
-                else:
-                    nn.init.orthogonal_(m.weight)
+        side_scale = 1.0 / math.sqrt(2 * self.cfg.num_layers)
+        for name, m in self.named_modules():
+            if not isinstance(m, nn.Linear):
+                continue
+            if getattr(m, "zero_init", False):
+                nn.init.zeros_(m.weight)
+            elif min(m.weight.shape) >= 64:
+                nn.init.orthogonal_(m.weight)
+                if name.endswith(".proj"):  # BigramHash / value-embedding projections
+                    with torch.no_grad():
+                        m.weight.mul_(side_scale)
+        if self.bigram is not None:
+            nn.init.zeros_(self.bigram.table.weight)
+        if self.value_emb is not None:
+            nn.init.normal_(self.value_emb.table.weight, std=0.01)
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.tok_emb(ids)
+        if self.bigram is not None:
+            x = x + self.bigram(ids)
+        x = rms_norm(x)
+        if self.smear is not None:  # blend each position with the previous one, per channel
+            g = torch.sigmoid(self.smear.to(x.dtype))
+            x = (1 - g) * x + g * F.pad(x[:, :-1], (0, 0, 1, 0))
+        return x
 
     def hidden(self, ids: torch.Tensor) -> torch.Tensor:
         """Final normalised hidden states [B, T, D]: everything but the output head."""
-        x0 = rms_norm(self.tok_emb(ids))
-        x, skips = x0, []
+        x0 = self.embed(ids)
+        ve = self.value_emb(ids) if self.value_emb is not None else None
+        x, skips, v_first = x0, [], None
         for i, block in enumerate(self.blocks):
             if i >= self.num_encoder and skips:
                 x = x + self.skip_weights[i - self.num_encoder].to(x.dtype) * skips.pop()
-            x = block(x, x0)
+            v_embed = None
+            if ve is not None and i in self.value_emb.slot:
+                v_embed = ve * self.value_emb.layer_scales[self.value_emb.slot[i]].to(ve.dtype)
+            x, v_raw = block(x, x0, v_embed, v_first)
+            if i == 0 and self.cfg.vrl:
+                v_first = v_raw
             if i < self.num_encoder:
                 skips.append(x)
         return rms_norm(x)
@@ -168,6 +324,12 @@ class GPT(nn.Module):
 
     def forward(self, ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return self.token_nll(ids, targets).mean()
+
+    def set_qat(self, bits: int) -> None:
+        """Late QAT: every matrix trains through int-`bits` fake quantization from now on (0 = off)."""
+        for m in self.modules():
+            if isinstance(m, QATLinear):
+                m.qat_bits = bits
 
 
 def count_params(model: nn.Module) -> int:

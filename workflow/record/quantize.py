@@ -63,11 +63,11 @@ def quantize_rows(w: torch.Tensor, bits: int, percentiles: list[float]) -> tuple
 
 
 def tensor_kind(name: str, t: torch.Tensor, cfg: ExportConfig) -> str:
+    """matrix: attention/MLP weights (matrix_bits); embed: embeddings and other large 2-D tensors
+    (embed_bits); fp16: small, non-2-D or non-float tensors."""
     if not t.is_floating_point() or t.ndim != 2 or t.numel() <= cfg.passthrough_max_numel:
         return "fp16"
-    if "tok_emb" in name:
-        return "embed"
-    return "matrix"
+    return "matrix" if ".attn." in name or ".mlp." in name else "embed"
 
 
 def quantize_state(state: dict, model_config: dict, cfg: ExportConfig) -> tuple[dict, dict]:

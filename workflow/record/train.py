@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import os
 from dataclasses import dataclass
 
@@ -16,7 +17,7 @@ import torch
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
-from model import GPT, GPTConfig, count_params
+from model import GPT, GPTConfig, attention_backend, count_params
 from runtime import Dist, RunLog, TrainLoader, UserError, autocast_for, load_hparams, load_val_tokens, log_environment, manifest_paths, now, peak_memory_line, read_manifest, run_main, sync, tokenizer_path, torch_bytes, write_bytes_atomic, write_json_atomic, settings_from
 from scoring import byte_luts, eval_sequences
 
@@ -43,6 +44,10 @@ class TrainConfig:
     val_every: int = 4000  # 0: validate only after training
     val_batch_seqs: int = 32
     val_max_tokens: int = 0  # 0: the whole validation split
+    warmup_steps: int = 0  # compile warm-up steps, undone afterwards and outside the timer
+    compile: str = "auto"  # torch.compile: "auto" = on GPU only, "on", "off"
+    late_qat_threshold: float = 0.15  # fake-quantize matrices once the LR multiplier drops below this (0 = never)
+    qat_bits: int = 6
 
 
 
@@ -116,11 +121,12 @@ class EMA:
     def __init__(self, model: nn.Module, decay: float):
         self.decay = decay
         self.shadow = {k: v.detach().float().clone() for k, v in model.state_dict().items()}
+        self._tensors = list(self.shadow.values())
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        for k, v in model.state_dict().items():
-            self.shadow[k].mul_(self.decay).add_(v.detach().float(), alpha=1.0 - self.decay)
+        current = [v.detach().float() for v in model.state_dict().values()]
+        torch._foreach_lerp_(self._tensors, current, 1.0 - self.decay)
 
 
 def train(cfg: TrainConfig, model_cfg: GPTConfig, manifest: dict, seed: int, dist: Dist, log: RunLog) -> tuple[GPT, dict]:
@@ -129,9 +135,10 @@ def train(cfg: TrainConfig, model_cfg: GPTConfig, manifest: dict, seed: int, dis
         torch.set_flush_denormal(True)
         torch.use_deterministic_algorithms(True)
     base = GPT(model_cfg).to(dist.device)
-    model = DistributedDataParallel(base) if dist.enabled else base
+    use_compile = cfg.compile == "on" or (cfg.compile == "auto" and dist.device.type == "cuda")
+    compiled = torch.compile(base, dynamic=False) if use_compile else base
+    model = DistributedDataParallel(compiled) if dist.enabled else compiled
     optimizers, muon = build_optimizers(base, cfg)
-    ema = EMA(base, cfg.ema_decay)
     autocast = autocast_for(dist.device)
 
     micro_seqs, rem = divmod(cfg.batch_tokens, cfg.seq_len * dist.world_size * cfg.grad_accum_steps)
@@ -140,18 +147,60 @@ def train(cfg: TrainConfig, model_cfg: GPTConfig, manifest: dict, seed: int, dis
             f"train.batch_tokens={cfg.batch_tokens} must be a positive multiple of seq_len*world_size*grad_accum_steps"
             f" = {cfg.seq_len}*{dist.world_size}*{cfg.grad_accum_steps}"
         )
-    loader = TrainLoader(manifest_paths(manifest, "train"), dist.rank, dist.world_size, dist.device)
+    train_paths = manifest_paths(manifest, "train")
+    loader = TrainLoader(train_paths, dist.rank, dist.world_size, dist.device)
     val_tokens = load_val_tokens(manifest_paths(manifest, "val"), cfg.seq_len, cfg.val_max_tokens)
     luts = byte_luts(tokenizer_path(manifest), model_cfg.vocab_size, dist.device)
 
     log(f"model_params:{count_params(base)}")
+    log(f"attention:{attention_backend(dist.device)} compile:{use_compile} autocast:{'bf16' if dist.device.type == 'cuda' else 'off'}")
     log(f"world_size:{dist.world_size} grad_accum_steps:{cfg.grad_accum_steps}")
     log(f"embed_lr:{cfg.embed_lr} matrix_lr:{cfg.matrix_lr} scalar_lr:{cfg.scalar_lr}")
     log(
         f"train_batch_tokens:{cfg.batch_tokens} train_seq_len:{cfg.seq_len} iterations:{cfg.iterations}"
-        f" max_wallclock_seconds:{cfg.max_wallclock_seconds:.3f}"
+        f" warmup_steps:{cfg.warmup_steps} max_wallclock_seconds:{cfg.max_wallclock_seconds:.3f}"
     )
     log(f"seed:{seed}")
+
+    def step_once(step: int, lr_mul: float) -> float:
+        """One optimizer step over grad_accum_steps micro-batches; returns the mean train loss."""
+        for opt in optimizers:
+            for g in opt.param_groups:
+                g["lr"] = g["base_lr"] * lr_mul
+        frac = min(step / cfg.muon_momentum_warmup_steps, 1.0) if cfg.muon_momentum_warmup_steps > 0 else 1.0
+        for g in muon.param_groups:
+            g["momentum"] = (1 - frac) * cfg.muon_momentum_warmup_start + frac * cfg.muon_momentum
+        total = torch.zeros((), device=dist.device)
+        for micro in range(cfg.grad_accum_steps):
+            x, y = loader.next_batch(micro_seqs * cfg.seq_len, cfg.seq_len)
+            last = micro == cfg.grad_accum_steps - 1
+            # Only the last micro-step all-reduces gradients.
+            with model.no_sync() if dist.enabled and not last else contextlib.nullcontext():
+                with autocast():
+                    loss = model(x, y) / cfg.grad_accum_steps
+                loss.backward()
+            total += loss.detach()
+        if cfg.grad_clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(base.parameters(), cfg.grad_clip_norm)
+        for opt in optimizers:
+            opt.step()
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
+        return total
+
+    if cfg.warmup_steps > 0:
+        # Compile and allocator warm-up on real batches, outside the timer; then every trace of it
+        # (weights, optimizer state, data position) is put back so the run starts from step 0.
+        initial_model = copy.deepcopy(base.state_dict())
+        initial_opts = [copy.deepcopy(opt.state_dict()) for opt in optimizers]
+        for i in range(cfg.warmup_steps):
+            step_once(0, 1.0)
+            log(f"warmup_step:{i + 1}/{cfg.warmup_steps}")
+        base.load_state_dict(initial_model)
+        for opt, state in zip(optimizers, initial_opts):
+            opt.load_state_dict(state)
+        loader = TrainLoader(train_paths, dist.rank, dist.world_size, dist.device)
+    ema = EMA(base, cfg.ema_decay)
 
     def validate(step: int, elapsed_ms: float) -> dict:
         r = eval_sequences(base, val_tokens, cfg.seq_len, cfg.val_batch_seqs, dist, luts, autocast)
@@ -163,39 +212,23 @@ def train(cfg: TrainConfig, model_cfg: GPTConfig, manifest: dict, seed: int, dis
         return r
 
     init = validate(0, 0.0)  # the untrained model's score, the floor every record must clear
-    curve, elapsed_ms, step, stopped_early = [], 0.0, 0, False
+    curve, elapsed_ms, step, stopped_early, qat_step = [], 0.0, 0, False, None
     sync(dist.device)
     t0 = now()
     while step < cfg.iterations:
         mul = lr_multiplier(cfg, step, elapsed_ms)
-        for opt in optimizers:
-            for g in opt.param_groups:
-                g["lr"] = g["base_lr"] * mul
-        frac = min(step / cfg.muon_momentum_warmup_steps, 1.0) if cfg.muon_momentum_warmup_steps > 0 else 1.0
-        for g in muon.param_groups:
-            g["momentum"] = (1 - frac) * cfg.muon_momentum_warmup_start + frac * cfg.muon_momentum
-
-        for micro in range(cfg.grad_accum_steps):
-            x, y = loader.next_batch(micro_seqs * cfg.seq_len, cfg.seq_len)
-            last = micro == cfg.grad_accum_steps - 1
-            # Only the last micro-step all-reduces gradients.
-            with model.no_sync() if dist.enabled and not last else contextlib.nullcontext():
-                with autocast():
-                    loss = model(x, y) / cfg.grad_accum_steps
-                loss.backward()
-        if cfg.grad_clip_norm > 0:
-            torch.nn.utils.clip_grad_norm_(base.parameters(), cfg.grad_clip_norm)
-        for opt in optimizers:
-            opt.step()
-        for opt in optimizers:
-            opt.zero_grad(set_to_none=True)
+        if cfg.late_qat_threshold > 0 and qat_step is None and mul < cfg.late_qat_threshold:
+            base.set_qat(cfg.qat_bits)
+            qat_step = step
+            log(f"late_qat:enabled step:{step} scale:{mul:.4f}")
+        loss = step_once(step, mul)
         ema.update(base)
         step += 1
 
         sync(dist.device)
         elapsed_ms = 1000.0 * (now() - t0)
-        train_loss = loss.item() * cfg.grad_accum_steps
         if step <= 10 or step % cfg.train_log_every == 0 or step == cfg.iterations:
+            train_loss = dist.all_reduce_sum(loss).item() / dist.world_size  # mean over all ranks' batches
             curve.append([step, round(train_loss, 6)])
             log(
                 f"step:{step}/{cfg.iterations} train_loss:{train_loss:.4f} train_time:{elapsed_ms:.0f}ms"
@@ -213,6 +246,7 @@ def train(cfg: TrainConfig, model_cfg: GPTConfig, manifest: dict, seed: int, dis
             t0 += now() - pause  # the timer counts training steps only
     log(peak_memory_line(dist.device))
 
+    base.set_qat(0)
     base.load_state_dict({k: v.to(base.state_dict()[k].dtype) for k, v in ema.shadow.items()})
     log("ema:applied EMA weights")
     pre = eval_sequences(base, val_tokens, cfg.seq_len, cfg.val_batch_seqs, dist, luts, autocast)
@@ -227,6 +261,8 @@ def train(cfg: TrainConfig, model_cfg: GPTConfig, manifest: dict, seed: int, dis
         "tokens_seen": step * cfg.batch_tokens,
         "model_params": count_params(base),
         "world_size": dist.world_size,
+        "attention": attention_backend(dist.device),
+        "late_qat_step": qat_step,
         "final_train_loss": curve[-1][1] if curve else None,
         "init_val_bpb": init["val_bpb"],
         "pre_quant_val_loss": pre["val_loss"],
