@@ -23,9 +23,14 @@ train = config["train"]
 # One H100 instead of eight: the per-GPU batch of the record (48 x 2048 tokens), a few dozen steps.
 train.update(nproc_per_node=1, batch_tokens=48 * 2048, iterations=60, max_wallclock_seconds=0, warmdown_iters=20,
              train_log_every=10, val_every=0, val_max_tokens=65536)
+# Throughput at the real shape on one GPU: the record's 786,432-token step as 8 micro-batches.
+throughput = {**train, "grad_accum_steps": 8, "batch_tokens": 786432, "iterations": 60, "warmup_steps": 20,
+              "train_log_every": 10, "val_max_tokens": 65536}
+(out / "train_throughput.json").write_text(json.dumps(throughput, sort_keys=True))
+(out / "train_throughput_eager.json").write_text(json.dumps({**throughput, "compile": "off", "iterations": 12, "warmup_steps": 2}, sort_keys=True))
 evalb = config["eval"]
 evalb.update(nproc_per_node=1, max_tokens=65536)
 (out / "train.json").write_text(json.dumps(train, sort_keys=True))
 (out / "export.json").write_text(json.dumps(config["export"], sort_keys=True))
 (out / "eval.json").write_text(json.dumps(evalb, sort_keys=True))
-print(f"wrote {out}/train.json, export.json, eval.json")
+print(f"wrote {out}/train.json, train_throughput*.json, export.json, eval.json")

@@ -194,8 +194,12 @@ def train(cfg: TrainConfig, model_cfg: GPTConfig, manifest: dict, seed: int, dis
         initial_model = copy.deepcopy(base.state_dict())
         initial_opts = [copy.deepcopy(opt.state_dict()) for opt in optimizers]
         for i in range(cfg.warmup_steps):
+            # The second half runs with late QAT on, so its graph is compiled here too and switching
+            # it on mid-run costs no recompilation inside the timed window.
+            base.set_qat(cfg.qat_bits if cfg.late_qat_threshold > 0 and i >= cfg.warmup_steps // 2 else 0)
             step_once(0, 1.0)
             log(f"warmup_step:{i + 1}/{cfg.warmup_steps}")
+        base.set_qat(0)
         base.load_state_dict(initial_model)
         for opt, state in zip(optimizers, initial_opts):
             opt.load_state_dict(state)
