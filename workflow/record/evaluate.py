@@ -2,7 +2,9 @@
 
 Two fixed-predictor evals: `roundtrip` (non-overlapping seq_len chunks) and `sliding` (a window
 every `stride` tokens, each scoring only targets no earlier window scored, so every target is
-scored exactly once with at least seq_len - stride tokens of context).
+scored exactly once with at least seq_len - stride tokens of context). Every windowed eval
+(sliding here, SLOT in slot.py) is a "scorer" of window batches, which the causality audit
+re-runs with one target changed.
 """
 
 from __future__ import annotations
@@ -24,15 +26,28 @@ class EvalConfig:
     stride: int = 64
     batch_seqs: int = 32
     max_tokens: int = 0  # 0: the whole validation split
+    as_published: bool = False  # upstream's windows: the tail windows score the last tokens again
+    audit_windows: int = 8  # windows the causality audit re-scores after each flip (0 = no audit)
 
 
+Window = tuple[int, int, int]  # (start, length, first scored offset)
 
-def sliding_windows(total: int, seq_len: int, stride: int) -> list[tuple[int, int, int]]:
-    """Windows (start, length, first scored offset) over `total` targets.
 
-    A window starts every `stride` targets; it scores from where the previous window's scoring
-    ended, so the last window, truncated at the end of the stream, scores only what is left.
+def sliding_windows(total: int, seq_len: int, stride: int, as_published: bool = False) -> list[Window]:
+    """Windows over `total` targets, one starting every `stride` targets.
+
+    Ours: each window scores from where the previous one's scoring ended, so every target is
+    scored exactly once and the stream ends with the first window that reaches its end.
+    as_published: the upstream rule (first window scores everything, later ones their last
+    `stride` targets, windows start up to the end of the stream), which scores the last targets
+    several times: 62,023,616 scored for 62,021,632 targets at stride 64 and seq_len 2048.
     """
+    if as_published:
+        windows = []
+        for start in range(0, total, stride):
+            length = min(start + seq_len, total) - start
+            windows.append((start, length, 0 if start == 0 else max(length - stride, 0)))
+        return windows
     windows, start, scored_to = [], 0, 0
     while scored_to < total:
         end = min(start + seq_len, total)
@@ -42,8 +57,8 @@ def sliding_windows(total: int, seq_len: int, stride: int) -> list[tuple[int, in
     return windows
 
 
-def window_batch(val_tokens: torch.Tensor, batch: list[tuple[int, int, int]], seq_len: int, device: torch.device):
-    """Zero-padded inputs/targets [B, seq_len] and a mask of the positions each window scores."""
+def window_batch(val_tokens: torch.Tensor, batch: list[Window], seq_len: int, device: torch.device):
+    """Zero-padded inputs/targets [B, seq_len], the mask of scored positions, each window's first scored offset."""
     x = torch.zeros(len(batch), seq_len, dtype=torch.int64)
     y = torch.zeros_like(x)
     scored = torch.zeros(len(batch), seq_len, dtype=torch.bool)
@@ -51,7 +66,8 @@ def window_batch(val_tokens: torch.Tensor, batch: list[tuple[int, int, int]], se
         x[i, :length] = val_tokens[start : start + length]
         y[i, :length] = val_tokens[start + 1 : start + length + 1]
         scored[i, first:length] = True
-    return x.to(device), y.to(device), scored.to(device)
+    first = torch.tensor([w[2] for w in batch])
+    return x.to(device), y.to(device), scored.to(device), first.to(device)
 
 
 def rank_share(items: list, dist: Dist) -> list:
@@ -59,22 +75,90 @@ def rank_share(items: list, dist: Dist) -> list:
     return items[n * dist.rank // dist.world_size : n * (dist.rank + 1) // dist.world_size]
 
 
-@torch.no_grad()
+# A scorer maps one batch (x, y, scored, first) to the NLL of each scored position, row-major.
+# Every eval method is a scorer, so the scoring loop and the causality audit run the real code.
+
+
+def fixed_scorer(model: GPT, autocast):
+    """The model as a fixed predictor: nothing adapts at eval time."""
+
+    @torch.no_grad()
+    def score(x, y, scored, first):
+        with autocast():
+            nll = model.token_nll(x, y)
+        return nll[scored]
+
+    return score
+
+
+def eval_windows(score, val_tokens: torch.Tensor, windows: list[Window], batch_seqs: int, seq_len: int, dist: Dist, luts) -> dict:
+    sums = ScoreSums(dist.device)
+    mine = rank_share(windows, dist)
+    for b in range(0, len(mine), batch_seqs):
+        x, y, scored, first = window_batch(val_tokens, mine[b : b + batch_seqs], seq_len, dist.device)
+        sums.add(score(x, y, scored, first), x[scored], y[scored], luts)
+    sync(dist.device)
+    return sums.result(dist)
+
+
 def eval_sliding(model: GPT, val_tokens: torch.Tensor, cfg: EvalConfig, dist: Dist, luts, autocast) -> dict:
     model.eval()
     t0 = now()
-    windows = sliding_windows(len(val_tokens) - 1, cfg.seq_len, cfg.stride)
-    mine = rank_share(windows, dist)
-    sums = ScoreSums(dist.device)
-    for b in range(0, len(mine), cfg.batch_seqs):
-        x, y, scored = window_batch(val_tokens, mine[b : b + cfg.batch_seqs], cfg.seq_len, dist.device)
-        with autocast():
-            nll = model.token_nll(x, y)
-        sums.add(nll[scored], x[scored], y[scored], luts)
-    sync(dist.device)
-    result = sums.result(dist)
+    windows = sliding_windows(len(val_tokens) - 1, cfg.seq_len, cfg.stride, cfg.as_published)
+    result = eval_windows(fixed_scorer(model, autocast), val_tokens, windows, cfg.batch_seqs, cfg.seq_len, dist, luts)
     result.update(eval_time_ms=int(1000 * (now() - t0)), windows=len(windows), stride=cfg.stride, seq_len=cfg.seq_len)
     return result
+
+
+# ----------------------------------------------------------------------------- causality audit
+
+
+def target_scores(score, tokens: torch.Tensor, windows: list[Window], seq_len: int, device) -> dict:
+    """(window index, target index t) -> NLL of tokens[t + 1] given tokens[..t], as the scorer computes it."""
+    x, y, scored, first = window_batch(tokens, windows, seq_len, device)
+    nll = score(x, y, scored, first).double().cpu().tolist()
+    keys = [(w, start + pos) for w, (start, length, off) in enumerate(windows) for pos in range(off, length)]
+    return dict(zip(keys, nll))
+
+
+def causality_audit(score, val_tokens: torch.Tensor, windows: list[Window], cfg: EvalConfig, vocab_size: int, device) -> dict:
+    """Flip one target token, re-score, and require that no earlier target's score moved.
+
+    Score-first (Issue #1017 C1/C3) means the score of target t depends only on the artifact and
+    tokens[..t]. We take `audit_windows` consecutive windows from the middle of the stream, score
+    them, then for a few targets t (the last scored target of some windows) replace tokens[t + 1]
+    and score the same windows again: every target before t, in any of these windows, must keep
+    its score exactly (CPU) or within 1e-6 (GPU kernels are not bitwise repeatable). A parameter
+    fitted on a target before that target is scored shows up as a moved score.
+    """
+    if cfg.audit_windows <= 0 or len(windows) < 2:
+        return {"checked": False, "verdict": "not run"}
+    mid = len(windows) // 2
+    subset = windows[mid : mid + cfg.audit_windows]
+    tolerance = 0.0 if device.type == "cpu" else 1e-6
+    base = target_scores(score, val_tokens, subset, cfg.seq_len, device)
+    flips = sorted({subset[k][0] + subset[k][1] - 1 for k in (0, len(subset) // 2, len(subset) - 1)})
+    compared, violations, worst = 0, 0, 0.0
+    for t in flips:
+        tokens = val_tokens.clone()
+        tokens[t + 1] = (tokens[t + 1] + 1) % vocab_size
+        after = target_scores(score, tokens, subset, cfg.seq_len, device)
+        for key, before in base.items():
+            if key[1] < t:
+                change = abs(after[key] - before)
+                compared += 1
+                worst = max(worst, change)
+                violations += change > tolerance
+    return {
+        "checked": True,
+        "windows": len(subset),
+        "flipped_targets": flips,
+        "scores_compared": compared,
+        "violations": violations,
+        "max_abs_change": worst,
+        "tolerance": tolerance,
+        "verdict": "pass" if violations == 0 else "fail",
+    }
 
 
 def load_eval_model(artifact_path: str, device: torch.device) -> GPT:
@@ -134,7 +218,9 @@ def eval_main(argv=None) -> None:
             r = eval_sequences(s.model, s.val_tokens, s.cfg.seq_len, s.cfg.batch_seqs, s.dist, s.luts, s.autocast)
             return "final_roundtrip", {"method": "roundtrip", **r}, ""
         r = eval_sliding(s.model, s.val_tokens, s.cfg, s.dist, s.luts, s.autocast)
-        return "final_sliding_window", {"method": "sliding", **r}, f" stride:{s.cfg.stride} windows:{r['windows']}"
+        windows = sliding_windows(len(s.val_tokens) - 1, s.cfg.seq_len, s.cfg.stride, s.cfg.as_published)
+        r["audit"] = causality_audit(fixed_scorer(s.model, s.autocast), s.val_tokens, windows, s.cfg, s.model.cfg.vocab_size, s.dist.device)
+        return "final_sliding_window", {"method": "sliding", **r}, f" stride:{s.cfg.stride} windows:{r['windows']} audit:{r['audit']['verdict']}"
 
     run_eval_stage(args, load_hparams(args.hparams), score)
 

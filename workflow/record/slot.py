@@ -5,8 +5,8 @@ fitted with AdamW on the very targets the window then scores. That leaks the ans
 prediction (it breaks score-before-update, Issue #1017 C1/C3); it is here to reproduce the number.
 mode "causal" fits them only on the window's context positions, strictly before its scored
 slice, then scores the slice and discards them; the first window (no context) gets none.
-Both keep #1313's schedule, lr_i = lr_min + (lr - lr_min) * (1 + cos(pi * i / steps)) / 2, whose
-last step never reaches lr_min.
+The schedule is #1313's cosine, lr_i = lr_min + (lr - lr_min) * (1 + cos(pi * i / steps)) / 2, whose
+last step never reaches lr_min, unless `schedule: corrected`.
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from evaluate import EvalConfig, eval_cli, rank_share, run_eval_stage, sliding_windows, window_batch
-from runtime import Dist, load_hparams, now, run_main, settings_from, sync
-from scoring import ScoreSums
+from evaluate import EvalConfig, causality_audit, eval_cli, eval_windows, run_eval_stage, sliding_windows
+from runtime import Dist, load_hparams, now, run_main, settings_from
 
 
 @dataclass
@@ -30,50 +29,63 @@ class SlotConfig:
     lr: float = 0.012
     lr_min: float = 0.001
     batch_seqs: int = 32
+    schedule: str = "published"  # "corrected": the cosine reaches lr_min on the last step
 
 
+def slot_lr(slot: SlotConfig, i: int) -> float:
+    """Cosine from lr towards lr_min. #1313 divides by `steps`, so its last step stops short of
+    lr_min (0.001047 for 24 steps); "corrected" divides by steps - 1."""
+    span = slot.steps if slot.schedule == "published" else max(slot.steps - 1, 1)
+    return slot.lr_min + 0.5 * (slot.lr - slot.lr_min) * (1 + math.cos(math.pi * i / span))
 
-def eval_slot(model, val_tokens: torch.Tensor, cfg: EvalConfig, slot: SlotConfig, dist: Dist, luts, autocast) -> dict:
-    model.eval()
+
+def slot_scorer(model, slot: SlotConfig, autocast):
+    """SLOT as a scorer: fit a per-window hidden offset [D] and logit bias [V], then score.
+
+    Only the positions that carry loss are pushed through the output head: the scored slice in
+    published mode (about `stride` of seq_len positions), the context in causal mode. The result
+    equals the all-positions computation of #1313, whose masked-out positions add nothing.
+    """
     for p in model.parameters():
         p.requires_grad_(False)
-    t0 = now()
-    windows = sliding_windows(len(val_tokens) - 1, cfg.seq_len, cfg.stride)
-    mine = rank_share(windows, dist)
-    weight = model.tok_emb.weight.float()
+    weight = model.tok_emb.weight.detach().float()
     cap = model.cfg.logit_softcap
-    sums = ScoreSums(dist.device)
-    positions = torch.arange(cfg.seq_len, device=dist.device)[None, :]
-    for b in range(0, len(mine), slot.batch_seqs):
-        batch = mine[b : b + slot.batch_seqs]
-        x, y, scored = window_batch(val_tokens, batch, cfg.seq_len, dist.device)
+
+    def head(h, delta, bias, rows):
+        return cap * torch.tanh((F.linear(h + delta[rows, 0], weight) + bias[rows, 0]) / cap)
+
+    def score(x, y, scored, first):
         with torch.no_grad(), autocast():
             h = model.hidden(x)
         h = h.float()
         if slot.mode == "published":
             fit = scored
-        else:  # causal: the context of each window, everything before its first scored position
-            first = torch.tensor([w[2] for w in batch], device=dist.device)[:, None]
-            fit = positions < first
-        delta = torch.zeros(len(batch), 1, h.size(-1), device=dist.device, requires_grad=True)
-        bias = torch.zeros(len(batch), 1, weight.size(0), device=dist.device, requires_grad=True)
+        else:  # causal: each window's context, everything before its first scored position
+            fit = torch.arange(x.size(1), device=x.device)[None, :] < first[:, None]
+        delta = torch.zeros(x.size(0), 1, h.size(-1), device=x.device, requires_grad=True)
+        bias = torch.zeros(x.size(0), 1, weight.size(0), device=x.device, requires_grad=True)
         opt = torch.optim.AdamW([delta, bias], lr=slot.lr, weight_decay=1e-8, eps=1e-5)
-        n_fit = fit.sum()
-        for i in range(slot.steps if n_fit > 0 else 0):
+        rows, cols = fit.nonzero(as_tuple=True)
+        h_fit, y_fit = h[rows, cols], y[rows, cols]
+        for i in range(slot.steps if len(rows) else 0):
             for g in opt.param_groups:
-                g["lr"] = slot.lr_min + 0.5 * (slot.lr - slot.lr_min) * (1 + math.cos(math.pi * i / slot.steps))
-            logits = cap * torch.tanh((F.linear(h + delta, weight) + bias) / cap)
-            nll = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view_as(y)
-            loss = (nll * fit).sum() / n_fit
+                g["lr"] = slot_lr(slot, i)
+            loss = F.cross_entropy(head(h_fit, delta, bias, rows), y_fit)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
         with torch.no_grad():
-            logits = cap * torch.tanh((F.linear(h + delta, weight) + bias) / cap)
-            nll = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view_as(y)
-            sums.add(nll[scored], x[scored], y[scored], luts)
-    sync(dist.device)
-    result = sums.result(dist)
+            rows, cols = scored.nonzero(as_tuple=True)
+            return F.cross_entropy(head(h[rows, cols], delta, bias, rows), y[rows, cols], reduction="none")
+
+    return score
+
+
+def eval_slot(model, val_tokens: torch.Tensor, cfg: EvalConfig, slot: SlotConfig, dist: Dist, luts, autocast) -> dict:
+    model.eval()
+    t0 = now()
+    windows = sliding_windows(len(val_tokens) - 1, cfg.seq_len, cfg.stride, cfg.as_published)
+    result = eval_windows(slot_scorer(model, slot, autocast), val_tokens, windows, slot.batch_seqs, cfg.seq_len, dist, luts)
     result.update(eval_time_ms=int(1000 * (now() - t0)), windows=len(windows), stride=cfg.stride, mode=slot.mode, steps=slot.steps, lr=slot.lr)
     return result
 
@@ -85,7 +97,10 @@ def slot_main(argv=None) -> None:
 
     def score(s):
         r = eval_slot(s.model, s.val_tokens, s.cfg, slot, s.dist, s.luts, s.autocast)
-        return f"final_slot_{slot.mode}", {"method": f"slot_{slot.mode}", **r}, f" steps:{slot.steps} lr:{slot.lr} stride:{s.cfg.stride}"
+        windows = sliding_windows(len(s.val_tokens) - 1, s.cfg.seq_len, s.cfg.stride, s.cfg.as_published)
+        r["audit"] = causality_audit(slot_scorer(s.model, slot, s.autocast), s.val_tokens, windows, s.cfg, s.model.cfg.vocab_size, s.dist.device)
+        extra = f" steps:{slot.steps} lr:{slot.lr} stride:{s.cfg.stride} audit:{r['audit']['verdict']}"
+        return f"final_slot_{slot.mode}", {"method": f"slot_{slot.mode}", **r}, extra
 
     run_eval_stage(args, hp, score)
 
