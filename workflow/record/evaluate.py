@@ -169,6 +169,12 @@ def load_eval_model(artifact_path: str, device: torch.device) -> GPT:
     return model
 
 
+def compile_hidden(model: GPT) -> None:
+    """On GPU the eval forward is compiled (shapes are fixed per batch size); on CPU it stays eager."""
+    if next(model.parameters()).is_cuda:
+        model.hidden = torch.compile(model.hidden, dynamic=False)
+
+
 class EvalSetup:
     """What every eval needs: processes, the dequantized model, validation tokens, byte tables."""
 
@@ -177,6 +183,7 @@ class EvalSetup:
             torch.use_deterministic_algorithms(True)
         self.dist, self.cfg = dist, cfg
         self.model = load_eval_model(artifact_path, dist.device)
+        compile_hidden(self.model)
         self.val_tokens = load_val_tokens(manifest_paths(manifest, "val"), cfg.seq_len, cfg.max_tokens)
         self.luts = byte_luts(tokenizer_path(manifest), self.model.cfg.vocab_size, dist.device)
         self.autocast = autocast_for(dist.device)

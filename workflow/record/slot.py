@@ -64,7 +64,7 @@ def slot_scorer(model, slot: SlotConfig, autocast):
             fit = torch.arange(x.size(1), device=x.device)[None, :] < first[:, None]
         delta = torch.zeros(x.size(0), 1, h.size(-1), device=x.device, requires_grad=True)
         bias = torch.zeros(x.size(0), 1, weight.size(0), device=x.device, requires_grad=True)
-        opt = torch.optim.AdamW([delta, bias], lr=slot.lr, weight_decay=1e-8, eps=1e-5)
+        opt = torch.optim.AdamW([delta, bias], lr=slot.lr, weight_decay=1e-8, eps=1e-5, fused=x.is_cuda)
         rows, cols = fit.nonzero(as_tuple=True)
         h_fit, y_fit = h[rows, cols], y[rows, cols]
         for i in range(slot.steps if len(rows) else 0):
