@@ -10,9 +10,20 @@ from datetime import date as _date
 from pathlib import Path
 
 import jinja2
+import jsonschema
+import yaml
 
-TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "workflow" / "templates"
+# scipy (pgolf.stats) and matplotlib (pgolf.plots) are imported where they are used: every
+# Snakemake run imports this module while it builds the DAG, and should not pay for them.
+
+WORKFLOW_DIR = Path(__file__).resolve().parents[2] / "workflow"
+TEMPLATE_DIR = WORKFLOW_DIR / "templates"
+SCHEMA_PATH = WORKFLOW_DIR / "schemas" / "submission.schema.json"
 TIME_LIMIT_S = 600.0
+# What "the base" is: PR #1313 as the real preset runs it (config.yaml overlaid with the preset).
+BASE_NAME = "PR #1313 (SLOT-24)"
+BASE_FILES = ("config.yaml", "config/fineweb-8xh100.yaml")
+SETTINGS_BLOCKS = ("train", "export", "eval")
 
 
 def read_json(path) -> dict:
@@ -98,6 +109,7 @@ def build_submission(config: dict, stages: dict[int, dict]) -> dict:
             "score_first_eval": score_first(method),
             "three_seeds": len(seeds) >= 3,
         },
+        "significance": _significance(losses, bpbs, rec["baseline"]),
         "blurb": (
             f"{rec['name']}: val_bpb {mean_bpb:.4f} ({method}, mean of {len(seeds)} seed"
             f"{'s' if len(seeds) > 1 else ''}), produced by the pgolf pipeline."
@@ -105,11 +117,20 @@ def build_submission(config: dict, stages: dict[int, dict]) -> dict:
     }
 
 
-def render_readme(config: dict, submission: dict, stages: dict[int, dict], code_name: str) -> str:
+def _significance(losses: list[float], bpbs: list[float], baseline: dict) -> dict:
+    from pgolf.stats import significance
+
+    return significance(losses, bpbs, baseline)
+
+
+def render_readme(config: dict, submission: dict, stages: dict[int, dict], code_name: str, base: dict | None = None) -> str:
+    from pgolf.stats import verdict
+
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATE_DIR), undefined=jinja2.StrictUndefined, keep_trailing_newline=True
     )
     first = stages[next(iter(stages))]
+    rows = submission["seed_results"].values()
     return env.get_template("record_README.md.j2").render(
         sub=submission,
         cfg=config,
@@ -118,9 +139,60 @@ def render_readme(config: dict, submission: dict, stages: dict[int, dict], code_
         code_name=code_name,
         seeds=list(stages),
         baseline=config["record"]["baseline"],
-        delta_nats=submission["val_loss"] - config["record"]["baseline"]["val_loss"],
-        delta_bpb=submission["val_bpb"] - config["record"]["baseline"]["val_bpb"],
+        sig=submission["significance"],
+        verdict=verdict(submission["significance"]),
+        sliding_mean=statistics.fmean(r["sliding_val_bpb"] for r in rows),
+        max_train_s=max(r["train_time_s"] for r in rows),
+        max_eval_s=max(r["eval_time_s"] for r in rows),
+        model_rows=flatten(config["train"]["model"]),
+        settings_rows=flatten({k: v for k, v in config.items() if k in SETTINGS_BLOCKS}, skip=("train.model",)),
+        base_name=BASE_NAME,
+        base_rows=None if base is None else settings_diff(base, config),
+        config_yaml=yaml.safe_dump({**config, "record": {**config["record"], "date": submission["date"]}}, sort_keys=False),
+        record_path=record_dir({**config["record"], "date": submission["date"]}),
     )
+
+
+def flatten(block: dict, prefix: str = "", skip: tuple = ()) -> list[tuple[str, object]]:
+    """Nested settings as (dotted key, value) rows, in the config's order."""
+    rows = []
+    for k, v in block.items():
+        key = f"{prefix}{k}"
+        if key in skip:
+            continue
+        rows += flatten(v, f"{key}.", skip) if isinstance(v, dict) else [(key, v)]
+    return rows
+
+
+def base_settings(paths=BASE_FILES) -> dict | None:
+    """The base's train/export/eval settings: the given config files merged as --configfile does.
+
+    None when a file is missing (a workflow copy without the preset): the README then says so.
+    """
+    merged: dict = {}
+    for path in paths:
+        if not Path(path).is_file():
+            return None
+        with open(path, encoding="utf-8") as f:
+            _merge(merged, yaml.safe_load(f) or {})
+    return {k: merged[k] for k in SETTINGS_BLOCKS if k in merged}
+
+
+def _merge(base: dict, over: dict) -> None:
+    """--configfile semantics: mappings merge key by key, lists and values replace."""
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            _merge(base[k], v)
+        else:
+            base[k] = v
+
+
+def settings_diff(base: dict, config: dict) -> list[tuple[str, object, object]]:
+    """(key, base value, value as run) for every setting that differs; '-' where one side lacks it."""
+    ours = dict(flatten({k: config[k] for k in SETTINGS_BLOCKS if k in config}))
+    theirs = dict(flatten(base))
+    keys = list(ours) + [k for k in theirs if k not in ours]
+    return [(k, theirs.get(k, "-"), ours.get(k, "-")) for k in keys if theirs.get(k, "-") != ours.get(k, "-")]
 
 
 def requirements(torch_version: str, compressor: str) -> str:
@@ -139,8 +211,31 @@ def combined_log(seed: int, logs: list[tuple[str, str]]) -> str:
     return "".join(parts)
 
 
-def assemble(config: dict, stage_files: dict[int, dict[str, str]], seed_logs: dict[int, list[tuple[str, str]]], code_path: str, out_files: dict[str, str]) -> dict:
-    """Writes the record folder's files; each is written to a temp name first, then renamed."""
+def check_submission(submission: dict, schema_path=SCHEMA_PATH) -> None:
+    """submission.json must match the schema the project publishes before it is written."""
+    with open(schema_path, encoding="utf-8") as f:
+        schema = json.load(f)
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(submission), key=lambda e: list(e.absolute_path))
+    if errors:
+        e = errors[0]
+        where = ".".join(str(p) for p in e.absolute_path) or "(top level)"
+        raise ValueError(f"submission.json does not match {schema_path}: {where}: {e.message}")
+
+
+def assemble(
+    config: dict,
+    stage_files: dict[int, dict[str, str]],
+    seed_logs: dict[int, list[tuple[str, str]]],
+    code_path: str,
+    out_files: dict[str, str],
+    base: dict | None = None,
+    schema_path=SCHEMA_PATH,
+) -> dict:
+    """Writes the record folder's files; each is written to a temp name first, then renamed.
+
+    `out_files` maps readme, submission, code, requirements, log<seed>, and optionally
+    loss_plot / score_plot (PNGs) to paths; `base` holds the base's settings for the README.
+    """
     stages = {}
     for seed, files in stage_files.items():
         stages[seed] = {k: read_json(p) for k, p in files.items()}
@@ -149,15 +244,22 @@ def assemble(config: dict, stage_files: dict[int, dict[str, str]], seed_logs: di
         if not stages[seed]["size"].get("ok"):
             raise ValueError(f"{files['size']}: seed {seed} has no passing size check")
     submission = build_submission(config, stages)
+    check_submission(submission, schema_path)
     contents = {
         "submission": json.dumps(submission, indent=2) + "\n",
-        "readme": render_readme(config, submission, stages, Path(out_files["code"]).name),
+        "readme": render_readme(config, submission, stages, Path(out_files["code"]).name, base),
         "requirements": requirements(submission["pytorch_version"], config["export"]["compressor"]),
     }
     for seed in stage_files:
         contents[f"log{seed}"] = combined_log(seed, seed_logs[seed])
     for key, text in contents.items():
         _write_atomic(out_files[key], text)
+    from pgolf import plots
+
+    if "loss_plot" in out_files:
+        plots.loss_curves({s: stages[s]["train"]["loss_curve"] for s in stages}, out_files["loss_plot"], f"{config['record']['name']}: training loss")
+    if "score_plot" in out_files:
+        plots.seed_scores(submission["seed_results"], submission["eval_method"], out_files["score_plot"])
     tmp = out_files["code"] + ".tmp"
     shutil.copyfile(code_path, tmp)
     os.replace(tmp, out_files["code"])

@@ -21,6 +21,11 @@ rule bundle_code:
         " pgolf bundle --config {output.settings} --out {output.code} > {log} 2>&1"
 
 
+# The README compares this run's settings with the base's (PR #1313 as the real preset runs it).
+# Passed as a parameter, not as input files: a comment or key order in config.yaml reruns nothing.
+BASE_SETTINGS = pgrecord.base_settings()
+
+
 rule record:
     message:
         f"Assembling {RECORD_DIR}"
@@ -29,12 +34,26 @@ rule record:
         unpack(lambda w: {f"{k}_{s}": v for s in SEEDS for k, v in seed_stage_files(s).items()}),
         logs=[p for s in SEEDS for _, p in seed_logs(s)],
         code=f"results/code/{CODE_ID}/train_gpt.py",
-        tool=CODE["record"],
+        tool=CODE["record"] + ["src/pgolf/stats.py", "src/pgolf/plots.py"],
+        schema="workflow/schemas/submission.schema.json",
     output:
         **record_outputs(),
+        loss_plot=report(
+            f"{RECORD_DIR}/train_loss.png",
+            caption="../report/train_loss.rst",
+            category="Record",
+            labels={"plot": "training loss per seed"},
+        ),
+        score_plot=report(
+            f"{RECORD_DIR}/seed_scores.png",
+            caption="../report/seed_scores.rst",
+            category="Record",
+            labels={"plot": "scores per seed"},
+        ),
     params:
         record=canon(config["record"]),
         eval=canon(config["eval"]),
+        base=canon(BASE_SETTINGS),
         seed_logs={s: seed_logs(s) for s in SEEDS},
     log:
         "results/logs/record/record.log",

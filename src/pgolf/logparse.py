@@ -1,0 +1,288 @@
+"""Read the numbers out of a Parameter Golf training log: upstream's two log families and ours.
+
+Families (detected from the lines a log holds; every pattern is anchored at the start of a line,
+so the source code that upstream logfiles embed never matches):
+
+- ``pgolf``: our logs. A `==== pgolf stage: ... ====` header or one of our unique final labels
+  (`final_roundtrip_exact`, `final_sliding_window_exact`, `final_slot_causal_exact`,
+  `final_slot_published_exact`, `pre_quant_post_ema_exact`). Step lines use the legacy format.
+- ``legacy``: baseline, #414, #549, #1019, #1303, #1313 (`step:N/M train_loss:...` lines and
+  `<label>_exact val_loss:F val_bpb:F` lines).
+- ``newer``: the SP8192 lineage from April 2026 (`N/M train_loss: F train_time: Fm tok/s: N` and
+  `<label> val_loss:F val_bpb:F eval_time:Nms` with labels such as `quantized_ttt`).
+
+Which line is the claimed final score:
+
+- pgolf: `final_slot_causal_exact` or `final_slot_published_exact` when present, else
+  `final_sliding_window_exact` (submission.json's `eval_method` says which). A log with neither
+  has no final score (a roundtrip number is never claimed).
+- legacy: `final_slot_exact` when present (#1303/#1313), else `legal_ttt_exact` (#549), else the
+  LAST `final_*_exact` line. The last one matters: from #414 on the scripts print
+  `final_int8_zlib_roundtrip_exact` again after the sliding eval, carrying the sliding-window
+  numbers (again for the stride-64 pass when the stride differs), and #1303/#1313 do the same with
+  `final_int6_roundtrip_exact` (three lines, three meanings). The last one is the claimed sliding
+  score of #414-#1019; in #1303/#1313 none of them is the claim, `final_slot_exact` is.
+- newer: the last `quantized_ttt*` or `quantized_sliding_window` line, else the last `quantized`
+  line (never a `diagnostic ...` or `pre-quantization ...` line).
+
+Labels printed more than once with different numbers are reported in `reused_labels`.
+
+Other fields: `steps` is the largest step of any step line or the early-stop line;
+`train_time_ms` comes from the early-stop line, else the last step line (the newer family prints
+minutes with one decimal there, so its time is only good to 3 s without an early stop);
+`step_avg_ms` is the last printed step average (newer family: train_time_ms / steps);
+`bytes_total` is the last compressor-tagged `Total submission size <tag>: N bytes` line, else the
+last untagged one (the baseline's untagged line counts the uncompressed model); `bytes_model` is
+the last tagged `Serialized model <tag>: N bytes` (never the raw `Serialized model: N`);
+`bytes_code` is the last `Code size: N bytes`, or the newer family's `Code size (compressed)` when
+logged (the counted size), else its `(uncompressed)` one; `eval_time_ms` is `total_eval_time`
+when logged, else the sum of every eval pass on the quantized artifact (lines with `eval_time:`,
+less the float model's pre-quantization diagnostics; a pass reprinted under another label with the
+same numbers and time counts once).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+NUM = r"[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|nan|inf)"
+
+PGOLF_FINAL = ("final_slot_causal", "final_slot_published", "final_sliding_window")
+PGOLF_LABELS = ("final_roundtrip", "pre_quant_post_ema") + PGOLF_FINAL
+
+RE = {
+    "stage_header": re.compile(r"^==== pgolf stage: .* \(seed (\d+)\) ====$", re.M),
+    "exact": re.compile(rf"^(\w+)_exact val_loss:({NUM}) val_bpb:({NUM})\s*$", re.M),
+    "eval": re.compile(rf"^([A-Za-z][\w\- ]*?) val_loss:\s*({NUM}) val_bpb:\s*({NUM})(.*?) eval_time:\s*(\d+)ms", re.M),
+    "legacy_step": re.compile(rf"^step:(\d+)/(\d+) (train_loss|val_loss):({NUM})(?: val_bpb:{NUM})? train_time:(\d+)ms step_avg:({NUM})ms", re.M),
+    "newer_train": re.compile(rf"^(\d+)/(\d+) train_loss: ({NUM}) train_time: ({NUM})m tok/s: (\d+)", re.M),
+    "newer_val": re.compile(rf"^(\d+)/(\d+) val_loss: ({NUM}) val_bpb: ({NUM})\s*$", re.M),
+    "stop": re.compile(r"^stopping_early: wallclock_cap train_time:\s*(\d+)ms step:\s*(\d+)/(\d+)", re.M),
+    "seed": re.compile(r"^(?:seed:(\d+)|\s+seed: (\d+))\s*$", re.M),
+    "params": re.compile(r"^model_params:\s*(\d+)\s*$", re.M),
+    "peak": re.compile(r"^peak memory (?:allocated|rss): (\d+) MiB", re.M),
+    "code": re.compile(r"^Code size(?: \((\w+)\))?: (\d+) bytes", re.M),
+    "model": re.compile(r"^Serialized model (\S+): (\d+) bytes", re.M),
+    "total": re.compile(r"^Total submission size(?: (\S+))?: (\d+) bytes", re.M),
+    "total_eval": re.compile(rf"^total_eval_time:\s*({NUM})s", re.M),
+}
+
+
+class LogParseError(ValueError):
+    """A log that cannot be read, or that lacks what was asked of it (one line, names the file)."""
+
+
+@dataclass
+class LogSummary:
+    family: str
+    final_label: str | None = None
+    final_val_loss: float | None = None
+    final_val_bpb: float | None = None
+    steps: int | None = None
+    step_avg_ms: float | None = None
+    train_time_ms: float | None = None
+    eval_time_ms: float | None = None
+    model_params: int | None = None
+    bytes_code: int | None = None
+    bytes_model: int | None = None
+    bytes_total: int | None = None
+    peak_mem_mib: int | None = None
+    seed: int | None = None
+    pre_quant_val_bpb: float | None = None
+    sliding_val_bpb: float | None = None
+    reused_labels: dict[str, int] = field(default_factory=dict)
+    train_loss: list[list[float]] = field(default_factory=list)
+    # Half a unit in the last printed digit of each number above: how far a correctly rounded
+    # copy (in submission.json) may sit from it. Not part of the JSON output.
+    tol: dict[str, float] = field(default_factory=dict, repr=False)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d.pop("tol")
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
+
+
+def half_unit(text: str) -> float:
+    """0.5 in the last printed decimal place of `text` ('1.2345' -> 5e-5, '600' -> 0.5)."""
+    if "." not in text or "e" in text.lower():
+        return 0.5
+    return 0.5 * 10.0 ** -len(text.split(".", 1)[1])
+
+
+def detect_family(text: str) -> str:
+    if RE["stage_header"].search(text) or any(label in PGOLF_LABELS for label, *_ in RE["exact"].findall(text)):
+        return "pgolf"
+    if RE["newer_train"].search(text) or re.search(r"^quantized\w* val_loss:", text, re.M):
+        return "newer"
+    if RE["legacy_step"].search(text) or RE["exact"].search(text):
+        return "legacy"
+    return "unknown"
+
+
+def parse_text(text: str) -> LogSummary:
+    """Everything `parse-log` reports, from a log's text. Missing numbers stay None."""
+    s = LogSummary(family=detect_family(text))
+    _final(s, text)
+    _training(s, text)
+    _sizes(s, text)
+    _evals(s, text)
+    s.model_params = _last_int(RE["params"], text)
+    s.peak_mem_mib = _last_int(RE["peak"], text)
+    s.seed = _seed(text)
+    return s
+
+
+def parse_file(path) -> LogSummary:
+    p = Path(path)
+    if not p.is_file():
+        raise LogParseError(f"{path}: no such file" if not p.exists() else f"{path}: not a file")
+    return parse_text(p.read_text(encoding="utf-8", errors="replace"))
+
+
+def final_rule(family: str) -> str:
+    """The claim rule in words, for error messages."""
+    return {
+        "pgolf": "looked for final_slot_causal_exact, final_slot_published_exact, final_sliding_window_exact",
+        "newer": "looked for quantized_ttt*, quantized_sliding_window, quantized lines",
+    }.get(family, "looked for final_slot_exact, legal_ttt_exact, final_*_exact")
+
+
+def require_final(s: LogSummary, path) -> LogSummary:
+    if s.final_label is None:
+        raise LogParseError(f"{path}: no final score line ({final_rule(s.family)})")
+    return s
+
+
+# ----------------------------------------------------------------------------- pieces
+
+
+def _exact_lines(text: str) -> list[tuple[str, str, str]]:
+    return RE["exact"].findall(text)
+
+
+def _eval_lines(text: str) -> list[tuple[str, str, str, str, str]]:
+    return RE["eval"].findall(text)
+
+
+def _final(s: LogSummary, text: str) -> None:
+    exact = _exact_lines(text)
+    seen: dict[str, set] = {}
+    for label, loss, bpb in exact:
+        seen.setdefault(label, set()).add((loss, bpb))
+    s.reused_labels = {label: sum(1 for lb, *_ in exact if lb == label) for label, v in seen.items() if len(v) > 1}
+    if s.family == "newer":
+        _final_newer(s, text)
+        return
+    if s.family == "pgolf":
+        wanted = [[e for e in exact if e[0] == label] for label in PGOLF_FINAL]
+        candidates = next((w for w in wanted if w), [])
+    else:
+        candidates = (
+            [e for e in exact if e[0] == "final_slot"]
+            or [e for e in exact if e[0] == "legal_ttt"]
+            or [e for e in exact if e[0].startswith("final_")]
+        )
+    if candidates:
+        label, loss, bpb = candidates[-1]
+        _set_final(s, f"{label}_exact", loss, bpb)
+    for label, loss, bpb in exact:
+        if s.sliding_val_bpb is None and label.endswith("sliding_window"):
+            s.sliding_val_bpb, s.tol["sliding_val_bpb"] = float(bpb), half_unit(bpb)
+    pre = [bpb for label, loss, bpb in exact if label == "pre_quant_post_ema"]
+    pre = pre or [bpb for label, _, bpb, _, _ in _eval_lines(text) if label == "DIAGNOSTIC post_ema"]
+    if pre:
+        s.pre_quant_val_bpb, s.tol["pre_quant_val_bpb"] = float(pre[-1]), half_unit(pre[-1])
+
+
+def _final_newer(s: LogSummary, text: str) -> None:
+    evals = _eval_lines(text)
+    scored = [e for e in evals if e[0].startswith("quantized_ttt") or e[0] == "quantized_sliding_window"]
+    scored = scored or [e for e in evals if e[0] == "quantized"]
+    if scored:
+        label, loss, bpb, _, _ = scored[-1]
+        _set_final(s, label, loss, bpb)
+    for label, loss, bpb, _, _ in evals:
+        if label in ("pre-quantization post-ema", "diagnostic pre-quantization post-ema"):
+            s.pre_quant_val_bpb, s.tol["pre_quant_val_bpb"] = float(bpb), half_unit(bpb)
+        if label == "quantized_sliding_window":
+            s.sliding_val_bpb, s.tol["sliding_val_bpb"] = float(bpb), half_unit(bpb)
+
+
+def _set_final(s: LogSummary, label: str, loss: str, bpb: str) -> None:
+    s.final_label, s.final_val_loss, s.final_val_bpb = label, float(loss), float(bpb)
+    s.tol.update(final_val_loss=half_unit(loss), final_val_bpb=half_unit(bpb))
+
+
+def _training(s: LogSummary, text: str) -> None:
+    steps: list[int] = []
+    legacy = RE["legacy_step"].findall(text)
+    for step, _, kind, loss, ms, avg in legacy:
+        steps.append(int(step))
+        if kind == "train_loss":
+            s.train_loss.append([int(step), float(loss)])
+    if legacy:
+        last = max(legacy, key=lambda m: int(m[0]))
+        s.train_time_ms, s.step_avg_ms = float(last[4]), float(last[5])
+        s.tol.update(train_time_ms=0.5, step_avg_ms=half_unit(last[5]))
+    newer = RE["newer_train"].findall(text)
+    for step, _, loss, minutes, _ in newer:
+        steps.append(int(step))
+        s.train_loss.append([int(step), float(loss)])
+    if newer and not legacy:
+        minutes = newer[-1][3]
+        s.train_time_ms = float(minutes) * 60_000.0
+        s.tol["train_time_ms"] = half_unit(minutes) * 60_000.0
+    steps += [int(m[0]) for m in RE["newer_val"].findall(text)]
+    stop = RE["stop"].findall(text)
+    if stop:
+        s.train_time_ms, s.tol["train_time_ms"] = float(stop[-1][0]), 0.5
+        steps.append(int(stop[-1][1]))
+    s.steps = max(steps) if steps else None
+    if s.step_avg_ms is None and s.train_time_ms is not None and s.steps:
+        s.step_avg_ms = round(s.train_time_ms / s.steps, 3)
+        s.tol["step_avg_ms"] = s.tol["train_time_ms"] / s.steps + 0.0005
+
+
+def _sizes(s: LogSummary, text: str) -> None:
+    totals = RE["total"].findall(text)
+    tagged = [n for tag, n in totals if tag]
+    if totals:
+        s.bytes_total = int(tagged[-1] if tagged else totals[-1][1])
+    models = RE["model"].findall(text)
+    if models:
+        s.bytes_model = int(models[-1][1])
+    codes = RE["code"].findall(text)
+    counted = [n for kind, n in codes if kind == "compressed"] or [n for kind, n in codes if kind != "compressed"]
+    if counted:
+        s.bytes_code = int(counted[-1])
+
+
+def _evals(s: LogSummary, text: str) -> None:
+    total = RE["total_eval"].findall(text)
+    if total:
+        s.eval_time_ms = float(total[-1]) * 1000.0
+        return
+    # A pass printed twice (same numbers, same time) under another label is counted once.
+    passes = {(loss, bpb, ms) for label, loss, bpb, _, ms in _eval_lines(text) if not _float_model_diagnostic(label)}
+    s.eval_time_ms = float(sum(int(ms) for *_, ms in passes)) if passes else None
+
+
+def _float_model_diagnostic(label: str) -> bool:
+    """Evals of the float weights before quantization: not part of the scored eval."""
+    low = label.lower()
+    return "post_ema" in low or "post-ema" in low
+
+
+def _last_int(pattern: re.Pattern, text: str) -> int | None:
+    found = pattern.findall(text)
+    return int(found[-1]) if found else None
+
+
+def _seed(text: str) -> int | None:
+    for a, b in RE["seed"].findall(text):
+        return int(a or b)
+    header = RE["stage_header"].search(text)
+    return int(header.group(1)) if header else None
