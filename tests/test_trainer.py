@@ -19,7 +19,7 @@ import yaml
 
 from conftest import REPO
 from pgolf.cli import _merge
-from pgolf.data import build_dataset
+from pgolf.docs import build_docs_dataset
 
 TRAIN = str(REPO / "workflow/record/train.py")
 
@@ -29,7 +29,8 @@ def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("trainer")
     with lzma.open(REPO / "data/corpus/embedded.jsonl.xz", "rt") as src, open(root / "docs.jsonl", "w") as dst:
         dst.writelines(itertools.islice(src, 300))
-    build_dataset(root / "docs.jsonl", root / "data", vocab_size=512, val_docs=10, shard_tokens=50_000, log=lambda m: None)
+    build_docs_dataset(root / "docs.jsonl", root / "data", num_val_docs=10, shard_tokens=50_000,
+                       tokenizer={"vocab_size": 512, "train_docs": 0}, log=lambda m: None)
     return root / "data/manifest.json"
 
 

@@ -10,9 +10,11 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -47,8 +49,11 @@ def dry_run(workdir: Path, *extra: str) -> dict[str, int]:
 def test_record_folder_has_every_file(tiny_run):
     workdir, _ = tiny_run
     rec = record_dir(workdir)
-    expected = {"README.md", "submission.json", "train_gpt.py", "requirements.txt"} | {f"train_seed{s}.log" for s in SEEDS}
+    expected = {"README.md", "submission.json", "train_gpt.py", "requirements.txt", "train_loss.png", "seed_scores.png"}
+    expected |= {f"train_seed{s}.log" for s in SEEDS}
     assert expected == {p.name for p in rec.iterdir()}
+    for png in ("train_loss.png", "seed_scores.png"):
+        assert (rec / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert rec.parent.name == "track_non_record_16mb"
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}_Tiny_CI", rec.name)
 
@@ -94,6 +99,25 @@ def test_submission_numbers_match_the_logs(tiny_run):
     assert sub["compliance"]["score_first_eval"] is None  # causal SLOT: not audited yet
     readme = (rec / "README.md").read_text()
     assert f"{sub['val_bpb']:.8f}" in readme and "not audited" in readme
+
+
+def test_record_passes_pgolf_validate(tiny_run):
+    workdir, _ = tiny_run
+    rec = record_dir(workdir)
+    result = subprocess.run(["pgolf", "validate", str(rec)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout == f"ok: {rec} ({len(SEEDS)} seed logs, mean val_bpb {json.loads((rec / 'submission.json').read_text())['val_bpb']:.8f})\n"
+    sub = json.loads((rec / "submission.json").read_text())
+    assert sub["significance"]["n_seeds"] == len(SEEDS) and sub["significance"]["test"] == "one_sample_t_one_sided"
+
+
+def test_report_shows_the_record_plots(tiny_run):
+    workdir, _ = tiny_run
+    result = snakemake(workdir, "--report", "report.zip")
+    assert result.returncode == 0, result.stderr[-3000:]
+    with zipfile.ZipFile(workdir / "report.zip") as z:
+        names = z.namelist()
+    assert any(n.endswith("train_loss.png") for n in names) and any(n.endswith("seed_scores.png") for n in names), names
 
 
 def test_size_json_counts_the_shipped_bytes(tiny_run):
@@ -157,7 +181,7 @@ def test_export_setting_never_retrains(tiny_run):
     workdir, _ = tiny_run
     jobs = dry_run(workdir, overlay(workdir, "export", {"export": {"compress_level": 9}}))
     assert jobs.get("quantize") == 2 and jobs.get("size_gate") == 2 and jobs.get("eval") == 4
-    assert "train" not in jobs and "data_corpus" not in jobs
+    assert "train" not in jobs and "data_docs" not in jobs
 
 
 def test_adding_a_seed_trains_exactly_one(tiny_run):
@@ -193,7 +217,7 @@ def test_editing_downstream_code_retrains_nothing(tiny_run, module, expect):
     try:
         path.write_text(original + "\n# an edit\n")
         jobs = dry_run(workdir)
-        assert expect in jobs and "train" not in jobs and "data_corpus" not in jobs
+        assert expect in jobs and "train" not in jobs and "data_docs" not in jobs
     finally:
         path.write_text(original)
 
@@ -210,6 +234,28 @@ def test_train_change_keeps_old_models_and_switching_back_reuses_them(tiny_run):
     # Back to the original settings: everything is still there. Only the record folder (which
     # the other run rewrote for seed 42 alone) is assembled again.
     assert set(dry_run(workdir)) <= {"record", "all"}
+
+
+def test_local_source_points_at_the_users_files_without_copying(tiny_run, tmp_path):
+    """data.source local over an existing dataset directory: only a manifest is written, naming it as root."""
+    workdir, _ = tiny_run
+    user = tmp_path / "user"
+    shutil.copytree(next(workdir.glob("results/data/*/manifest.json")).parent, user)
+    before = {p.name: p.stat().st_mtime_ns for p in user.iterdir()}
+    local = overlay(workdir, "local", {"data": {"source": "local", "local": {"path": str(user), "tokenizer": str(user / "tokenizer.model")}}})
+    existing = set(workdir.glob("results/data/*"))
+    try:
+        result = snakemake(workdir, "--until", "data_local", configs=(".test/config.yaml", local))
+        assert result.returncode == 0, result.stderr[-3000:]
+        [data_dir] = set(workdir.glob("results/data/*")) - existing
+        manifest = json.loads((data_dir / "manifest.json").read_text())
+        assert manifest["source"]["kind"] == "local" and manifest["root"] == str(user)
+        assert [p.name for p in data_dir.iterdir()] == ["manifest.json"]  # nothing copied
+        assert {p.name: p.stat().st_mtime_ns for p in user.iterdir()} == before  # nothing touched
+        assert "data_local" not in dry_run(workdir, local)  # the fingerprint is stable: nothing to redo
+    finally:
+        for new in set(workdir.glob("results/data/*")) - existing:
+            shutil.rmtree(new)
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -267,7 +313,7 @@ def test_oversize_artifact_fails_export_and_writes_no_record(tiny_run):
 def test_corpus_without_text_stops_in_data_stage(tmp_path):
     workdir = copy_workflow(tmp_path)
     (workdir / "empty.jsonl").write_text('{"text": ""}\n{"text": "   "}\n')
-    cfg = overlay(workdir, "empty", {"data": {"corpus": {"path": "empty.jsonl"}}})
+    cfg = overlay(workdir, "empty", {"data": {"docs": {"path": "empty.jsonl"}}})
     result = snakemake(workdir, configs=(".test/config.yaml", cfg))
     assert result.returncode != 0
     assert "empty.jsonl: corpus has no text (0 non-empty documents)" in result.stdout + result.stderr

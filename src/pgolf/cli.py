@@ -1,6 +1,7 @@
 """`pgolf`: the pipeline's command line. Snakemake rules call these; users can too.
 
-User errors (bad data, config, sizes) print one line starting with "error:" and exit 2.
+User errors (bad data, config, sizes, unreadable logs) print one line starting with "error:" and
+exit 2. `pgolf validate` exits 1 when a record folder has a problem (one line per problem).
 """
 
 from __future__ import annotations
@@ -14,16 +15,30 @@ import yaml
 
 from pgolf.config import ConfigError, check_config
 from pgolf.data import DataError
+from pgolf.logparse import LogParseError
 from pgolf.shards import ShardError
 from pgolf.size import SizeError
 
-USER_ERRORS = (ConfigError, DataError, ShardError, SizeError, FileNotFoundError)
+USER_ERRORS = (ConfigError, DataError, ShardError, SizeError, LogParseError, FileNotFoundError)
 
 
-def cmd_data_build(args) -> None:
-    from pgolf.data import build_dataset
+def cmd_data_docs(args) -> None:
+    from pgolf.docs import build_docs_dataset, default_workers
 
-    build_dataset(args.corpus, args.out_dir, vocab_size=args.vocab_size, val_docs=args.val_docs, shard_tokens=args.shard_tokens)
+    if args.tokenizer_model:
+        tokenizer = {"model": args.tokenizer_model, "vocab_size": args.vocab_size}
+    elif args.vocab_size is None:
+        raise DataError("data-docs: give --vocab-size (train a tokenizer) or --tokenizer-model (use one)")
+    else:
+        tokenizer = {"vocab_size": args.vocab_size, "train_docs": args.train_docs}
+    build_docs_dataset(
+        args.docs,
+        args.out_dir,
+        num_val_docs=args.num_val_docs,
+        shard_tokens=args.shard_tokens,
+        tokenizer=tokenizer,
+        workers=args.workers or default_workers(),
+    )
 
 
 def cmd_data_hub(args) -> None:
@@ -36,7 +51,16 @@ def cmd_data_hub(args) -> None:
         remote_root=args.remote_root,
         variant=args.variant,
         train_shards=args.train_shards,
+        hashes=args.hashes,
+        attempts=args.attempts,
+        backoff=args.backoff,
     )
+
+
+def cmd_data_local(args) -> None:
+    from pgolf.local import index_local_dataset
+
+    index_local_dataset(args.path, args.tokenizer, args.out_dir, train_shards=args.train_shards)
 
 
 def cmd_data_verify(args) -> None:
@@ -81,17 +105,47 @@ def cmd_size_gate(args) -> None:
     print(f"Total submission size {args.label}: {r['total_bytes']} bytes (model {r['model_bytes']}, limit {r['limit']}, headroom {r['headroom_bytes']})")
 
 
+def cmd_parse_log(args) -> None:
+    from pgolf.logparse import parse_file, require_final
+
+    s = require_final(parse_file(args.log), args.log)
+    if args.json:
+        print(json.dumps(s.to_json(), indent=2))
+        return
+    for key, value in s.to_json().items():
+        if key == "train_loss":
+            value = f"{len(value)} points" + (f", last step {value[-1][0]}: {value[-1][1]}" if value else "")
+        elif key == "reused_labels":
+            value = ", ".join(f"{k}_exact x{n}" for k, n in value.items()) or "none"
+        print(f"{key:18} {value}")
+
+
+def cmd_validate(args) -> int:
+    from pgolf.validate import format_report, validate_record
+
+    reports = [validate_record(path) for path in args.records]
+    if args.json:
+        print(json.dumps([r.to_json() for r in reports], indent=2))
+    else:
+        for r in reports:
+            print("\n".join(format_report(r)))
+    return 0 if all(r.ok for r in reports) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="pgolf", description="Parameter Golf record pipeline tools.")
     sub = ap.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("data-build", help="corpus -> tokenizer -> shards -> manifest.json")
-    p.add_argument("--corpus", required=True)
+    p = sub.add_parser("data-docs", help="docs JSONL -> tokenizer -> shards -> manifest.json")
+    p.add_argument("--docs", required=True, help='JSONL (.jsonl, .jsonl.xz, .jsonl.gz), one {"text": ...} per line')
     p.add_argument("--out-dir", required=True)
-    p.add_argument("--vocab-size", type=int, required=True)
-    p.add_argument("--val-docs", type=int, required=True)
+    p.add_argument("--num-val-docs", type=int, required=True, help="the first N documents are validation")
     p.add_argument("--shard-tokens", type=int, required=True)
-    p.set_defaults(func=cmd_data_build)
+    p.add_argument("--vocab-size", type=int, help="train a tokenizer of this size on the train documents")
+    p.add_argument("--train-docs", type=int, default=0, help="train it on the first N train documents (0 = all)")
+    p.add_argument("--tokenizer-model", help="use this SentencePiece model instead of training one")
+    p.add_argument("--workers", type=int, default=0, help="encoding processes (0 = all cores, 1 = this process)")
+    p.set_defaults(func=cmd_data_docs)
 
     p = sub.add_parser("data-hub", help="download the challenge's FineWeb export from the Hugging Face hub")
     p.add_argument("--out-dir", required=True)
@@ -100,7 +154,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--remote-root", default="datasets")
     p.add_argument("--variant", default="sp1024")
     p.add_argument("--train-shards", type=int, required=True)
+    p.add_argument("--hashes", action="store_true", help="re-hash files already present before trusting them")
+    p.add_argument("--attempts", type=int, default=4, help="tries per file before giving up (transient errors)")
+    p.add_argument("--backoff", type=float, default=2.0, help="seconds before the first retry, doubled after each")
     p.set_defaults(func=cmd_data_hub)
+
+    p = sub.add_parser("data-local", help="check a dataset directory you already have and write a manifest pointing at it")
+    p.add_argument("--path", required=True, help="directory with fineweb_{val,train}_NNNNNN.bin")
+    p.add_argument("--tokenizer", required=True, help="its SentencePiece .model")
+    p.add_argument("--train-shards", type=int, default=0, help="use the first N train shards (0 = all)")
+    p.add_argument("--out-dir", required=True)
+    p.set_defaults(func=cmd_data_local)
 
     p = sub.add_parser("data-verify", help="check every file a data manifest lists (size, shard header; --hashes: sha256)")
     p.add_argument("manifest")
@@ -124,17 +188,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", default="", help="artifact label for the log line, e.g. int6+lzma")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_size_gate)
+
+    p = sub.add_parser("parse-log", help="the numbers of a training log (upstream legacy/newer families or ours)")
+    p.add_argument("log")
+    p.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    p.set_defaults(func=cmd_parse_log)
+
+    p = sub.add_parser("validate", help="check record folders as a reviewer would; exit 1 if any has a problem")
+    p.add_argument("records", nargs="+", metavar="RECORD_DIR")
+    p.add_argument("--json", action="store_true", help="print one JSON report per folder")
+    p.set_defaults(func=cmd_validate)
     return ap
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        rc = args.func(args)
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 2
-    return 0
+    return rc or 0
 
 
 if __name__ == "__main__":

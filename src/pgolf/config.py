@@ -90,6 +90,11 @@ def check_config(config: dict) -> None:
 
 def semantic_checks(config: dict) -> None:
     """Rules a schema cannot express: relations between keys."""
+    data = config["data"]
+    if data["source"] == "local":
+        for key in ("path", "tokenizer"):
+            if not data["local"][key]:
+                raise ConfigError(f"data.local.{key}: required when data.source is local (got {data['local'][key]!r})")
     m = config["train"]["model"]
     if m["model_dim"] % m["num_heads"]:
         raise ConfigError(f"train.model: model_dim {m['model_dim']} must be a multiple of num_heads {m['num_heads']}")

@@ -1,302 +1,93 @@
-"""The data stage: corpus -> SentencePiece tokenizer -> token shards -> manifest.
+"""The data stage's contract: manifest.json (format pgolf-data/1) and its verification.
 
-The first `val_docs` documents of the corpus are the validation split, the
-rest are training data. The tokenizer only ever sees training documents, so
-the validation score cannot benefit from a vocabulary fitted to it. Every
-output is recorded with its size and SHA-256 in `manifest.json`, which is
-written last: its presence means the stage finished, and `verify_dataset`
-can later prove that the files on disk are still the ones that were built.
+Every data source (docs, hub, local; see docs.py, hub.py, local.py) ends by
+writing the same manifest: the tokenizer, token statistics and, for every
+file, its path, size and SHA-256. The manifest is written last, so its
+presence means the stage finished, and `verify_dataset` can later prove that
+the files on disk are still the ones that were recorded: cheaply (size and
+shard header) before each training job, fully (SHA-256) when asked.
+
+File paths are relative to the dataset root: the manifest's directory, or
+the absolute `root` the manifest names (the local source points there at the
+user's own files instead of copying them). A path may never leave its root.
 """
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
-import lzma
-import time
-from collections.abc import Callable, Iterator, Sequence
-from itertools import chain
 from pathlib import Path, PurePosixPath
-from typing import Any, TextIO
+from typing import Any
 
-import numpy as np
-import sentencepiece as spm
-
-from pgolf.shards import (
-    StrPath,
-    read_header,
-    sha256_file,
-    write_atomic,
-    write_shard,
-)
+from pgolf.shards import StrPath, read_header, sha256_file, write_atomic
 
 MANIFEST_FORMAT = "pgolf-data/1"
 MANIFEST_NAME = "manifest.json"
-TOKENIZER_PREFIX = "tokenizer"
 SPLITS = ("val", "train")
-STATS_ORDER = ("docs_total", "docs_val", "docs_train", "tokens_val", "tokens_train", "chars_val", "chars_train")
-SPECIAL_IDS = {"pad_id": 0, "bos_id": 1, "eos_id": 2, "unk_id": 3}
-MIN_VOCAB = 260  # 4 special pieces + 256 byte-fallback pieces
-MAX_VOCAB = 65535  # ids must fit in uint16 shards
-ENCODE_BATCH_DOCS = 1024
-MAX_SENTENCE_BYTES = 16384
-
-# Mirrors the challenge's tokenizer settings. `input_sentence_size=0` and no
-# shuffling make the trainer read every line in order, and one thread removes
-# scheduling effects, so identical documents give a byte-identical model.
-TRAINER_OPTIONS: dict[str, Any] = {
-    "model_type": "bpe",
-    "byte_fallback": True,
-    "split_digits": True,
-    "normalization_rule_name": "nmt_nfkc",
-    "add_dummy_prefix": False,
-    **SPECIAL_IDS,
-    "character_coverage": 0.999,
-    "hard_vocab_limit": False,
-    "max_sentence_length": MAX_SENTENCE_BYTES,
-    "input_sentence_size": 0,
-    "shuffle_input_sentence": False,
-    "num_threads": 1,
-    "minloglevel": 1,
-}
-TRAINER_SEED = 0
+SHARD_NAME_GLOB = "fineweb_*_[0-9][0-9][0-9][0-9][0-9][0-9].bin"
 
 
 class DataError(ValueError):
-    """The corpus, the stage's settings or a manifest is wrong; the message is one line."""
+    """The data, the stage's settings or a manifest is wrong; the message is one line."""
 
 
-def _open_text(path: Path) -> TextIO:
-    """Open a plain, xz- or gzip-compressed JSONL file as UTF-8 text."""
-    name = path.name
-    if name.endswith(".jsonl.xz"):
-        return lzma.open(path, "rt", encoding="utf-8")
-    if name.endswith(".jsonl.gz"):
-        return gzip.open(path, "rt", encoding="utf-8")
-    if name.endswith(".jsonl"):
-        return open(path, encoding="utf-8")
-    raise DataError(f"{path}: unsupported corpus file type (expected .jsonl, .jsonl.xz or .jsonl.gz)")
+def file_entry(root: Path, relative: str, split: str, **extra: Any) -> dict[str, Any]:
+    """Describe one file for the manifest: where it is, what it is for, its size and SHA-256."""
+    path = root / relative
+    return {"path": relative, "split": split, "bytes": path.stat().st_size, "sha256": sha256_file(path), **extra}
 
 
-def _parse_line(path: Path, line_number: int, line: str) -> dict[str, Any]:
-    """Decode one JSONL line and insist on a string "text" field."""
+def write_manifest(out_dir: StrPath, manifest: dict[str, Any]) -> Path:
+    """Write the manifest atomically; nothing time- or machine-dependent goes in, so rebuilds compare equal."""
+    path = Path(out_dir) / MANIFEST_NAME
+    write_atomic(path, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
+    return path
+
+
+def split_totals(files: list[dict[str, Any]]) -> dict[str, int]:
+    """`tokens_val` and `tokens_train` summed over the shard entries."""
+    return {f"tokens_{split}": sum(e["num_tokens"] for e in files if e["split"] == split) for split in SPLITS}
+
+
+def load_manifest(manifest_path: StrPath) -> dict[str, Any]:
+    """Read a pgolf-data/1 manifest, refusing anything else with one line."""
+    path = Path(manifest_path)
     try:
-        record = json.loads(line)
-    except json.JSONDecodeError as error:
-        raise DataError(f"{path}: line {line_number}: invalid JSON ({error.msg})") from None
-    if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-        raise DataError(f'{path}: line {line_number}: no string "text" field')
-    return record
-
-
-def load_corpus(path: StrPath) -> list[dict[str, Any]]:
-    """Return the corpus documents in file order, skipping blank lines and blank texts."""
-    corpus = Path(path)
-    if not corpus.is_file():
-        raise DataError(f"{corpus}: missing")
-    documents = []
-    with _open_text(corpus) as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            record = _parse_line(corpus, line_number, line)
-            if record["text"].strip():
-                documents.append(record)
-    if not documents:
-        raise DataError(f"{corpus}: corpus has no text (0 non-empty documents)")
-    return documents
-
-
-def _sentences(texts: Sequence[str]) -> Iterator[str]:
-    """Feed the trainer one line at a time, as SentencePiece expects sentences, not whole documents."""
-    for text in texts:
-        for line in text.splitlines():
-            if line.strip():
-                yield line
-
-
-def _vocab_lines(model: bytes) -> str:
-    """Render the .vocab file as SentencePiece itself does: piece, tab, score."""
-    processor = spm.SentencePieceProcessor(model_proto=model)
-    return "".join(
-        f"{processor.id_to_piece(i)}\t{processor.get_score(i):g}\n" for i in range(processor.get_piece_size())
-    )
-
-
-def train_tokenizer(train_texts: Sequence[str], vocab_size: int, model_prefix: StrPath) -> Path:
-    """Train the BPE tokenizer on `train_texts`; write `<prefix>.model` and `<prefix>.vocab`.
-
-    The model is returned in memory rather than written by SentencePiece,
-    because SentencePiece stores its `model_prefix` (an absolute path here)
-    inside the model: the same data built in two directories would otherwise
-    give different model bytes.
-    """
-    if not train_texts:
-        raise DataError(f"{model_prefix}: no training documents to fit the tokenizer on")
-    model_buffer = io.BytesIO()
-    spm.set_random_generator_seed(TRAINER_SEED)
-    try:
-        spm.SentencePieceTrainer.train(
-            sentence_iterator=_sentences(train_texts),
-            model_writer=model_buffer,
-            vocab_size=vocab_size,
-            **TRAINER_OPTIONS,
-        )
-    except RuntimeError as error:
-        message = " ".join(str(error).split())
-        raise DataError(f"{model_prefix}: SentencePiece training failed: {message}") from None
-    model = model_buffer.getvalue()
-    prefix = Path(model_prefix)
-    model_path = prefix.with_name(prefix.name + ".model")
-    write_atomic(model_path, model)
-    write_atomic(prefix.with_name(prefix.name + ".vocab"), _vocab_lines(model).encode("utf-8"))
-    return model_path
-
-
-def encode_docs(sp: spm.SentencePieceProcessor, texts: Sequence[str]) -> np.ndarray:
-    """Return `[BOS] + ids` for every document, concatenated, as uint16.
-
-    Documents are encoded in batches because SentencePiece's list API is
-    much faster than a Python-level loop over single documents.
-    """
-    if sp.get_piece_size() > 1 << 16:
-        raise DataError(f"tokenizer has {sp.get_piece_size()} pieces, too many for uint16 shards")
-    bos = [sp.bos_id()]
-    parts = []
-    for start in range(0, len(texts), ENCODE_BATCH_DOCS):
-        batch = sp.encode(list(texts[start : start + ENCODE_BATCH_DOCS]), out_type=int)
-        flat = chain.from_iterable(chain.from_iterable((bos, ids) for ids in batch))
-        parts.append(np.fromiter(flat, dtype=np.uint16))
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint16)
-
-
-def _file_entry(out_dir: Path, name: str, split: str) -> dict[str, Any]:
-    path = out_dir / name
-    return {"path": name, "split": split, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
-
-
-def _write_split(out_dir: Path, split: str, tokens: np.ndarray, shard_tokens: int) -> list[dict[str, Any]]:
-    """Cut one split's token stream into numbered shards and describe them for the manifest."""
-    entries = []
-    for index, start in enumerate(range(0, len(tokens), shard_tokens)):
-        chunk = tokens[start : start + shard_tokens]
-        name = f"fineweb_{split}_{index:06d}.bin"
-        write_shard(out_dir / name, chunk)
-        entries.append({**_file_entry(out_dir, name, split), "num_tokens": len(chunk)})
-    return entries
-
-
-def _remove_stale_outputs(out_dir: Path) -> None:
-    """Drop an old manifest and shards first, so a half-finished rebuild never looks complete."""
-    (out_dir / MANIFEST_NAME).unlink(missing_ok=True)
-    for stale in out_dir.glob("fineweb_*_[0-9][0-9][0-9][0-9][0-9][0-9].bin"):
-        stale.unlink()
-
-
-def _check_settings(vocab_size: int, val_docs: int, shard_tokens: int) -> None:
-    if not MIN_VOCAB <= vocab_size <= MAX_VOCAB:
-        raise DataError(f"vocab_size {vocab_size} is outside [{MIN_VOCAB}, {MAX_VOCAB}]")
-    if val_docs < 1:
-        raise DataError(f"val_docs {val_docs} must be at least 1")
-    if shard_tokens < 1:
-        raise DataError(f"shard_tokens {shard_tokens} must be at least 1")
-
-
-def _split_documents(corpus: Path, texts: list[str], val_docs: int) -> tuple[list[str], list[str]]:
-    if val_docs >= len(texts):
-        raise DataError(
-            f"{corpus}: val_docs {val_docs} leaves no training documents ({len(texts)} non-empty documents)"
-        )
-    return texts[:val_docs], texts[val_docs:]
-
-
-def _manifest(
-    corpus_path: StrPath, vocab_size: int, shard_tokens: int, stats: dict[str, int], files: list[dict[str, Any]]
-) -> dict[str, Any]:
-    """Assemble the manifest; nothing time- or machine-dependent goes in, so rebuilds compare equal."""
-    return {
-        "format": MANIFEST_FORMAT,
-        "source": {"kind": "corpus", "path": str(corpus_path), "sha256": sha256_file(corpus_path)},
-        "tokenizer": {
-            "kind": "sentencepiece_bpe",
-            "vocab_size": vocab_size,
-            **{key: SPECIAL_IDS[key] for key in ("bos_id", "eos_id", "pad_id", "unk_id")},
-            "model": f"{TOKENIZER_PREFIX}.model",
-        },
-        "stats": {key: stats[key] for key in STATS_ORDER},
-        "shard_tokens": shard_tokens,
-        "files": files,
-    }
-
-
-def build_dataset(
-    corpus_path: StrPath,
-    out_dir: StrPath,
-    *,
-    vocab_size: int,
-    val_docs: int,
-    shard_tokens: int,
-    log: Callable[[str], None] = print,
-) -> dict[str, Any]:
-    """Run the whole data stage and return the manifest it wrote (last) into `out_dir`."""
-    started = time.perf_counter()
-    _check_settings(vocab_size, val_docs, shard_tokens)
-    corpus = Path(corpus_path)
-    texts = [doc["text"] for doc in load_corpus(corpus)]
-    split_texts = dict(zip(SPLITS, _split_documents(corpus, texts, val_docs), strict=True))
-    log(f"data: {len(texts)} docs from {corpus} ({len(split_texts['val'])} val, {len(split_texts['train'])} train)")
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    _remove_stale_outputs(out)
-    model_path = train_tokenizer(split_texts["train"], vocab_size, out / TOKENIZER_PREFIX)
-    sp = spm.SentencePieceProcessor(model_file=str(model_path))
-    log(f"data: tokenizer trained, {sp.get_piece_size()} pieces ({time.perf_counter() - started:.1f}s)")
-
-    files = [_file_entry(out, f"{TOKENIZER_PREFIX}.{ext}", "tokenizer") for ext in ("model", "vocab")]
-    stats = {"docs_total": len(texts)}
-    for split, docs in split_texts.items():
-        tokens = encode_docs(sp, docs)
-        entries = _write_split(out, split, tokens, shard_tokens)
-        files += entries
-        stats |= {f"docs_{split}": len(docs), f"tokens_{split}": len(tokens), f"chars_{split}": sum(map(len, docs))}
-        log(f"data: {split}: {len(tokens)} tokens in {len(entries)} shards")
-
-    manifest = _manifest(corpus_path, sp.get_piece_size(), shard_tokens, stats, files)
-    write_atomic(out / MANIFEST_NAME, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
-    log(f"data: wrote {len(files)} files and {MANIFEST_NAME} to {out} in {time.perf_counter() - started:.1f}s")
-    return manifest
-
-
-def _load_manifest(manifest_path: Path) -> dict[str, Any]:
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        manifest = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise DataError(f"{manifest_path}: missing") from None
+        raise DataError(f"{path}: missing") from None
     except json.JSONDecodeError as error:
-        raise DataError(f"{manifest_path}: invalid JSON ({error.msg} at line {error.lineno})") from None
+        raise DataError(f"{path}: invalid JSON ({error.msg} at line {error.lineno})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
         found = manifest.get("format") if isinstance(manifest, dict) else None
-        raise DataError(f"{manifest_path}: format {found!r} (expected {MANIFEST_FORMAT!r})")
+        raise DataError(f"{path}: format {found!r} (expected {MANIFEST_FORMAT!r})")
     if not isinstance(manifest.get("files"), list):
-        raise DataError(f'{manifest_path}: no "files" list')
+        raise DataError(f'{path}: no "files" list')
     return manifest
 
 
-def _resolve(manifest_path: Path, relative: Any) -> Path:
-    """Map a manifest path onto disk, refusing anything that could point outside the dataset directory."""
+def dataset_root(manifest_path: Path, manifest: dict[str, Any]) -> Path:
+    """The directory file paths are relative to: the manifest's own, or its absolute `root`."""
+    root = manifest.get("root")
+    if root is None:
+        return manifest_path.parent
+    if not isinstance(root, str) or not Path(root).is_absolute():
+        raise DataError(f"{manifest_path}: root {root!r} must be an absolute path")
+    return Path(root)
+
+
+def safe_relative(relative: Any, where: str) -> PurePosixPath:
+    """Accept only a relative POSIX path that cannot climb out of the directory it is joined to."""
     pure = PurePosixPath(relative) if isinstance(relative, str) else None
     if pure is None or not relative or pure.is_absolute() or ".." in pure.parts or "\\" in relative:
-        raise DataError(f"{manifest_path}: file path {relative!r} must be relative and stay inside the dataset")
-    return manifest_path.parent / pure
+        raise DataError(f"{where}: file path {relative!r} must be relative and stay inside the dataset")
+    return pure
 
 
-def _verify_entry(manifest_path: Path, entry: dict[str, Any], hashes: bool) -> int:
+def _verify_entry(manifest_path: Path, root: Path, entry: Any, hashes: bool) -> int:
     """Check one listed file against its record; return its token count (0 for non-shards)."""
     if not isinstance(entry, dict):
         raise DataError(f"{manifest_path}: file entry {entry!r} is not an object")
-    path = _resolve(manifest_path, entry.get("path"))
+    path = root / safe_relative(entry.get("path"), str(manifest_path))
     if not path.is_file():
         raise DataError(f"{path}: missing (listed in {manifest_path})")
     size = path.stat().st_size
@@ -315,10 +106,11 @@ def _verify_entry(manifest_path: Path, entry: dict[str, Any], hashes: bool) -> i
 def verify_dataset(manifest_path: StrPath, *, hashes: bool = False) -> dict[str, int]:
     """Re-check every file the manifest lists; with `hashes` also their SHA-256 (slow for large data)."""
     manifest_file = Path(manifest_path)
-    manifest = _load_manifest(manifest_file)
+    manifest = load_manifest(manifest_file)
+    root = dataset_root(manifest_file, manifest)
     totals = {split: 0 for split in SPLITS}
     for entry in manifest["files"]:
-        tokens = _verify_entry(manifest_file, entry, hashes)
+        tokens = _verify_entry(manifest_file, root, entry, hashes)
         if entry.get("split") in totals:
             totals[entry["split"]] += tokens
     stats = manifest.get("stats", {})
@@ -335,5 +127,17 @@ def shard_paths(manifest_path: StrPath, split: str) -> list[Path]:
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r} (expected one of {', '.join(SPLITS)})")
     manifest_file = Path(manifest_path).resolve()
-    manifest = _load_manifest(manifest_file)
-    return [_resolve(manifest_file, entry.get("path")) for entry in manifest["files"] if entry.get("split") == split]
+    manifest = load_manifest(manifest_file)
+    root = dataset_root(manifest_file, manifest)
+    return [
+        root / safe_relative(entry.get("path"), str(manifest_file))
+        for entry in manifest["files"]
+        if entry.get("split") == split
+    ]
+
+
+def remove_stale_outputs(out_dir: Path) -> None:
+    """Drop an old manifest and shards first, so a half-finished rebuild never looks complete."""
+    (out_dir / MANIFEST_NAME).unlink(missing_ok=True)
+    for stale in out_dir.glob(SHARD_NAME_GLOB):
+        stale.unlink()

@@ -77,8 +77,8 @@ def write_atomic(path: StrPath, data: bytes) -> None:
 def _checked_tokens(path: StrPath, tokens: np.ndarray | list[int]) -> np.ndarray:
     """Return the tokens as little-endian uint16, refusing anything that would not survive the cast."""
     array = np.asarray(tokens).reshape(-1)
-    if array.size == 0:
-        return array.astype("<u2")
+    if array.size == 0 or array.dtype == np.dtype("<u2"):
+        return np.ascontiguousarray(array, dtype="<u2")  # no copy for the encoder's own buffers
     if array.dtype.kind not in "iu":
         raise ShardError(f"{path}: tokens must be integers, got dtype {array.dtype}")
     if array.size > MAX_SHARD_TOKENS:
@@ -88,7 +88,7 @@ def _checked_tokens(path: StrPath, tokens: np.ndarray | list[int]) -> np.ndarray
         bad = low if low < 0 else high
         index = int(np.flatnonzero(array == bad)[0])
         raise ShardError(f"{path}: token {bad} at index {index} is outside [0, {TOKEN_LIMIT})")
-    return array.astype("<u2")
+    return np.ascontiguousarray(array, dtype="<u2")
 
 
 def _header(num_tokens: int) -> bytes:
@@ -97,12 +97,73 @@ def _header(num_tokens: int) -> bytes:
     return header.tobytes()
 
 
-def write_shard(path: StrPath, tokens: np.ndarray | list[int]) -> None:
-    """Write one shard atomically after checking every token fits in uint16."""
+def write_shard(path: StrPath, tokens: np.ndarray | list[int]) -> str:
+    """Write one shard atomically after checking every token fits in uint16; return its sha256.
+
+    The digest is taken from the bytes as they are written, so recording a
+    shard in a manifest does not need a second read of a 200 MB file.
+    """
     body = _checked_tokens(path, tokens)
+    header = _header(body.size)
+    digest = hashlib.sha256(header)
+    digest.update(memoryview(body).cast("B"))
     with atomic_writer(path) as handle:
-        handle.write(_header(body.size))
-        handle.write(body.tobytes())
+        handle.write(header)
+        handle.write(memoryview(body).cast("B"))
+    return digest.hexdigest()
+
+
+class ShardStream:
+    """Cut one split's token stream into numbered shards, written atomically and in order.
+
+    Documents are appended as they are encoded and may straddle a shard
+    boundary, exactly like the challenge's exporter does; only one shard's
+    worth of tokens is ever held, so memory does not grow with the corpus.
+    """
+
+    def __init__(self, out_dir: StrPath, split: str, shard_tokens: int):
+        if not 1 <= shard_tokens <= MAX_SHARD_TOKENS:
+            raise ShardError(f"shard_tokens {shard_tokens} is outside [1, {MAX_SHARD_TOKENS}]")
+        self.out_dir, self.split, self.shard_tokens = Path(out_dir), split, shard_tokens
+        self._buffer = np.empty(0, dtype=np.uint16)  # grown on first use: a tiny split never allocates a full shard
+        self._fill = 0
+        self.entries: list[dict] = []
+
+    def add(self, tokens: np.ndarray) -> None:
+        """Append tokens, writing every shard that fills up."""
+        position = 0
+        while position < len(tokens):
+            if len(self._buffer) < self.shard_tokens:
+                self._grow(self._fill + len(tokens) - position)
+            take = min(self.shard_tokens - self._fill, len(tokens) - position)
+            self._buffer[self._fill : self._fill + take] = tokens[position : position + take]
+            self._fill += take
+            position += take
+            if self._fill == self.shard_tokens:
+                self._flush()
+
+    def close(self) -> list[dict]:
+        """Write the last, partial shard and free the buffer; return one manifest entry per shard written."""
+        self._flush()
+        self._buffer = np.empty(0, dtype=np.uint16)
+        return self.entries
+
+    def _grow(self, needed: int) -> None:
+        size = min(self.shard_tokens, max(needed, 2 * len(self._buffer), 1 << 16))
+        grown = np.empty(size, dtype=np.uint16)
+        grown[: self._fill] = self._buffer[: self._fill]
+        self._buffer = grown
+
+    def _flush(self) -> None:
+        if self._fill == 0:
+            return
+        name = f"fineweb_{self.split}_{len(self.entries):06d}.bin"
+        path = self.out_dir / name
+        digest = write_shard(path, self._buffer[: self._fill])
+        self.entries.append(
+            {"path": name, "split": self.split, "bytes": path.stat().st_size, "sha256": digest, "num_tokens": self._fill}
+        )
+        self._fill = 0
 
 
 def read_header(path: StrPath) -> int:

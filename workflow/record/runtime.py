@@ -176,15 +176,15 @@ def read_manifest(path: str) -> dict:
 
 
 def manifest_paths(manifest: dict, split: str) -> list[Path]:
-    root = Path(manifest["_root"])
+    root = Path(manifest.get("root") or manifest["_root"])  # "root": the data lives elsewhere (data.source local)
     paths = [root / f["path"] for f in manifest["files"] if f["split"] == split]
     if not paths:
-        raise UserError(f"{root}/manifest.json: lists no {split} shards")
+        raise UserError(f"{manifest['_root']}/manifest.json: lists no {split} shards")
     return paths
 
 
 def tokenizer_path(manifest: dict) -> Path:
-    return Path(manifest["_root"]) / manifest["tokenizer"]["model"]
+    return Path(manifest.get("root") or manifest["_root"]) / manifest["tokenizer"]["model"]
 
 
 class TokenStream:

@@ -34,8 +34,14 @@ def record_code(*modules):
 
 # Every code file a stage runs is an input of its rules (Snakemake only tracks inputs) and
 # part of its id, so a code edit reruns exactly the stages that execute that code.
+DATA_CODE = ["src/pgolf/data.py", "src/pgolf/shards.py", "src/pgolf/progress.py"]
 CODE = {
-    "data": ["src/pgolf/data.py", "src/pgolf/shards.py", "src/pgolf/hub.py"],
+    "data": DATA_CODE
+    + {
+        "docs": ["src/pgolf/tokenizer.py", "src/pgolf/docs.py"],
+        "hub": ["src/pgolf/tokenizer.py", "src/pgolf/hub.py"],
+        "local": ["src/pgolf/tokenizer.py", "src/pgolf/local.py"],
+    }[config["data"]["source"]],
     "train": record_code("runtime", "scoring", "model", "train"),
     "export": record_code("runtime", "quantize"),
     "eval": record_code("runtime", "scoring", "model", "quantize", "evaluate"),
@@ -47,15 +53,39 @@ CODE = {
 }
 
 
+def _existing(key, path):
+    if not Path(path).is_file():
+        sys.exit(f"config error: {key}: {path} does not exist")
+    return path
+
+
 def data_block():
-    """What defines the dataset: the active source's settings (and the corpus file's content)."""
+    """What defines the dataset: the active source's settings plus a fingerprint of its input files.
+
+    docs: the JSONL's sha256 (and the tokenizer model's, when one is given; the spec keys
+    then play no part). local: sizes and headers of the shards and the tokenizer's sha256
+    (plus every shard's sha256 with fingerprint: sha256). hub: the settings alone; pin
+    data.hub.revision to a commit to pin the data.
+    """
     d = config["data"]
-    block = {"source": d["source"], **d[d["source"]]}
-    if d["source"] == "corpus":
-        corpus = Path(block["path"])
-        if not corpus.is_file():
-            sys.exit(f"config error: data.corpus.path: {corpus} does not exist")
-        block["corpus_sha256"] = file_digest([corpus])
+    source = d["source"]
+    block = {"source": source, **d[source]}
+    if source == "docs":
+        block["docs_sha256"] = file_digest([_existing("data.docs.path", block["path"])])
+        tok = dict(block["tokenizer"])
+        if tok["model"]:
+            tok = {"model_sha256": file_digest([_existing("data.docs.tokenizer.model", tok["model"])]), "vocab_size": tok["vocab_size"]}
+        else:
+            tok.pop("model")
+        block["tokenizer"] = tok
+    elif source == "local":
+        from pgolf.data import DataError
+        from pgolf.local import fingerprint
+
+        try:
+            block["fingerprint_digest"] = fingerprint(block["path"], block["tokenizer"], block["train_shards"], block["fingerprint"] == "sha256")
+        except (DataError, OSError) as e:
+            sys.exit(f"config error: {e}")
     return block
 
 
