@@ -30,11 +30,12 @@ EVAL_MS = (3239, 6609, 16688)
 def config(**record_over) -> dict:
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())
     cfg["seeds"] = list(SEEDS)
+    cfg["eval"]["slot"]["compare_modes"] = []
     cfg["record"].update(date="2026-11-24", name="Handmade", **record_over)
     return cfg
 
 
-def stage_outputs(tmp: Path, slot_mode="causal"):
+def stage_outputs(tmp: Path, slot_mode="causal", audits=None):
     """Stage JSONs and stage logs of three seeds, numbers consistent between the two."""
     files, logs = {}, {}
     for seed, (slot, sliding, model_bytes) in SEEDS.items():
@@ -48,8 +49,10 @@ def stage_outputs(tmp: Path, slot_mode="causal"):
             "size": {"code_bytes": CODE_BYTES, "model_bytes": model_bytes, "total_bytes": CODE_BYTES + model_bytes, "limit": 16_000_000, "ok": True},
             "roundtrip": {"val_loss": 3.99192264, "val_bpb": 2.24460198, "eval_time_ms": EVAL_MS[0]},
             "sliding": {"val_loss": sliding[0], "val_bpb": sliding[1], "eval_time_ms": EVAL_MS[1]},
-            "slot": {"val_loss": slot[0], "val_bpb": slot[1], "eval_time_ms": EVAL_MS[2]},
+            f"slot_{slot_mode}": {"val_loss": slot[0], "val_bpb": slot[1], "eval_time_ms": EVAL_MS[2]},
         }
+        for key, verdict in (audits or {}).items():
+            outputs[key]["audit"] = {"checked": True, "verdict": verdict}
         files[seed] = {}
         for name, content in outputs.items():
             (d / f"{name}.json").write_text(json.dumps(content))
@@ -71,11 +74,11 @@ def out_files(folder: Path) -> dict[str, str]:
     return {**{k: str(folder / v) for k, v in names.items()}, **{f"log{s}": str(folder / f"train_seed{s}.log") for s in SEEDS}}
 
 
-def build(tmp: Path, cfg: dict, slot_mode="causal", base=None) -> tuple[Path, dict]:
-    files, logs, code = stage_outputs(tmp, slot_mode)
+def build(tmp: Path, cfg: dict, slot_mode="causal", base=None, audits=None) -> tuple[Path, dict]:
+    files, logs, code = stage_outputs(tmp, slot_mode, audits)
     if not cfg["eval"]["slot"]["enabled"]:
-        files = {s: {k: v for k, v in f.items() if k != "slot"} for s, f in files.items()}
-        logs = {s: [(stage, p) for stage, p in lg if stage != "eval slot"] for s, lg in logs.items()}
+        files = {s: {k: v for k, v in f.items() if not k.startswith("slot_")} for s, f in files.items()}
+        logs = {s: [(stage, p) for stage, p in lg if not stage.startswith("eval slot")] for s, lg in logs.items()}
     folder = tmp / "records/track_non_record_16mb/2026-11-24_Handmade"
     sub = record.assemble(cfg, files, logs, code, out_files(folder), base=base)
     return folder, sub
@@ -183,3 +186,24 @@ def test_a_submission_off_the_schema_is_refused(built):
     del bad["significance"]
     with pytest.raises(ValueError, match=r"\(top level\): 'significance' is a required property"):
         record.check_submission(bad)
+
+
+@pytest.mark.parametrize(
+    "mode,audits,expected",
+    [
+        ("causal", {"sliding": "pass", "slot_causal": "pass"}, True),
+        ("causal", {"sliding": "pass", "slot_causal": "fail"}, False),
+        ("published", {"sliding": "pass", "slot_published": "fail"}, False),
+    ],
+)
+def test_score_first_comes_from_the_causality_audit(tmp_path, mode, audits, expected):
+    cfg = config()
+    cfg["eval"]["slot"]["mode"] = mode
+    folder, sub = build(tmp_path, cfg, slot_mode=mode, audits=audits)
+    assert sub["compliance"]["score_first_eval"] is expected
+    assert sub["seed_results"]["42"]["audits"] == {"sliding_window": audits["sliding"], f"slot_{mode}": audits[f"slot_{mode}"]}
+    readme = (folder / "README.md").read_text()
+    assert f"| `slot_{mode}` (headline) |" in readme and audits[f"slot_{mode}"] in readme
+    log = (folder / "train_seed42.log").read_text()
+    assert log.endswith(f"final_score_method:slot_{mode}\nfinal_score_exact val_loss:3.96281064 val_bpb:2.22823271\n")
+    assert validate_record(folder).ok

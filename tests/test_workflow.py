@@ -82,6 +82,11 @@ def test_submission_numbers_match_the_logs(tiny_run):
         log = (rec / f"train_seed{seed}.log").read_text()
         row = sub["seed_results"][str(seed)]
         loss, bpb = _exact(log, "final_slot_causal")
+        assert _exact(log, "final_score") == (loss, bpb) and "final_score_method:slot_causal" in log
+        assert row["slot_published_val_bpb"] == pytest.approx(_exact(log, "final_slot_published")[1], abs=1e-8)
+        # The causality audit ran on every eval: the fixed predictor and causal SLOT pass, #1313's SLOT fails.
+        assert row["audits"] == {"sliding_window": "pass", "slot_causal": "pass", "slot_published": "fail"}
+        assert "audit:fail" in log and "audit:pass" in log
         assert row["val_bpb"] == pytest.approx(bpb, abs=1e-8) and row["val_loss"] == pytest.approx(loss, abs=1e-8)
         assert row["sliding_val_bpb"] == pytest.approx(_exact(log, "final_sliding_window")[1], abs=1e-8)
         assert row["roundtrip_val_bpb"] == pytest.approx(_exact(log, "final_roundtrip")[1], abs=1e-8)
@@ -96,9 +101,10 @@ def test_submission_numbers_match_the_logs(tiny_run):
     assert sub["bytes_code"] == (rec / "train_gpt.py").stat().st_size
     assert sub["bytes_total"] == max(sub["seed_results"][str(s)]["artifact_bytes"] for s in SEEDS)
     assert sub["compliance"]["artifact_under_16mb"] is True
-    assert sub["compliance"]["score_first_eval"] is None  # causal SLOT: not audited yet
+    assert sub["compliance"]["score_first_eval"] is True  # by the audit of the headline (causal SLOT)
     readme = (rec / "README.md").read_text()
-    assert f"{sub['val_bpb']:.8f}" in readme and "not audited" in readme
+    assert f"{sub['val_bpb']:.8f}" in readme and "by the causality audit of this record (pass, pass)" in readme
+    assert "| `slot_published` | " in readme and "fail, fail" in readme
 
 
 def test_record_passes_pgolf_validate(tiny_run):
@@ -165,7 +171,7 @@ def test_noop_rerun_does_nothing(tiny_run):
 def test_eval_setting_reruns_eval_and_record_only(tiny_run):
     workdir, _ = tiny_run
     jobs = dry_run(workdir, overlay(workdir, "stride", {"eval": {"stride": 16}}))
-    assert jobs.get("eval") == 4 and jobs.get("eval_slot") == 2 and jobs.get("record") == 1
+    assert jobs.get("eval") == 4 and jobs.get("eval_slot") == 4 and jobs.get("record") == 1
     # The shipped script embeds its settings, so its bytes (and the size check) are redone too.
     assert set(jobs) <= {"stage_config", "eval", "eval_slot", "bundle_code", "size_gate", "record", "all"}
 
@@ -173,8 +179,18 @@ def test_eval_setting_reruns_eval_and_record_only(tiny_run):
 def test_slot_setting_reruns_slot_eval_only(tiny_run):
     workdir, _ = tiny_run
     jobs = dry_run(workdir, overlay(workdir, "slot", {"eval": {"slot": {"steps": 3}}}))
-    assert jobs.get("eval_slot") == 2 and jobs.get("record") == 1
+    assert jobs.get("eval_slot") == 4 and jobs.get("record") == 1
     assert "eval" not in jobs and "train" not in jobs and "quantize" not in jobs
+
+
+def test_headline_switch_or_an_extra_slot_mode_costs_only_what_is_new(tiny_run):
+    workdir, _ = tiny_run
+    # Making published SLOT the headline reuses every eval: only the record changes.
+    jobs = dry_run(workdir, overlay(workdir, "headline", {"eval": {"slot": {"mode": "published", "compare_modes": ["causal"]}}}))
+    assert set(jobs) <= {"bundle_code", "size_gate", "record", "all"} and jobs.get("record") == 1
+    # Dropping the comparison mode: nothing to evaluate either.
+    jobs = dry_run(workdir, overlay(workdir, "nocompare", {"eval": {"slot": {"compare_modes": []}}}))
+    assert "eval_slot" not in jobs and "eval" not in jobs
 
 
 def test_export_setting_never_retrains(tiny_run):

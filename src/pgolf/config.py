@@ -115,5 +115,7 @@ def semantic_checks(config: dict) -> None:
     if e["stride"] > e["seq_len"]:
         raise ConfigError(f"eval.stride: {e['stride']} is larger than eval.seq_len {e['seq_len']}")
     s = e["slot"]
+    if s["mode"] in s["compare_modes"]:
+        raise ConfigError(f"eval.slot.compare_modes: {s['mode']!r} is already eval.slot.mode")
     if s["lr_min"] > s["lr"]:
         raise ConfigError(f"eval.slot.lr_min: {s['lr_min']} is larger than eval.slot.lr {s['lr']}")

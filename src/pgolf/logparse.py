@@ -13,8 +13,9 @@ so the source code that upstream logfiles embed never matches):
 
 Which line is the claimed final score:
 
-- pgolf: `final_slot_causal_exact` or `final_slot_published_exact` when present, else
-  `final_sliding_window_exact` (submission.json's `eval_method` says which). A log with neither
+- pgolf: `final_score_exact` (the record stage and the shipped script print it, after
+  `final_score_method:<method>`), else `final_slot_causal_exact` or `final_slot_published_exact`
+  when present, else `final_sliding_window_exact` (submission.json's `eval_method` says which). A log with neither
   has no final score (a roundtrip number is never claimed).
 - legacy: `final_slot_exact` when present (#1303/#1313), else `legal_ttt_exact` (#549), else the
   LAST `final_*_exact` line. The last one matters: from #414 on the scripts print
@@ -50,7 +51,7 @@ from pathlib import Path
 
 NUM = r"[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|nan|inf)"
 
-PGOLF_FINAL = ("final_slot_causal", "final_slot_published", "final_sliding_window")
+PGOLF_FINAL = ("final_score", "final_slot_causal", "final_slot_published", "final_sliding_window")
 PGOLF_LABELS = ("final_roundtrip", "pre_quant_post_ema") + PGOLF_FINAL
 
 RE = {
@@ -79,6 +80,7 @@ class LogParseError(ValueError):
 class LogSummary:
     family: str
     final_label: str | None = None
+    final_method: str | None = None  # ours: the eval behind final_score_exact
     final_val_loss: float | None = None
     final_val_bpb: float | None = None
     steps: int | None = None
@@ -188,6 +190,9 @@ def _final(s: LogSummary, text: str) -> None:
     if candidates:
         label, loss, bpb = candidates[-1]
         _set_final(s, f"{label}_exact", loss, bpb)
+    methods = re.findall(r"^final_score_method:(\w+)$", text, re.M)
+    if s.family == "pgolf" and methods:
+        s.final_method = methods[-1]
     for label, loss, bpb in exact:
         if s.sliding_val_bpb is None and label.endswith("sliding_window"):
             s.sliding_val_bpb, s.tol["sliding_val_bpb"] = float(bpb), half_unit(bpb)

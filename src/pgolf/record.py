@@ -44,13 +44,27 @@ def eval_method(eval_cfg: dict) -> str:
     return f"slot_{slot['mode']}" if slot["enabled"] else "sliding_window"
 
 
-def score_first(method: str):
-    """What is known about the eval's legality (Issue #1017 C1/C3) without an audit.
+def stage_key(method: str) -> str:
+    """The stage output holding a method's result: sliding_window -> sliding, slot_<mode> -> itself."""
+    return "sliding" if method == "sliding_window" else method
 
-    Sliding-window scoring adapts nothing, so it is score-first by construction; published SLOT
-    fits on the scored targets (PR #1240's flip test), so it is not; causal SLOT is not audited yet.
+
+def score_first(method: str, verdicts: list):
+    """Whether the headline eval is score-first (Issue #1017 C1/C3), from its causality audits.
+
+    Every seed's audit passed: True; any failed: False. Without an audit, what is known by
+    construction: sliding-window scoring adapts nothing (True), published SLOT fits on the scored
+    targets (False, PR #1240), causal SLOT is unknown (None).
     """
+    if "fail" in verdicts:
+        return False
+    if verdicts and all(v == "pass" for v in verdicts):
+        return method != "slot_published"  # known leaky: never called score-first
     return {"sliding_window": True, "slot_published": False}.get(method)
+
+
+def audit_verdict(stage_result: dict) -> str:
+    return stage_result.get("audit", {}).get("verdict", "not run")
 
 
 def _std(values: list[float]):
@@ -60,7 +74,9 @@ def _std(values: list[float]):
 def seed_result(seed: int, stage: dict) -> dict:
     """One seed's row, from the stage JSONs: train, export, size, roundtrip, sliding, final."""
     t, size, final = stage["train"], stage["size"], stage["final"]
-    eval_ms = sum(stage[k]["eval_time_ms"] for k in ("roundtrip", "sliding", "slot") if k in stage)
+    slot_keys = [k for k in stage if k.startswith("slot_")]
+    # Every eval pass this seed's log shows, comparison SLOT modes included (a conservative count).
+    eval_ms = sum(stage[k]["eval_time_ms"] for k in ("roundtrip", "sliding", *slot_keys))
     return {
         "val_loss": round(final["val_loss"], 8),
         "val_bpb": round(final["val_bpb"], 8),
@@ -74,6 +90,8 @@ def seed_result(seed: int, stage: dict) -> dict:
         "pre_quant_val_bpb": round(t["pre_quant_val_bpb"], 8),
         "roundtrip_val_bpb": round(stage["roundtrip"]["val_bpb"], 8),
         "sliding_val_bpb": round(stage["sliding"]["val_bpb"], 8),
+        **{f"{k}_val_bpb": round(stage[k]["val_bpb"], 8) for k in slot_keys},
+        "audits": {("sliding_window" if k == "sliding" else k): audit_verdict(stage[k]) for k in ("sliding", *slot_keys)},
     }
 
 
@@ -106,7 +124,7 @@ def build_submission(config: dict, stages: dict[int, dict]) -> dict:
             "artifact_under_16mb": all(stages[s]["size"]["ok"] and stages[s]["size"]["total_bytes"] <= 16_000_000 for s in seeds),
             "train_under_600s": all(r["train_time_s"] <= TIME_LIMIT_S for r in rows.values()),
             "eval_under_600s": all(r["eval_time_s"] <= TIME_LIMIT_S for r in rows.values()),
-            "score_first_eval": score_first(method),
+            "score_first_eval": score_first(method, [audit_verdict(stages[s]["final"]) for s in seeds]),
             "three_seeds": len(seeds) >= 3,
         },
         "significance": _significance(losses, bpbs, rec["baseline"]),
@@ -142,6 +160,8 @@ def render_readme(config: dict, submission: dict, stages: dict[int, dict], code_
         sig=submission["significance"],
         verdict=verdict(submission["significance"]),
         sliding_mean=statistics.fmean(r["sliding_val_bpb"] for r in rows),
+        eval_rows=eval_rows(submission),
+        headline_verdicts=[r["audits"][submission["eval_method"]] for r in rows],
         max_train_s=max(r["train_time_s"] for r in rows),
         max_eval_s=max(r["eval_time_s"] for r in rows),
         model_rows=flatten(config["train"]["model"]),
@@ -151,6 +171,21 @@ def render_readme(config: dict, submission: dict, stages: dict[int, dict], code_
         config_yaml=yaml.safe_dump({**config, "record": {**config["record"], "date": submission["date"]}}, sort_keys=False),
         record_path=record_dir({**config["record"], "date": submission["date"]}),
     )
+
+
+def eval_rows(submission: dict) -> list[dict]:
+    """One row per eval method the record ran: its mean score and each seed's audit verdict."""
+    rows = list(submission["seed_results"].values())
+    methods = list(rows[0]["audits"])
+    return [
+        {
+            "method": m,
+            "headline": m == submission["eval_method"],
+            "mean_bpb": statistics.fmean(r["sliding_val_bpb" if m == "sliding_window" else f"{m}_val_bpb"] for r in rows),
+            "verdicts": [r["audits"][m] for r in rows],
+        }
+        for m in methods
+    ]
 
 
 def flatten(block: dict, prefix: str = "", skip: tuple = ()) -> list[tuple[str, object]]:
@@ -202,6 +237,15 @@ def requirements(torch_version: str, compressor: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def final_score_lines(seed: int, method: str, final: dict) -> str:
+    """The claimed score under one label that means only that, whichever eval produced it."""
+    return (
+        f"==== pgolf stage: score (seed {seed}) ====\n"
+        f"final_score_method:{method}\n"
+        f"final_score_exact val_loss:{final['val_loss']:.8f} val_bpb:{final['val_bpb']:.8f}\n"
+    )
+
+
 def combined_log(seed: int, logs: list[tuple[str, str]]) -> str:
     """One seed's log: the logs of its stages in order, each under a header naming the stage."""
     parts = []
@@ -240,7 +284,7 @@ def assemble(
     for seed, files in stage_files.items():
         stages[seed] = {k: read_json(p) for k, p in files.items()}
         method = eval_method(config["eval"])
-        stages[seed]["final"] = stages[seed]["slot" if method.startswith("slot") else "sliding"]
+        stages[seed]["final"] = stages[seed][stage_key(method)]
         if not stages[seed]["size"].get("ok"):
             raise ValueError(f"{files['size']}: seed {seed} has no passing size check")
     submission = build_submission(config, stages)
@@ -251,7 +295,7 @@ def assemble(
         "requirements": requirements(submission["pytorch_version"], config["export"]["compressor"]),
     }
     for seed in stage_files:
-        contents[f"log{seed}"] = combined_log(seed, seed_logs[seed])
+        contents[f"log{seed}"] = combined_log(seed, seed_logs[seed]) + final_score_lines(seed, method, stages[seed]["final"])
     for key, text in contents.items():
         _write_atomic(out_files[key], text)
     from pgolf import plots

@@ -316,7 +316,12 @@ def _check_method(f: Folder) -> None:
     method = f.sub.get("eval_method")
     want = METHOD_LABEL.get(method) if isinstance(method, str) else None
     for seed, (name, log) in sorted(f.logs.items()):
-        if want and log.family == "pgolf" and log.final_label and log.final_label != want:
+        if not want or log.family != "pgolf" or not log.final_label:
+            continue
+        if log.final_label == "final_score_exact" and log.final_method != method:
+            f.problem(f"submission.json: eval_method {method} but {name}'s final score comes from {log.final_method}")
+            break
+        if log.final_label not in ("final_score_exact", want):
             f.problem(f"submission.json: eval_method {method} but {name}'s final score is {log.final_label}")
             break
 

@@ -54,6 +54,9 @@ def record_main(argv, config: dict) -> None:
     if slot.enabled:
         results["slot"] = eval_slot(s.model, s.val_tokens, s.cfg, slot, dist, s.luts, s.autocast)
         log_score(log, f"final_slot_{slot.mode}", results["slot"])
+    headline = results["slot"] if slot.enabled else results["sliding"]
+    log(f"final_score_method:{'slot_' + slot.mode if slot.enabled else 'sliding_window'}")
+    log(f"final_score_exact val_loss:{headline['val_loss']:.8f} val_bpb:{headline['val_bpb']:.8f}")
     if dist.is_main:
         write_json_atomic(os.path.join(args.out_dir, "results.json"), results)
     dist.close()

@@ -91,9 +91,11 @@ def eval_slot(model, val_tokens: torch.Tensor, cfg: EvalConfig, slot: SlotConfig
 
 
 def slot_main(argv=None) -> None:
-    args = eval_cli("SLOT eval of a compressed artifact.").parse_args(argv)
+    ap = eval_cli("SLOT eval of a compressed artifact.")
+    ap.add_argument("--mode", choices=["published", "causal"], required=True)
+    args = ap.parse_args(argv)
     hp = load_hparams(args.hparams)
-    slot = settings_from(SlotConfig, hp["slot"])
+    slot = settings_from(SlotConfig, {**hp["slot"], "mode": args.mode})
 
     def score(s):
         r = eval_slot(s.model, s.val_tokens, s.cfg, slot, s.dist, s.luts, s.autocast)

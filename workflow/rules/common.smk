@@ -94,7 +94,11 @@ STAGE_BLOCKS = {
     "train": config["train"],
     "export": {k: v for k, v in config["export"].items() if k != "size_limit_bytes"},
     "eval": EVAL_BLOCK,
-    "slot": config["eval"],
+    # Which modes run, and which is the headline, does not change any one mode's result.
+    "slot": {
+        **EVAL_BLOCK,
+        "slot": {k: v for k, v in config["eval"]["slot"].items() if k not in ("enabled", "mode", "compare_modes")},
+    },
 }
 DATA_ID = short_hash(canon(data_block()), file_digest(CODE["data"]))
 TRAIN_ID = short_hash(DATA_ID, canon(STAGE_BLOCKS["train"]), file_digest(CODE["train"]))
@@ -105,7 +109,9 @@ RECORD_SETTINGS = {k: config[k] for k in ("train", "export", "eval")}
 CODE_ID = short_hash(canon(RECORD_SETTINGS), file_digest(CODE["bundle"]))
 STAGE_IDS = {"train": TRAIN_ID, "export": EXPORT_ID, "eval": EVAL_ID, "slot": SLOT_ID}
 SEEDS = config["seeds"]
-SLOT_ENABLED = config["eval"]["slot"]["enabled"]
+SLOT_MODES = (
+    [config["eval"]["slot"]["mode"], *config["eval"]["slot"]["compare_modes"]] if config["eval"]["slot"]["enabled"] else []
+)
 RECORD_DIR = pgrecord.record_dir(config["record"])
 
 
@@ -126,8 +132,8 @@ def seed_stage_files(seed):
         "roundtrip": f"results/eval/{EVAL_ID}/seed{seed}/roundtrip.json",
         "sliding": f"results/eval/{EVAL_ID}/seed{seed}/sliding.json",
     }
-    if SLOT_ENABLED:
-        files["slot"] = f"results/slot/{SLOT_ID}/seed{seed}/slot.json"
+    for mode in SLOT_MODES:
+        files[f"slot_{mode}"] = f"results/slot/{SLOT_ID}/seed{seed}/{mode}.json"
     return files
 
 
@@ -139,8 +145,8 @@ def seed_logs(seed):
         ("eval roundtrip", f"results/logs/eval/{EVAL_ID}/seed{seed}.roundtrip.log"),
         ("eval sliding", f"results/logs/eval/{EVAL_ID}/seed{seed}.sliding.log"),
     ]
-    if SLOT_ENABLED:
-        logs.append(("eval slot", f"results/logs/slot/{SLOT_ID}/seed{seed}.log"))
+    for mode in SLOT_MODES:
+        logs.append((f"eval slot {mode}", f"results/logs/slot/{SLOT_ID}/seed{seed}.{mode}.log"))
     return logs
 
 

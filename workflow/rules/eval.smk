@@ -35,28 +35,29 @@ rule eval:
 
 rule eval_slot:
     message:
-        "Eval SLOT ({params.mode}), seed {wildcards.seed}"
+        "Eval SLOT ({wildcards.mode}), seed {wildcards.seed}"
     input:
         artifact=f"results/export/{EXPORT_ID}/seed{{seed}}/final_model.ptz",
         manifest=f"results/data/{DATA_ID}/manifest.json",
         hp="results/slot/{slot_id}/config.json",
         code=CODE["slot"],
     output:
-        "results/slot/{slot_id}/seed{seed}/slot.json",
+        "results/slot/{slot_id}/seed{seed}/{mode}.json",
+    wildcard_constraints:
+        mode="causal|published",
     params:
         hp=canon(STAGE_BLOCKS["slot"]),
         nproc=config["eval"]["nproc_per_node"],
-        mode=config["eval"]["slot"]["mode"],
     log:
-        "results/logs/slot/{slot_id}/seed{seed}.log",
+        "results/logs/slot/{slot_id}/seed{seed}.{mode}.log",
     benchmark:
-        "results/benchmarks/slot/{slot_id}/seed{seed}.tsv"
+        "results/benchmarks/slot/{slot_id}/seed{seed}.{mode}.tsv"
     threads: 1
     resources:
         gpu=gpus(config["eval"]),
     conda:
         ENV
     shell:
-        "torchrun --standalone --nproc_per_node {params.nproc} workflow/record/slot.py"
+        "torchrun --standalone --nproc_per_node {params.nproc} workflow/record/slot.py --mode {wildcards.mode}"
         " --hparams {input.hp} --artifact {input.artifact} --data {input.manifest} --out {output}"
         " 2>&1 | tee {log}"
