@@ -11,13 +11,13 @@ from pathlib import Path
 
 import yaml
 
-from pgolf.cli import _merge
+from pgolf.config import merge_overlay
 from pgolf.config import check_config
 
 out = Path(sys.argv[1])
 out.mkdir(parents=True, exist_ok=True)
 config = yaml.safe_load(Path("config.yaml").read_text())
-_merge(config, yaml.safe_load(Path("config/fineweb-8xh100.yaml").read_text()))
+merge_overlay(config, yaml.safe_load(Path("config/fineweb-8xh100.yaml").read_text()))
 check_config(config)
 train = config["train"]
 # One H100 instead of eight: the per-GPU batch of the record (48 x 2048 tokens), a few dozen steps.

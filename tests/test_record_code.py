@@ -220,13 +220,13 @@ def test_check_config_accepts_the_shipped_configs():
     import yaml
 
     from conftest import REPO
-    from pgolf.cli import _merge
+    from pgolf.config import merge_overlay
 
     base = yaml.safe_load((REPO / "config.yaml").read_text())
     check_config(base)
     for overlay in ("config/fineweb-8xh100.yaml", ".test/config.yaml"):
         merged = json.loads(json.dumps(base))
-        _merge(merged, yaml.safe_load((REPO / overlay).read_text()))
+        merge_overlay(merged, yaml.safe_load((REPO / overlay).read_text()))
         check_config(merged)
 
 

@@ -18,7 +18,7 @@ import torch
 import yaml
 
 from conftest import REPO
-from pgolf.cli import _merge
+from pgolf.config import merge_overlay
 from pgolf.docs import build_docs_dataset
 
 TRAIN = str(REPO / "workflow/record/train.py")
@@ -36,7 +36,7 @@ def data(tmp_path_factory):
 
 def hparams(tmp_path, **overrides) -> str:
     config = yaml.safe_load((REPO / "config.yaml").read_text())
-    _merge(config, yaml.safe_load((REPO / ".test/config.yaml").read_text()))
+    merge_overlay(config, yaml.safe_load((REPO / ".test/config.yaml").read_text()))
     train = {**config["train"], "iterations": 6, "train_log_every": 1, "val_max_tokens": 2048, **overrides}
     path = tmp_path / f"hp{len(list(tmp_path.glob('hp*.json')))}.json"
     path.write_text(json.dumps(train))
@@ -82,7 +82,7 @@ def test_wallclock_cap_stops_training(data, tmp_path):
     m = r["metrics"]
     assert m["stopped_early"] is True and 0 < m["steps"] < 1_000_000
     assert 1000 <= m["train_time_ms"] < 1000 + 20 * m["step_avg_ms"] + 500
-    assert f"stopping_early: wallclock_cap train_time:" in r["log"] and f"step:{m['steps']}/1000000" in r["log"]
+    assert "stopping_early: wallclock_cap train_time:" in r["log"] and f"step:{m['steps']}/1000000" in r["log"]
 
 
 def test_warmup_steps_are_undone(data, tmp_path):

@@ -93,7 +93,7 @@ def test_submission_numbers_match_the_logs(tiny_run):
         assert row["pre_quant_val_bpb"] == pytest.approx(_exact(log, "pre_quant_post_ema")[1], abs=1e-8)
         total = re.search(r"^Total submission size int6\+lzma: (\d+) bytes", log, re.M)
         assert int(total.group(1)) == row["artifact_bytes"]
-        assert f"step:25/25 train_loss:" in log
+        assert "step:25/25 train_loss:" in log
         # Training works: the trained model scores well below the untrained one.
         assert row["val_bpb"] < row["init_val_bpb"] - 0.3
     mean = sum(sub["seed_results"][str(s)]["val_bpb"] for s in SEEDS) / len(SEEDS)

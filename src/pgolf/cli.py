@@ -9,11 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
-import yaml
 
-from pgolf.config import ConfigError, check_config
+from pgolf.config import ConfigError, check_config, load_configs
 from pgolf.data import DataError
 from pgolf.logparse import LogParseError
 from pgolf.shards import ShardError
@@ -71,21 +69,8 @@ def cmd_data_verify(args) -> None:
 
 
 def cmd_check_config(args) -> None:
-    merged: dict = {}
-    for path in args.configs:
-        with open(path, encoding="utf-8") as f:
-            _merge(merged, yaml.safe_load(f) or {})
-    check_config(merged)
+    check_config(load_configs(args.configs))
     print(f"config ok: {', '.join(args.configs)}")
-
-
-def _merge(base: dict, over: dict) -> None:
-    """Snakemake's --configfile semantics: mappings merge key by key, everything else replaces."""
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(base.get(k), dict):
-            _merge(base[k], v)
-        else:
-            base[k] = v
 
 
 def cmd_bundle(args) -> None:

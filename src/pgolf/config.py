@@ -43,6 +43,24 @@ def file_digest(paths) -> str:
     return h.hexdigest()
 
 
+def merge_overlay(base: dict, over: dict) -> None:
+    """Snakemake's --configfile semantics: mappings merge key by key, lists and values replace."""
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            merge_overlay(base[k], v)
+        else:
+            base[k] = v
+
+
+def load_configs(paths) -> dict:
+    """Config files merged in order, as `snakemake --configfile a b` would."""
+    merged: dict = {}
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            merge_overlay(merged, yaml.safe_load(f) or {})
+    return merged
+
+
 def _where(path) -> str:
     return ".".join(str(p) for p in path) or "(top level)"
 

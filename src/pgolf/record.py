@@ -13,6 +13,8 @@ import jinja2
 import jsonschema
 import yaml
 
+from pgolf.config import load_configs
+
 # scipy (pgolf.stats) and matplotlib (pgolf.plots) are imported where they are used: every
 # Snakemake run imports this module while it builds the DAG, and should not pay for them.
 
@@ -204,22 +206,10 @@ def base_settings(paths=BASE_FILES) -> dict | None:
 
     None when a file is missing (a workflow copy without the preset): the README then says so.
     """
-    merged: dict = {}
-    for path in paths:
-        if not Path(path).is_file():
-            return None
-        with open(path, encoding="utf-8") as f:
-            _merge(merged, yaml.safe_load(f) or {})
+    if not all(Path(p).is_file() for p in paths):
+        return None
+    merged = load_configs(paths)
     return {k: merged[k] for k in SETTINGS_BLOCKS if k in merged}
-
-
-def _merge(base: dict, over: dict) -> None:
-    """--configfile semantics: mappings merge key by key, lists and values replace."""
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(base.get(k), dict):
-            _merge(base[k], v)
-        else:
-            base[k] = v
 
 
 def settings_diff(base: dict, config: dict) -> list[tuple[str, object, object]]:
