@@ -16,7 +16,7 @@ from evaluate import sliding_windows
 from model import GPT, GPTConfig, count_params
 from quantize import ExportConfig, dequantize_state, export, load_artifact, quantize_rows
 from runtime import RunLog, UserError, load_shard
-from train import TrainConfig, lr_multiplier, zeropower_newton_schulz
+from train import TrainConfig, accumulation_steps, lr_multiplier, zeropower_newton_schulz
 
 from pgolf.bundle import MODULES, bundle
 from pgolf.config import ConfigError, check_config
@@ -254,3 +254,24 @@ def test_config_errors_name_the_key(path, value, message):
         check_config(config)
     assert str(e.value).startswith(message)
     assert "\n" not in str(e.value)
+
+
+def test_auto_accumulation_keeps_the_eight_gpu_step():
+    cfg = TrainConfig(grad_accum_steps="auto")
+    assert [accumulation_steps(cfg, w) for w in (1, 2, 4, 8)] == [8, 4, 2, 1]
+    assert accumulation_steps(TrainConfig(grad_accum_steps=3), 2) == 3
+    with pytest.raises(UserError, match="auto needs a world size that divides 8, got 3"):
+        accumulation_steps(cfg, 3)
+
+
+def test_auto_accumulation_is_checked_against_nproc():
+    import yaml
+
+    from conftest import REPO
+
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["train"].update(grad_accum_steps="auto", nproc_per_node=3)
+    with pytest.raises(ConfigError, match="train.grad_accum_steps: auto needs nproc_per_node to divide 8, got 3"):
+        check_config(config)
+    config["train"].update(nproc_per_node=2, batch_tokens=128 * 8)
+    check_config(config)

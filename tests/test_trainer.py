@@ -102,3 +102,13 @@ def test_late_qat_switches_on_in_the_warmdown(data, tmp_path):
     r = run([sys.executable, TRAIN, "--hparams", hp, "--data", str(data), "--seed", "2", "--out-dir", str(out)], out)
     # lr multiplier at step s is (10 - s) / 10: first below 0.35 at step 7
     assert "late_qat:enabled step:7 scale:0.3000" in r["log"] and r["metrics"]["late_qat_step"] == 7
+
+
+def test_auto_accumulation_gives_the_same_step_on_one_or_two_processes(data, tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    hp = hparams(tmp_path, grad_accum_steps="auto", iterations=3)
+    single = run([sys.executable, TRAIN, "--hparams", hp, "--data", str(data), "--seed", "5", "--out-dir", str(one)], one)
+    ddp = run(["torchrun", "--standalone", "--nproc_per_node", "2", TRAIN, "--hparams", hp, "--data", str(data), "--seed", "5", "--out-dir", str(two)], two)
+    assert "world_size:1 grad_accum_steps:8" in single["log"] and "world_size:2 grad_accum_steps:4" in ddp["log"]
+    for (s1, l1), (s2, l2) in zip(single["metrics"]["loss_curve"], ddp["metrics"]["loss_curve"]):
+        assert s1 == s2 and l1 == pytest.approx(l2, abs=1e-5)

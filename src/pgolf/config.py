@@ -124,7 +124,12 @@ def semantic_checks(config: dict) -> None:
     if m["rope_dims"] > head_dim or m["rope_dims"] % 2:
         raise ConfigError(f"train.model.rope_dims: expected an even number <= head_dim {head_dim}, got {m['rope_dims']}")
     t = config["train"]
-    per_step = t["seq_len"] * t["nproc_per_node"] * t["grad_accum_steps"]
+    accum = t["grad_accum_steps"]
+    if accum == "auto":
+        if 8 % t["nproc_per_node"]:
+            raise ConfigError(f"train.grad_accum_steps: auto needs nproc_per_node to divide 8, got {t['nproc_per_node']}")
+        accum = 8 // t["nproc_per_node"]
+    per_step = t["seq_len"] * t["nproc_per_node"] * accum
     if t["batch_tokens"] % per_step:
         raise ConfigError(
             f"train.batch_tokens: {t['batch_tokens']} is not a multiple of seq_len*nproc_per_node*grad_accum_steps = {per_step}"

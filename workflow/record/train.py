@@ -26,7 +26,7 @@ from scoring import byte_luts, eval_sequences
 class TrainConfig:
     seq_len: int = 2048
     batch_tokens: int = 786432  # tokens per optimizer step, summed over ranks and micro-steps
-    grad_accum_steps: int = 1
+    grad_accum_steps: int | str = 1  # "auto": 8 // world_size, the record's 8-GPU step on fewer GPUs
     iterations: int = 20000
     max_wallclock_seconds: float = 600.0  # 0 disables the cap (and makes warmdown step-based)
     warmdown_iters: int = 3500
@@ -104,6 +104,15 @@ def build_optimizers(model: GPT, cfg: TrainConfig) -> tuple[list[torch.optim.Opt
     return [adam, muon], muon
 
 
+def accumulation_steps(cfg: TrainConfig, world_size: int) -> int:
+    """Micro-steps per optimizer step; "auto" keeps the record's 8-GPU step on any world size dividing 8."""
+    if cfg.grad_accum_steps != "auto":
+        return int(cfg.grad_accum_steps)
+    if 8 % world_size:
+        raise UserError(f"train.grad_accum_steps: auto needs a world size that divides 8, got {world_size}")
+    return 8 // world_size
+
+
 def lr_multiplier(cfg: TrainConfig, step: int, elapsed_ms: float) -> float:
     """1 until the warmdown window, then linear to 0 at the end of training."""
     if cfg.warmdown_iters <= 0:
@@ -141,11 +150,12 @@ def train(cfg: TrainConfig, model_cfg: GPTConfig, manifest: dict, seed: int, dis
     optimizers, muon = build_optimizers(base, cfg)
     autocast = autocast_for(dist.device)
 
-    micro_seqs, rem = divmod(cfg.batch_tokens, cfg.seq_len * dist.world_size * cfg.grad_accum_steps)
+    accum = accumulation_steps(cfg, dist.world_size)
+    micro_seqs, rem = divmod(cfg.batch_tokens, cfg.seq_len * dist.world_size * accum)
     if rem or micro_seqs == 0:
         raise UserError(
             f"train.batch_tokens={cfg.batch_tokens} must be a positive multiple of seq_len*world_size*grad_accum_steps"
-            f" = {cfg.seq_len}*{dist.world_size}*{cfg.grad_accum_steps}"
+            f" = {cfg.seq_len}*{dist.world_size}*{accum}"
         )
     train_paths = manifest_paths(manifest, "train")
     loader = TrainLoader(train_paths, dist.rank, dist.world_size, dist.device)
@@ -154,7 +164,7 @@ def train(cfg: TrainConfig, model_cfg: GPTConfig, manifest: dict, seed: int, dis
 
     log(f"model_params:{count_params(base)}")
     log(f"attention:{attention_backend(dist.device)} compile:{use_compile} autocast:{'bf16' if dist.device.type == 'cuda' else 'off'}")
-    log(f"world_size:{dist.world_size} grad_accum_steps:{cfg.grad_accum_steps}")
+    log(f"world_size:{dist.world_size} grad_accum_steps:{accum}")
     log(f"embed_lr:{cfg.embed_lr} matrix_lr:{cfg.matrix_lr} scalar_lr:{cfg.scalar_lr}")
     log(
         f"train_batch_tokens:{cfg.batch_tokens} train_seq_len:{cfg.seq_len} iterations:{cfg.iterations}"
@@ -171,13 +181,13 @@ def train(cfg: TrainConfig, model_cfg: GPTConfig, manifest: dict, seed: int, dis
         for g in muon.param_groups:
             g["momentum"] = (1 - frac) * cfg.muon_momentum_warmup_start + frac * cfg.muon_momentum
         total = torch.zeros((), device=dist.device)
-        for micro in range(cfg.grad_accum_steps):
+        for micro in range(accum):
             x, y = loader.next_batch(micro_seqs * cfg.seq_len, cfg.seq_len)
-            last = micro == cfg.grad_accum_steps - 1
+            last = micro == accum - 1
             # Only the last micro-step all-reduces gradients.
             with model.no_sync() if dist.enabled and not last else contextlib.nullcontext():
                 with autocast():
-                    loss = model(x, y) / cfg.grad_accum_steps
+                    loss = model(x, y) / accum
                 loss.backward()
             total += loss.detach()
         if cfg.grad_clip_norm > 0:
