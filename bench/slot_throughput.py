@@ -79,8 +79,10 @@ def main() -> None:
     ap.add_argument("data_dir")
     ap.add_argument("--batches", type=int, default=20)
     ap.add_argument("--compile", action="store_true", help="compile the forward as the eval stage does on GPU")
+    ap.add_argument("--profile", action="store_true", help="print the top CUDA kernels of our published SLOT")
     args = ap.parse_args()
     device = torch.device("cuda")
+    torch.set_float32_matmul_precision("high")  # TF32, as #1313 sets and as our eval stages do
     torch.manual_seed(0)
     model = GPT(GPTConfig()).to(device).eval()
     for p in model.parameters():  # trained-looking weights, so that SLOT has something to move
@@ -105,6 +107,12 @@ def main() -> None:
         ms, nll = timed(score, tokens, windows, cfg, args.batches, device)
         results[name] = (ms, nll)
         print(f"{name:55s} {ms:7.3f} ms/window  {1000 / ms:8.1f} windows/s  mean NLL {nll:.6f}")
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            timed(rows[2][1], tokens, windows, cfg, 4, device)
+        print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25, max_name_column_width=60))
     ref, ours = results[rows[1][0]], results[rows[2][0]]
     print(f"speed-up of ours over the all-positions computation: {ref[0] / ours[0]:.2f}x; |mean NLL difference| {abs(ref[1] - ours[1]):.2e}")
     print(f"full val set at stride 96 on 8 GPUs, extrapolated: {ours[0] * 646059 / 8 / 1000:.1f} s (upstream: 231-255 s)")

@@ -8,17 +8,18 @@ DATA=$1/manifest.json
 OUT=$2
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
-for variant in train_throughput train_throughput_eager; do
+VARIANTS=${VARIANTS:-train_throughput train_throughput_eager}  # VARIANTS=train_throughput: compiled only
+for variant in $VARIANTS; do
   torchrun --standalone --nproc_per_node 1 workflow/record/train.py --hparams results/gpu_smoke/$variant.json \
     --data "$DATA" --seed 1337 --out-dir "$OUT/$variant" 2>&1 | grep -v "^warmup_step" | tee "$OUT/$variant.log"
   rm -f "$OUT/$variant/model.pt"
 done
-python - "$OUT" <<'PY'
+python - "$OUT" "$VARIANTS" <<'PY'
 import json, re, sys
 from pathlib import Path
 out = Path(sys.argv[1])
 params = 26_862_694
-for variant in ("train_throughput", "train_throughput_eager"):
+for variant in sys.argv[2].split():
     m = json.loads((out / variant / "train.json").read_text())
     log = (out / f"{variant}.log").read_text()
     peak = re.search(r"peak memory allocated: (\d+) MiB", log).group(1)

@@ -292,6 +292,10 @@ class GPT(nn.Module):
         if self.smear is not None:  # blend each position with the previous one, per channel
             g = torch.sigmoid(self.smear.to(x.dtype))
             x = (1 - g) * x + g * F.pad(x[:, :-1], (0, 0, 1, 0))
+        if torch.is_autocast_enabled(x.device.type):
+            # The residual stream runs in the autocast dtype (bf16 on GPU), as in #1313, whose
+            # embeddings are bf16 tensors; the weights here stay fp32 for the optimizers.
+            x = x.to(torch.get_autocast_dtype(x.device.type))
         return x
 
     def hidden(self, ids: torch.Tensor) -> torch.Tensor:

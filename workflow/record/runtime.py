@@ -98,6 +98,8 @@ class Dist:
             raise UserError("device is 'cuda' but torch sees no GPU")
         if use_cuda:
             torch.cuda.set_device(self.local_rank)
+            # fp32 matmuls (the SLOT fit, anything outside autocast) on TF32 tensor cores, as #1313.
+            torch.set_float32_matmul_precision("high")
             self.device = torch.device("cuda", self.local_rank)
         else:
             self.device = torch.device("cpu")

@@ -52,38 +52,55 @@ class TrainConfig:
 
 
 def zeropower_newton_schulz(g: torch.Tensor, steps: int) -> torch.Tensor:
-    """Approximately orthogonalises g (pushes its singular values towards 1) with a quintic iteration."""
+    """Approximately orthogonalises each matrix of g [..., m, n] (pushes its singular values
+    towards 1) with a quintic iteration; bf16 on GPU, fp32 on CPU."""
     a, b, c = 3.4445, -4.7750, 2.0315
     x = g.bfloat16() if g.is_cuda else g.float()
-    x = x / (x.norm() + 1e-7)
-    transposed = x.size(0) > x.size(1)
+    x = x / (torch.linalg.vector_norm(x, dim=(-2, -1), keepdim=True) + 1e-7)
+    transposed = x.size(-2) > x.size(-1)
     if transposed:
-        x = x.T
+        x = x.mT
     for _ in range(steps):
-        gram = x @ x.T
+        gram = x @ x.mT
         x = a * x + (b * gram + c * gram @ gram) @ x
-    return (x.T if transposed else x).to(g.dtype)
+    return (x.mT if transposed else x).to(g.dtype)
 
 
 class Muon(torch.optim.Optimizer):
-    """Nesterov momentum whose update is orthogonalised, scaled for non-square matrices."""
+    """Nesterov momentum whose update is orthogonalised, scaled for non-square matrices.
+
+    Matrices of one shape are orthogonalised together as one batch (a few large kernels instead of
+    a few per matrix); on GPU the iteration is compiled, once per shape.
+    """
 
     def __init__(self, params, lr: float, momentum: float, ns_steps: int, weight_decay: float):
         super().__init__(params, dict(lr=lr, momentum=momentum, ns_steps=ns_steps, weight_decay=weight_decay))
+        self._ns = None
 
     @torch.no_grad()
     def step(self):
         for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                buf = self.state[p].setdefault("momentum", torch.zeros_like(p.grad))
-                buf.mul_(group["momentum"]).add_(p.grad)
-                update = p.grad.add(buf, alpha=group["momentum"])
-                update = zeropower_newton_schulz(update, group["ns_steps"])
-                update *= max(1.0, p.size(0) / p.size(1)) ** 0.5
-                p.mul_(1.0 - group["lr"] * group["weight_decay"])
-                p.add_(update, alpha=-group["lr"])
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            if self._ns is None:
+                self._ns = torch.compile(zeropower_newton_schulz, dynamic=False) if params[0].is_cuda else zeropower_newton_schulz
+            grads = [p.grad for p in params]
+            bufs = [self.state[p].setdefault("momentum", torch.zeros_like(p)) for p in params]
+            torch._foreach_mul_(bufs, group["momentum"])
+            torch._foreach_add_(bufs, grads)
+            nesterov = torch._foreach_add(grads, bufs, alpha=group["momentum"])
+            by_shape: dict[tuple, list[int]] = {}
+            for i, p in enumerate(params):
+                by_shape.setdefault(tuple(p.shape), []).append(i)
+            updates = [None] * len(params)
+            for shape, idx in by_shape.items():
+                ortho = self._ns(torch.stack([nesterov[i] for i in idx]), group["ns_steps"])
+                ortho *= max(1.0, shape[0] / shape[1]) ** 0.5
+                for j, i in enumerate(idx):
+                    updates[i] = ortho[j]
+            torch._foreach_mul_(params, 1.0 - group["lr"] * group["weight_decay"])
+            torch._foreach_add_(params, updates, alpha=-group["lr"])
 
 
 def build_optimizers(model: GPT, cfg: TrainConfig) -> tuple[list[torch.optim.Optimizer], Muon]:
@@ -97,6 +114,7 @@ def build_optimizers(model: GPT, cfg: TrainConfig) -> tuple[list[torch.optim.Opt
             dict(params=scalars, lr=cfg.scalar_lr, base_lr=cfg.scalar_lr),
         ],
         **adam_kw,
+        fused=model.tok_emb.weight.is_cuda,  # one kernel for all tensors on GPU, as #1313
     )
     muon = Muon(matrices, lr=cfg.matrix_lr, momentum=cfg.muon_momentum, ns_steps=cfg.muon_ns_steps, weight_decay=cfg.weight_decay)
     for g in muon.param_groups:
@@ -131,10 +149,12 @@ class EMA:
         self.decay = decay
         self.shadow = {k: v.detach().float().clone() for k, v in model.state_dict().items()}
         self._tensors = list(self.shadow.values())
+        # The model's own tensors, in state_dict order; training updates them in place.
+        self._sources = [v.detach() for v in model.state_dict().values()]
 
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        current = [v.detach().float() for v in model.state_dict().values()]
+    def update(self) -> None:
+        current = [v if v.dtype == torch.float32 else v.float() for v in self._sources]
         torch._foreach_lerp_(self._tensors, current, 1.0 - self.decay)
 
 
@@ -236,7 +256,7 @@ def train(cfg: TrainConfig, model_cfg: GPTConfig, manifest: dict, seed: int, dis
             qat_step = step
             log(f"late_qat:enabled step:{step} scale:{mul:.4f}")
         loss = step_once(step, mul)
-        ema.update(base)
+        ema.update()
         step += 1
 
         sync(dist.device)
