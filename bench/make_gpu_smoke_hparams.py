@@ -28,6 +28,9 @@ throughput = {**train, "grad_accum_steps": 8, "batch_tokens": 786432, "iteration
               "train_log_every": 10, "val_max_tokens": 65536}
 (out / "train_throughput.json").write_text(json.dumps(throughput, sort_keys=True))
 (out / "train_throughput_eager.json").write_text(json.dumps({**throughput, "compile": "off", "iterations": 12, "warmup_steps": 2}, sort_keys=True))
+# The first 200 steps of a real run, for comparing loss curves with the #1313 script: in a 600 s run
+# the LR multiplier is 1 and late QAT is off that early, hence no warmdown here.
+(out / "train_curve.json").write_text(json.dumps({**throughput, "iterations": 200, "warmdown_iters": 0}, sort_keys=True))
 evalb = config["eval"]
 evalb.update(nproc_per_node=1, max_tokens=65536)
 (out / "train.json").write_text(json.dumps(train, sort_keys=True))

@@ -31,7 +31,10 @@ def all_positions_scorer(model, slot: SlotConfig, autocast):
     """#1313's inner loop: logits and CE for all seq_len positions, the loss masked to the scored ones."""
     weight, cap = model.tok_emb.weight.detach().float(), model.cfg.logit_softcap
 
-    def score(x, y, scored, first):
+    def score(b):
+        x, y = b.x, b.y
+        scored = torch.zeros_like(x, dtype=torch.bool)
+        scored[b.rows, b.cols] = True
         with torch.no_grad(), autocast():
             h = model.hidden(x)
         h = h.float()
@@ -58,8 +61,7 @@ def all_positions_scorer(model, slot: SlotConfig, autocast):
 def timed(score, tokens, windows, cfg, batches, device) -> tuple[float, float]:
     """(ms per window, mean NLL) over `batches` batches after one warm-up batch."""
     def run(batch):
-        x, y, scored, first = window_batch(tokens, batch, cfg.seq_len, device)
-        return score(x, y, scored, first)
+        return score(window_batch(tokens, batch, cfg.seq_len, device))
 
     # Warm-up on the first batch (window 0 scores everything) and on one of the steady shape, so
     # that compilation is not timed; every later batch has the same shapes.
@@ -88,7 +90,7 @@ def main() -> None:
     for p in model.parameters():  # trained-looking weights, so that SLOT has something to move
         p.data.normal_(0, 0.02)
     manifest = read_manifest(str(Path(args.data_dir) / "manifest.json"))
-    tokens = load_val_tokens(manifest_paths(manifest, "val"), 2048)
+    tokens = load_val_tokens(manifest_paths(manifest, "val"), 2048).to(device)  # as eval_windows does
     cfg = EvalConfig(seq_len=2048, stride=96, batch_seqs=32)
     windows = sliding_windows(len(tokens) - 1, cfg.seq_len, cfg.stride, as_published=True)
     slot = SlotConfig(enabled=True, mode="published", steps=24, lr=0.012, lr_min=0.001, batch_seqs=32)

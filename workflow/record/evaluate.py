@@ -57,17 +57,40 @@ def sliding_windows(total: int, seq_len: int, stride: int, as_published: bool = 
     return windows
 
 
-def window_batch(val_tokens: torch.Tensor, batch: list[Window], seq_len: int, device: torch.device):
-    """Zero-padded inputs/targets [B, seq_len], the mask of scored positions, each window's first scored offset."""
-    x = torch.zeros(len(batch), seq_len, dtype=torch.int64)
-    y = torch.zeros_like(x)
-    scored = torch.zeros(len(batch), seq_len, dtype=torch.bool)
-    for i, (start, length, first) in enumerate(batch):
-        x[i, :length] = val_tokens[start : start + length]
-        y[i, :length] = val_tokens[start + 1 : start + length + 1]
-        scored[i, first:length] = True
-    first = torch.tensor([w[2] for w in batch])
-    return x.to(device), y.to(device), scored.to(device), first.to(device)
+@dataclass
+class WindowBatch:
+    """One batch of windows: zero-padded inputs/targets [B, seq_len] and where the scored targets are.
+
+    Every index is worked out on the host from the window list, so scoring a batch never waits on
+    the GPU (no nonzero(), no boolean-mask indexing): the host prepares the next batch while the
+    device still runs this one.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    rows: torch.Tensor  # the scored targets, row-major: window index ...
+    cols: torch.Tensor  # ... and position within the window
+    firsts: list[int]  # each window's first scored position
+
+    def context(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Row-major positions strictly before each window's first scored position."""
+        mask = torch.arange(self.x.size(1))[None, :] < torch.tensor(self.firsts)[:, None]
+        rows, cols = mask.nonzero(as_tuple=True)
+        return rows.to(self.x.device, non_blocking=True), cols.to(self.x.device, non_blocking=True)
+
+
+def window_batch(tokens: torch.Tensor, batch: list[Window], seq_len: int, device: torch.device) -> WindowBatch:
+    """Builds a batch from token stream `tokens` (on the host or already on `device`)."""
+    starts, lengths, firsts = (torch.tensor(v) for v in zip(*batch))
+    pos = torch.arange(seq_len)
+    valid = pos[None, :] < lengths[:, None]
+    rows, cols = (valid & (pos[None, :] >= firsts[:, None])).nonzero(as_tuple=True)
+    at = tokens.device
+    idx = (starts.to(at)[:, None] + pos.to(at)[None, :]).clamp_max(len(tokens) - 2)
+    keep = valid.to(at)
+    x, y = torch.where(keep, tokens[idx], 0), torch.where(keep, tokens[idx + 1], 0)
+    put = lambda t: t.to(device, non_blocking=True)  # noqa: E731
+    return WindowBatch(put(x), put(y), put(rows), put(cols), firsts.tolist())
 
 
 def rank_share(items: list, dist: Dist) -> list:
@@ -75,18 +98,18 @@ def rank_share(items: list, dist: Dist) -> list:
     return items[n * dist.rank // dist.world_size : n * (dist.rank + 1) // dist.world_size]
 
 
-# A scorer maps one batch (x, y, scored, first) to the NLL of each scored position, row-major.
-# Every eval method is a scorer, so the scoring loop and the causality audit run the real code.
+# A scorer maps one WindowBatch to the NLL of each of its scored targets, row-major. Every eval
+# method is a scorer, so the scoring loop and the causality audit run the real code.
 
 
 def fixed_scorer(model: GPT, autocast):
     """The model as a fixed predictor: nothing adapts at eval time."""
 
     @torch.no_grad()
-    def score(x, y, scored, first):
+    def score(b: WindowBatch):
         with autocast():
-            nll = model.token_nll(x, y)
-        return nll[scored]
+            nll = model.token_nll(b.x, b.y)
+        return nll[b.rows, b.cols]
 
     return score
 
@@ -94,9 +117,10 @@ def fixed_scorer(model: GPT, autocast):
 def eval_windows(score, val_tokens: torch.Tensor, windows: list[Window], batch_seqs: int, seq_len: int, dist: Dist, luts) -> dict:
     sums = ScoreSums(dist.device)
     mine = rank_share(windows, dist)
-    for b in range(0, len(mine), batch_seqs):
-        x, y, scored, first = window_batch(val_tokens, mine[b : b + batch_seqs], seq_len, dist.device)
-        sums.add(score(x, y, scored, first), x[scored], y[scored], luts)
+    tokens = val_tokens.to(dist.device)  # batches are gathered where they are scored
+    for i in range(0, len(mine), batch_seqs):
+        b = window_batch(tokens, mine[i : i + batch_seqs], seq_len, dist.device)
+        sums.add(score(b), b.x[b.rows, b.cols], b.y[b.rows, b.cols], luts)
     sync(dist.device)
     return sums.result(dist)
 
@@ -115,8 +139,7 @@ def eval_sliding(model: GPT, val_tokens: torch.Tensor, cfg: EvalConfig, dist: Di
 
 def target_scores(score, tokens: torch.Tensor, windows: list[Window], seq_len: int, device) -> dict:
     """(window index, target index t) -> NLL of tokens[t + 1] given tokens[..t], as the scorer computes it."""
-    x, y, scored, first = window_batch(tokens, windows, seq_len, device)
-    nll = score(x, y, scored, first).double().cpu().tolist()
+    nll = score(window_batch(tokens, windows, seq_len, device)).double().cpu().tolist()
     keys = [(w, start + pos) for w, (start, length, off) in enumerate(windows) for pos in range(off, length)]
     return dict(zip(keys, nll))
 

@@ -80,22 +80,21 @@ def slot_scorer(model, slot: SlotConfig, autocast):
     fit_fn = torch.compile(fit_offsets, dynamic=False) if weight.is_cuda else fit_offsets
 
     @torch.no_grad()
-    def score(x, y, scored, first):
+    def score(b):
         with autocast():
-            h = model.hidden(x)
+            h = model.hidden(b.x)
         h = h.float()
-        if slot.mode == "published":
-            fit = scored
-        else:  # causal: each window's context, everything before its first scored position
-            fit = torch.arange(x.size(1), device=x.device)[None, :] < first[:, None]
-        rows, cols = fit.nonzero(as_tuple=True)
+        n = b.x.size(0)
+        # published: the scored targets themselves; causal: each window's context, everything
+        # before its first scored position.
+        rows, cols = (b.rows, b.cols) if slot.mode == "published" else b.context()
         if len(rows):
-            delta, bias = fit_fn(h[rows, cols], y[rows, cols], rows, x.size(0), weight, cap, lrs)
+            delta, bias = fit_fn(h[rows, cols], b.y[rows, cols], rows, n, weight, cap, lrs)
         else:
-            delta, bias = h.new_zeros(x.size(0), h.size(-1)), h.new_zeros(x.size(0), weight.size(0))
-        rows, cols = scored.nonzero(as_tuple=True)
+            delta, bias = h.new_zeros(n, h.size(-1)), h.new_zeros(n, weight.size(0))
+        rows, cols = b.rows, b.cols
         logits = cap * torch.tanh((F.linear(h[rows, cols] + delta[rows], weight) + bias[rows]) / cap)
-        return F.cross_entropy(logits, y[rows, cols], reduction="none")
+        return F.cross_entropy(logits, b.y[rows, cols], reduction="none")
 
     return score
 
