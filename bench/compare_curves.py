@@ -1,6 +1,6 @@
 """Side-by-side train-loss curves of two training logs (step lines `step:N/M train_loss:X ...`).
 
-    python bench/compare_curves.py bench/results/train_curve_ours_h100.log bench/results/train_curve_1313_h100.log
+    python bench/compare_curves.py bench/logs/train_curve_ours_h100.log bench/logs/train_curve_1313_h100.log
 
 Prints the loss of each at every step both logged, their difference, and the steady step time and
 peak memory of each.
