@@ -72,7 +72,8 @@ def check_seed(log_path, artifact, script, limits: dict, warn=print) -> dict:
         if seconds is None:
             warn(f"warning: {log_path}: no {kind} time in the log; the {kind} time limit is not checked")
         elif not ok:
-            line = f"{log_path}: {kind} took {seconds:.3f} s > byo.max_{kind}_seconds {limit:g} (+{grace:.3f} s grace)"
+            slack = f" (+{grace:.3f} s grace: the cap is checked after each step)" if grace else ""
+            line = f"{log_path}: {kind} took {seconds:.3f} s > byo.max_{kind}_seconds {limit:g}{slack}"
             if limits["enforce_time_limits"]:
                 raise CheckError(line)
             warn(f"warning: {line} (byo.enforce_time_limits is false)")
