@@ -181,6 +181,8 @@ def test_config_errors_are_one_line(byo_workdir):
     bad = (*CONFIGS, overlay(byo_workdir, "bad_env", {"byo": {"env": {"SEED": 7}}}))
     assert "byo.env.SEED: set by the pipeline" in _one_error_line(snakemake(byo_workdir, "byo", "-n", configs=bad))
     missing = (*CONFIGS, overlay(byo_workdir, "missing", {"byo": {"script": "no/such/train_gpt.py"}}))
-    assert _one_error_line(snakemake(byo_workdir, "byo", "-n", configs=missing)) == "config error: byo.script: no/such/train_gpt.py does not exist"
+    assert _one_error_line(snakemake(byo_workdir, "byo", "-n", configs=missing)) == (
+        "config error: byo.script: no/such/train_gpt.py does not exist (download the record's train_gpt.py first)"
+    )
     off = snakemake(byo_workdir, "byo", configs=(".test/config.yaml",))
     assert "config error: byo.script is null" in _one_error_line(off)

@@ -5,50 +5,7 @@
 # name): changing any of them adds a new results/byo/<byo_id>/ and keeps the old runs. Limits and
 # the record block only rerun the checks and the record.
 
-BYO = config.get("byo") or {"script": None}
-
-
-wildcard_constraints:
-    byo_id=r"[0-9a-f]{10}",
-
-
-BYO_CODE = {
-    "run": ["src/pgolf/byo.py", "src/pgolf/data.py"],
-    "check": ["src/pgolf/byo_record.py", "src/pgolf/logparse.py", "src/pgolf/size.py", "src/pgolf/validate.py"],
-    "record": [
-        "src/pgolf/byo_record.py",
-        "src/pgolf/record.py",
-        "src/pgolf/stats.py",
-        "workflow/templates/byo_README.md.j2",
-    ],
-}
-
-
 if BYO["script"]:
-    BYO_RUN_BLOCK = {k: BYO[k] for k in ("env", "launcher", "nproc_per_node", "artifact")}
-    BYO_ID = short_hash(
-        DATA_ID,
-        file_digest([_existing("byo.script", BYO["script"])]),
-        canon(BYO_RUN_BLOCK),
-        file_digest(BYO_CODE["run"]),
-    )
-    BYO_LIMITS = {
-        "size_limit_bytes": config["export"]["size_limit_bytes"],
-        **{k: BYO[k] for k in ("max_train_seconds", "max_eval_seconds", "enforce_time_limits")},
-    }
-    BYO_RECORD_DIR = pgrecord.record_dir({**config["record"], "name": BYO["name"]})
-
-    def byo_seed_file(name, seed="{seed}"):
-        return f"results/byo/{BYO_ID}/seed{seed}/{name}"
-
-    def byo_record_outputs():
-        out = {
-            "readme": f"{BYO_RECORD_DIR}/README.md",
-            "submission": f"{BYO_RECORD_DIR}/submission.json",
-            "code": f"{BYO_RECORD_DIR}/train_gpt.py",
-        }
-        out.update({f"log{s}": f"{BYO_RECORD_DIR}/train_seed{s}.log" for s in SEEDS})
-        return out
 
     rule byo_run:
         message:
@@ -105,9 +62,9 @@ if BYO["script"]:
             f"Assembling {BYO_RECORD_DIR}"
         localrule: True
         input:
-            checks=[byo_seed_file("check.json", s) for s in SEEDS],
-            runs=[byo_seed_file("run.json", s) for s in SEEDS],
-            logs=[byo_seed_file("train.log", s) for s in SEEDS],
+            checks=expand("results/byo/{byo_id}/seed{seed}/check.json", byo_id=BYO_ID, seed=SEEDS),
+            runs=expand("results/byo/{byo_id}/seed{seed}/run.json", byo_id=BYO_ID, seed=SEEDS),
+            logs=expand("results/byo/{byo_id}/seed{seed}/train.log", byo_id=BYO_ID, seed=SEEDS),
             script=BYO["script"],
             code=BYO_CODE["record"],
             schema="workflow/schemas/submission.schema.json",
