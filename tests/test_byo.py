@@ -108,7 +108,7 @@ def test_submission_numbers_are_the_logged_and_real_ones(byo_workdir):
     }
     assert sub["significance"]["n_seeds"] == 2 and sub["significance"]["test"] == "one_sample_t_one_sided"
     readme = (rec / "README.md").read_text()
-    assert f"{sub['val_bpb']:.8f}" in readme and "ITERATIONS=20 MODEL_DIM=16" in readme and "not audited" in readme
+    assert f"{sub['val_bpb']:.8f}" in readme and "ITERATIONS=20 MODEL_DIM=16 VAL_MAX_TOKENS=8192 DATA_PATH=<shards> TOKENIZER_PATH=<tokenizer.model> SEED=<seed> python train_gpt.py" in readme and "not audited" in readme
 
 
 def test_record_passes_pgolf_validate(byo_workdir):
@@ -186,3 +186,65 @@ def test_config_errors_are_one_line(byo_workdir):
     )
     off = snakemake(byo_workdir, "byo", configs=(".test/config.yaml",))
     assert "config error: byo.script is null" in _one_error_line(off)
+
+
+# ----------------------------------------------------------------------------- units, no Snakemake
+
+
+def test_check_of_a_pr1313_shaped_log(tmp_path):
+    """#1313's log lines (record-anatomy, section 2.1): the SLOT line is the claim, the 600.128 s
+    training stop is inside the cap's grace, and its SLOT is never called score-first."""
+    from pgolf.byo import command
+    from pgolf.byo_record import build_submission, check_seed
+
+    script, artifact = tmp_path / "train_gpt.py", tmp_path / "final_model.int6.ptz"
+    script.write_bytes(b"# a script\n" * 100)
+    artifact.write_bytes(b"\0" * 15_700_000)
+    code, model = script.stat().st_size, artifact.stat().st_size
+    log = tmp_path / "train.log"
+    log.write_text(
+        "seed:1337\n"
+        "step:6500/20000 train_loss:1.9 train_time:594000ms step_avg:91.40ms\n"
+        "stopping_early: wallclock_cap train_time:600128ms step:6565/20000\n"
+        "DIAGNOSTIC post_ema val_loss:1.9155 val_bpb:1.1344 eval_time:2059ms\n"
+        f"Code size: {code} bytes\nSerialized model int6+lzma: {model} bytes\n"
+        f"Total submission size int6+lzma: {code + model} bytes\nTotal submission size: {code + model} bytes\n"
+        "final_int6_roundtrip val_loss:1.9405 val_bpb:1.1493 eval_time:7500ms\n"
+        "final_int6_roundtrip_exact val_loss:1.94050000 val_bpb:1.14929216\n"
+        "final_int6_sliding_window val_loss:1.9010 val_bpb:1.1258 stride:96 eval_time:60000ms\n"
+        "final_int6_sliding_window_exact val_loss:1.90100000 val_bpb:1.12580133\n"
+        "final_int6_roundtrip_exact val_loss:1.90100000 val_bpb:1.12580133\n"
+        "final_slot val_loss:1.4661 val_bpb:0.8683 steps:24 lr:0.012 eval_time:254546ms\n"
+        "final_slot_exact val_loss:1.46609658 val_bpb:0.86830694\n"
+    )
+    limits = {"size_limit_bytes": 16_000_000, "max_train_seconds": 600, "max_eval_seconds": 600, "enforce_time_limits": True}
+    check = check_seed(log, artifact, script, limits)
+    assert check["metrics"]["final_label"] == "final_slot_exact" and check["metrics"]["final_val_bpb"] == 0.86830694
+    assert check["times"]["train"] == {"seconds": 600.128, "limit_s": 600.0, "grace_s": 1.0, "ok": True}
+    assert check["times"]["eval"]["seconds"] == 322.046 and check["size"]["total_bytes"] == code + model
+    record = {"author": "a", "github_id": "a", "date": "2026-04-03", "track": "track_10min_16mb", "hardware": "8xH100",
+              "baseline": {"name": "PR #1019", "val_loss": 1.88217853, "val_bpb": 1.11473509}}
+    run = {"wallclock_s": 1000.0, "torch_version": "2.9.1+cu128"}
+    sub = build_submission(record, {"name": "R"}, {1337: check}, {1337: run})
+    assert sub["eval_method"] == "script:final_slot_exact" and sub["compliance"]["score_first_eval"] is False
+    assert sub["compliance"]["train_under_600s"] is True and sub["seed_results"]["1337"]["sliding_val_bpb"] == 1.12580133
+    assert command("torchrun", 8)[1] == "torchrun --standalone --nproc_per_node=8 train_gpt.py"
+
+
+@pytest.mark.parametrize(
+    "byo, message",
+    [
+        ({"env": {"DATA_PATH": "/data"}}, "byo.env.DATA_PATH: set by the pipeline"),
+        ({"env": {"BAD-NAME": 1}}, "byo.env: 'BAD-NAME' does not match"),
+        ({"launcher": "python"}, "byo.nproc_per_node: launcher python runs one process, got 8"),
+        ({"script": SCRIPT, "name": "EmbeddedDefault_CPU"}, "byo.name: 'EmbeddedDefault_CPU' is record.name too"),
+        ({"artifact": "../model.ptz"}, "byo.artifact: '../model.ptz' does not match"),
+    ],
+)
+def test_byo_config_errors(byo, message):
+    from pgolf.config import ConfigError, check_config, load_configs
+
+    config = load_configs([REPO / "config.yaml"])
+    config["byo"].update(byo)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        check_config(config)

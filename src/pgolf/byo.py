@@ -75,13 +75,16 @@ def link_data(manifest_path, data_dir: Path) -> dict[str, str]:
     return {"DATA_PATH": str(shards_dir.absolute()), "TOKENIZER_PATH": str(tokenizer.absolute())}
 
 
-def command(launcher: str, nproc_per_node: int) -> list[str]:
-    """How the script is started: torchrun (one process group on this node) or plain python."""
+def command(launcher: str, nproc_per_node: int) -> tuple[list[str], str]:
+    """How the script is started (torchrun: one process group on this node; or plain python),
+    and the same command as a user would type it (for run.json and the record README)."""
     if launcher == "python":
         if nproc_per_node != 1:
             raise ByoError(f"byo.launcher python runs one process, but byo.nproc_per_node is {nproc_per_node}")
-        return [sys.executable, SCRIPT_NAME]
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc_per_node}", SCRIPT_NAME]
+        return [sys.executable, SCRIPT_NAME], f"python {SCRIPT_NAME}"
+    args = ["--standalone", f"--nproc_per_node={nproc_per_node}", SCRIPT_NAME]
+    # torchrun's module under this interpreter: the same launcher, without relying on PATH.
+    return [sys.executable, "-m", "torch.distributed.run", *args], " ".join(["torchrun", *args])
 
 
 def _version(package: str) -> str | None:
@@ -110,9 +113,9 @@ def run_script(script, manifest, settings: dict, seed: int, out_dir) -> dict:
     added = {k: env_value(v) for k, v in sorted(settings["env"].items())}
     added.update(link_data(manifest, out / "data"))
     added["SEED"] = str(seed)
-    cmd = command(settings["launcher"], settings["nproc_per_node"])
+    cmd, shown = command(settings["launcher"], settings["nproc_per_node"])
     log_tmp, log_final = out / f"{LOG_NAME}.partial", out / LOG_NAME
-    print(f"byo: seed {seed}: {' '.join(f'{k}={v}' for k, v in added.items())} {' '.join(cmd[1:] if cmd[0] == sys.executable else cmd)}", flush=True)
+    print(f"byo: seed {seed}: {' '.join(f'{k}={v}' for k, v in added.items())} {shown}", flush=True)
     started = time.perf_counter()
     with open(log_tmp, "w", encoding="utf-8") as log:
         proc = subprocess.Popen(cmd, cwd=out, env={**os.environ, **added}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
@@ -133,7 +136,7 @@ def run_script(script, manifest, settings: dict, seed: int, out_dir) -> dict:
         "seed": seed,
         "script": str(script),
         "script_sha256": hashlib.sha256(script.read_bytes()).hexdigest(),
-        "command": cmd[1:] if cmd[0] == sys.executable else cmd,
+        "command": shown,
         "env": added,
         "wallclock_s": round(wall, 3),
         "torch_version": _version("torch"),

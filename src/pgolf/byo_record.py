@@ -186,7 +186,7 @@ def render_readme(record_cfg: dict, byo: dict, sub: dict, runs: dict[int, dict],
         sig=sub["significance"],
         verdict=verdict(sub["significance"]),
         script_sha256=first["script_sha256"],
-        command=" ".join(first["command"]),
+        command=first["command"],
         user_env=user_env,
         record_path=record_path,
     )
