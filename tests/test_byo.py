@@ -188,6 +188,23 @@ def test_config_errors_are_one_line(byo_workdir):
     assert "config error: byo.script is null" in _one_error_line(off)
 
 
+def test_byo_run_failures_are_one_line(byo_workdir, tmp_path):
+    """`pgolf byo-run` alone: a crashing script and a missing artifact each end in one error line."""
+    manifest = next((byo_workdir / "results/data").glob("*/manifest.json"))
+    base = {"env": {"ITERATIONS": 2}, "launcher": "python", "nproc_per_node": 1, "artifact": "final_model.int6.ptz"}
+    for settings, pattern in (
+        ({**base, "env": {"ITERATIONS": "many"}}, r"error: \S+train_gpt\.py: exited with status 1 after \d+\.\d s for seed 5 \(its output: \S+train\.log\.partial\)"),
+        ({**base, "artifact": "model.bin"}, r"error: \S+train_gpt\.py: seed 5 wrote no model\.bin \(byo\.artifact\) in \S+; files it wrote: final_model\.int6\.ptz"),
+    ):
+        out = tmp_path / settings["artifact"]
+        result = subprocess.run(
+            ["pgolf", "byo-run", "--script", str(REPO / SCRIPT), "--manifest", str(manifest), "--settings", json.dumps(settings),
+             "--seed", "5", "--out-dir", str(out)], capture_output=True, text=True,
+        )
+        assert result.returncode == 2 and re.fullmatch(pattern, result.stderr.strip()), result.stderr[-2000:]
+        assert not (out / "train.log").exists()
+
+
 # ----------------------------------------------------------------------------- units, no Snakemake
 
 
