@@ -11,13 +11,14 @@ import json
 import sys
 
 
+from pgolf.byo import ByoError, CheckError
 from pgolf.config import ConfigError, check_config, load_configs
 from pgolf.data import DataError
 from pgolf.logparse import LogParseError
 from pgolf.shards import ShardError
 from pgolf.size import SizeError
 
-USER_ERRORS = (ConfigError, DataError, ShardError, SizeError, LogParseError, FileNotFoundError)
+USER_ERRORS = (ConfigError, DataError, ShardError, SizeError, LogParseError, ByoError, CheckError, FileNotFoundError)
 
 
 def cmd_data_docs(args) -> None:
@@ -105,6 +106,33 @@ def cmd_parse_log(args) -> None:
         print(f"{key:18} {value}")
 
 
+def _json_arg(text: str, what: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{what}: not JSON ({e.msg})") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{what}: expected a JSON object")
+    return value
+
+
+def cmd_byo_run(args) -> None:
+    from pgolf.byo import run_script
+
+    run_script(args.script, args.manifest, _json_arg(args.settings, "--settings"), args.seed, args.out_dir)
+
+
+def cmd_byo_check(args) -> None:
+    from pgolf.byo_record import write_check
+
+    c = write_check(args.out, args.log, args.artifact, args.script, _json_arg(args.limits, "--limits"))
+    m, size, t = c["metrics"], c["size"], c["times"]
+    fmt = lambda x: "not logged" if x["seconds"] is None else f"{x['seconds']:.3f} s (limit {x['limit_s']:g})"
+    print(f"{m['final_label']} val_loss:{m['final_val_loss']} val_bpb:{m['final_val_bpb']}")
+    print(f"size: code {size['code_bytes']} + model {size['model_bytes']} = {size['total_bytes']} bytes (limit {size['limit']})")
+    print(f"train: {fmt(t['train'])}; eval: {fmt(t['eval'])}")
+
+
 def cmd_validate(args) -> int:
     from pgolf.validate import format_report, validate_record
 
@@ -178,6 +206,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("log")
     p.add_argument("--json", action="store_true", help="print the numbers as JSON")
     p.set_defaults(func=cmd_parse_log)
+
+    p = sub.add_parser("byo-run", help="run an existing train_gpt.py for one seed in an empty folder (bring-your-own-script mode)")
+    p.add_argument("--script", required=True, help="the script; copied into the folder as train_gpt.py")
+    p.add_argument("--manifest", required=True, help="the data stage's manifest.json (gives DATA_PATH, TOKENIZER_PATH)")
+    p.add_argument("--settings", required=True, help="JSON: env, nproc_per_node, launcher, artifact (the byo config block)")
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--out-dir", required=True, help="emptied, then the script's working directory")
+    p.set_defaults(func=cmd_byo_run)
+
+    p = sub.add_parser("byo-check", help="check one seed of a byo run: final score in the log, size, times")
+    p.add_argument("--log", required=True)
+    p.add_argument("--artifact", required=True)
+    p.add_argument("--script", required=True)
+    p.add_argument("--limits", required=True, help="JSON: size_limit_bytes, max_train_seconds, max_eval_seconds, enforce_time_limits")
+    p.add_argument("--out", required=True, help="check.json")
+    p.set_defaults(func=cmd_byo_check)
 
     p = sub.add_parser("validate", help="check record folders as a reviewer would; exit 1 if any has a problem")
     p.add_argument("records", nargs="+", metavar="RECORD_DIR")

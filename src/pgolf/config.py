@@ -137,6 +137,15 @@ def semantic_checks(config: dict) -> None:
     e = config["eval"]
     if e["stride"] > e["seq_len"]:
         raise ConfigError(f"eval.stride: {e['stride']} is larger than eval.seq_len {e['seq_len']}")
+    byo = config.get("byo")
+    if byo:
+        for key in ("SEED", "DATA_PATH", "TOKENIZER_PATH"):
+            if key in byo["env"]:
+                raise ConfigError(f"byo.env.{key}: set by the pipeline (per seed / from the data stage's manifest), not in the config")
+        if byo["script"] and byo["name"] == config["record"]["name"]:
+            raise ConfigError(f"byo.name: {byo['name']!r} is record.name too; the two record folders need different names")
+        if byo["launcher"] == "python" and byo["nproc_per_node"] != 1:
+            raise ConfigError(f"byo.nproc_per_node: launcher python runs one process, got {byo['nproc_per_node']}")
     s = e["slot"]
     if s["mode"] in s["compare_modes"]:
         raise ConfigError(f"eval.slot.compare_modes: {s['mode']!r} is already eval.slot.mode")

@@ -170,3 +170,55 @@ def print_record_summary():
     if path.is_file():
         sub = json.loads(path.read_text())
         print(f"\nrecord: {RECORD_DIR}\n{pgrecord.summary_table(sub)}\n")
+
+
+# Bring-your-own-script mode (byo.smk): the run id, limits and record folder of byo.script.
+BYO = config.get("byo") or {"script": None}
+
+
+wildcard_constraints:
+    byo_id=r"[0-9a-f]{10}",
+
+
+BYO_CODE = {
+    "run": ["src/pgolf/byo.py", "src/pgolf/data.py"],
+    "check": ["src/pgolf/byo_record.py", "src/pgolf/logparse.py", "src/pgolf/size.py", "src/pgolf/validate.py"],
+    "record": [
+        "src/pgolf/byo_record.py",
+        "src/pgolf/record.py",
+        "src/pgolf/stats.py",
+        "workflow/templates/byo_README.md.j2",
+    ],
+}
+
+
+def byo_script(path):
+    """The script must exist before the workflow starts: its bytes are part of the run id."""
+    if not Path(path).is_file():
+        sys.exit(f"config error: byo.script: {path} does not exist (download the record's train_gpt.py first)")
+    return path
+
+
+if BYO["script"]:
+    BYO_RUN_BLOCK = {k: BYO[k] for k in ("env", "launcher", "nproc_per_node", "artifact")}
+    BYO_ID = short_hash(
+        DATA_ID,
+        file_digest([byo_script(BYO["script"])]),
+        canon(BYO_RUN_BLOCK),
+        file_digest(BYO_CODE["run"]),
+    )
+    BYO_LIMITS = {
+        "size_limit_bytes": config["export"]["size_limit_bytes"],
+        **{k: BYO[k] for k in ("max_train_seconds", "max_eval_seconds", "enforce_time_limits")},
+    }
+    BYO_RECORD_DIR = pgrecord.record_dir({**config["record"], "name": BYO["name"]})
+
+
+def byo_record_outputs():
+    out = {
+        "readme": f"{BYO_RECORD_DIR}/README.md",
+        "submission": f"{BYO_RECORD_DIR}/submission.json",
+        "code": f"{BYO_RECORD_DIR}/train_gpt.py",
+    }
+    out.update({f"log{s}": f"{BYO_RECORD_DIR}/train_seed{s}.log" for s in SEEDS})
+    return out
