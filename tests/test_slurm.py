@@ -38,7 +38,9 @@ def slurm_missing() -> str | None:
     return None
 
 
-@pytest.fixture(scope="module")
+# Session scope, as tiny_run: pytest sets up wider-scoped fixtures first, so a narrower one would only
+# skip after the (minutes long) local run.
+@pytest.fixture(scope="session")
 def slurm_ready():
     reason = slurm_missing()
     if reason and os.environ.get("PGOLF_REQUIRE_SLURM") == "1":
