@@ -31,7 +31,7 @@ def copy_workflow(dest: Path) -> Path:
 
 
 def snakemake(workdir: Path, *args: str, configs=(".test/config.yaml",), timeout: int = 600) -> subprocess.CompletedProcess:
-    cmd = ["snakemake", "--cores", "2"]
+    cmd = ["snakemake", "--workflow-profile", "profiles/ci-cpu"]
     if configs:
         cmd += ["--configfile", *configs]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SNAKEMAKE")}

@@ -3,6 +3,8 @@ import json
 import sys
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
+
 from pgolf.config import ConfigError, canon, check_config, file_digest, short_hash
 from pgolf import record as pgrecord
 
@@ -117,6 +119,14 @@ RECORD_DIR = pgrecord.record_dir(config["record"])
 
 def stage_hparams(wildcards):
     return canon(STAGE_BLOCKS[wildcards.stage])
+
+
+def cores_or(fallback):
+    """--cores of this run; a run on a cluster executor has none, so `fallback` (set-threads can change it)."""
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return fallback
 
 
 def gpus(block):

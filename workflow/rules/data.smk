@@ -27,7 +27,7 @@ if DATA["source"] == "docs":
                 if DATA["docs"]["tokenizer"]["model"]
                 else f"--vocab-size {DATA['docs']['tokenizer']['vocab_size']} --train-docs {DATA['docs']['tokenizer']['train_docs']}"
             ),
-        threads: workflow.cores
+        threads: cores_or(8)
         log:
             "results/logs/data/{data_id}.log",
         conda:
