@@ -222,8 +222,9 @@ def settings_diff(base: dict, config: dict) -> list[tuple[str, object, object]]:
 
 def requirements(torch_version: str, compressor: str) -> str:
     lines = [f"torch=={torch_version.split('+')[0]}", "numpy", "sentencepiece"]
-    if compressor == "zstd":
-        lines.append("zstandard")
+    extra = {"zstd": "zstandard", "brotli": "brotli"}.get(compressor)
+    if extra:
+        lines.append(extra)
     return "\n".join(lines) + "\n"
 
 

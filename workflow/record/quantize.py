@@ -4,7 +4,7 @@ Attention and MLP matrices become `matrix_bits` integers with one fp16 scale per
 each row chosen from a few percentiles by reconstruction error (PR #1313's "GPTQ-lite"); the
 embedding becomes `embed_bits` integers per row; small and control tensors stay fp16. The artifact
 is a torch.save of plain tensors and strings (loaded with weights_only=True, so loading never runs
-pickled code), compressed with lzma or zstd.
+pickled code), compressed with lzma, zstd or brotli.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from runtime import RunLog, UserError, load_hparams, run_main, torch_bytes, writ
 ARTIFACT_FORMAT = "pgolf-quant/1"
 XZ_MAGIC = b"\xfd7zXZ\x00"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+COMPRESSORS = ("lzma", "zstd", "brotli")
+BROTLI_TAG = b"\xb7"  # first byte of a brotli artifact (neither xz nor zstd starts with it)
 
 
 @dataclass
@@ -107,7 +109,12 @@ def compress(data: bytes, method: str, level: int) -> bytes:
         import zstandard
 
         return zstandard.ZstdCompressor(level=level).compress(data)
-    raise UserError(f"export.compressor: unknown compressor {method!r} (expected lzma or zstd)")
+    if method == "brotli":
+        import brotli
+
+        # Brotli streams have no magic number: a one-byte tag tells decompress() what follows.
+        return BROTLI_TAG + brotli.compress(data, quality=level)
+    raise UserError(f"export.compressor: unknown compressor {method!r} (expected one of {', '.join(COMPRESSORS)})")
 
 
 def decompress(blob: bytes) -> bytes:
@@ -117,7 +124,11 @@ def decompress(blob: bytes) -> bytes:
         import zstandard
 
         return zstandard.ZstdDecompressor().decompress(blob)
-    raise UserError("artifact is neither xz nor zstd compressed")
+    if blob.startswith(BROTLI_TAG):
+        import brotli
+
+        return brotli.decompress(blob[1:])
+    raise UserError("artifact is neither xz, zstd nor brotli compressed")
 
 
 def load_artifact(path: str) -> tuple[dict, dict]:
