@@ -62,3 +62,41 @@ def test_brotli_level_above_11_is_a_config_error():
     config["export"].update(compressor="brotli", compress_level=12)
     with pytest.raises(ConfigError, match=r"^export.compress_level: brotli takes 0-11, got 12$"):
         check_config(config)
+
+
+# ----------------------------------------------------------------------------- pgolf bundle --src
+
+
+def pgolf(*args, cwd=None) -> subprocess.CompletedProcess:
+    import os
+    import sys
+
+    from conftest import REPO
+
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    return subprocess.run([sys.executable, "-m", "pgolf.cli", *map(str, args)], cwd=cwd, capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_bundle_reads_the_record_code_it_is_given_not_the_packages(tmp_path):
+    import shutil
+
+    from conftest import RECORD_DIR
+
+    src = tmp_path / "workflow" / "record"
+    shutil.copytree(RECORD_DIR, src, ignore=shutil.ignore_patterns("__pycache__"))
+    (src / "slot.py").write_text("# MARKER-edited-in-this-workflow\n" + (src / "slot.py").read_text())
+    (tmp_path / "settings.json").write_text(json.dumps({"train": {}, "export": {}, "eval": {}}))
+    r = pgolf("bundle", "--config", "settings.json", "--src", "workflow/record", "--out", "train_gpt.py", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "MARKER-edited-in-this-workflow" in (tmp_path / "train_gpt.py").read_text()
+    (src / "slot.py").unlink()
+    r = pgolf("bundle", "--config", "settings.json", "--src", "workflow/record", "--out", "other.py", cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.strip() == "error: workflow/record: record module(s) missing: slot.py"
+    assert not (tmp_path / "other.py").exists()
+
+
+def test_bundle_rule_passes_the_workflows_record_folder():
+    from conftest import REPO
+
+    rule = (REPO / "workflow/rules/record.smk").read_text()
+    assert 'src="workflow/record"' in rule and "--src {params.src}" in rule

@@ -15,9 +15,10 @@ from pgolf.config import ConfigError, check_config, load_configs
 from pgolf.data import DataError
 from pgolf.logparse import LogParseError
 from pgolf.shards import ShardError
+from pgolf.bundle import BundleError
 from pgolf.size import SizeError
 
-USER_ERRORS = (ConfigError, DataError, ShardError, SizeError, LogParseError, FileNotFoundError)
+USER_ERRORS = (ConfigError, DataError, ShardError, SizeError, LogParseError, BundleError, FileNotFoundError)
 
 
 def cmd_data_docs(args) -> None:
@@ -79,7 +80,7 @@ def cmd_bundle(args) -> None:
 
     with open(args.config, encoding="utf-8") as f:
         config = json.load(f)
-    write_atomic(args.out, bundle(config).encode("utf-8"))
+    write_atomic(args.out, bundle(config, args.src).encode("utf-8"))
 
 
 def cmd_size_gate(args) -> None:
@@ -162,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bundle", help="generate the record's single train_gpt.py")
     p.add_argument("--config", required=True, help="JSON with the train, export and eval blocks")
+    p.add_argument("--src", required=True, help="folder of the record modules (the workflow's workflow/record)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_bundle)
 
