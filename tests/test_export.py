@@ -100,3 +100,72 @@ def test_bundle_rule_passes_the_workflows_record_folder():
 
     rule = (REPO / "workflow/rules/record.smk").read_text()
     assert 'src="workflow/record"' in rule and "--src {params.src}" in rule
+
+
+# ----------------------------------------------------------------------------- size accounting
+
+
+def record_pair(folder, code_bytes: int, model_bytes: int, model_name: str = "final_model.ptz"):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "train_gpt.py").write_bytes(b"#" * code_bytes)
+    (folder / model_name).write_bytes(b"\xfd7zXZ\x00" + b"\0" * (model_bytes - 6))
+    return folder / "train_gpt.py", folder / model_name
+
+
+@pytest.mark.parametrize("model_bytes,ok", [(15_990_000, True), (15_990_001, False)])
+def test_size_limit_is_decimal_and_inclusive(tmp_path, model_bytes, ok):
+    from pgolf.size import SizeError, gate
+
+    code, model = record_pair(tmp_path / "rec", 10_000, model_bytes)
+    out = tmp_path / "size.json"
+    if ok:
+        report = gate([code], model, out, 16_000_000, "lzma")
+        assert report["total_bytes"] == 16_000_000 and report["headroom_bytes"] == 0
+        assert json.loads(out.read_text())["ok"] is True
+    else:
+        with pytest.raises(SizeError, match=r"code 10000 \+ model 15990001 = 16000001 bytes > limit 16000000 \(over by 1\)"):
+            gate([code], model, out, 16_000_000, "lzma")
+        assert not out.exists()
+    r = pgolf("size", tmp_path / "rec")
+    assert r.returncode == (0 if ok else 1), r.stderr
+    lines = dict(line.split(None, 1) for line in r.stdout.splitlines() if not line.startswith("sha256"))
+    assert lines["total_bytes"] == str(10_000 + model_bytes) and lines["limit"] == "16000000"
+    assert lines["ok"] == ("yes" if ok else "NO") and lines["compressor"] == "lzma"
+    sha = hashlib.sha256(model.read_bytes()).hexdigest()
+    assert f"sha256 {model} {sha}".split() in [line.split() for line in r.stdout.splitlines()]
+
+
+def test_pgolf_size_takes_a_code_and_artifact_pair(tmp_path):
+    path, blob, _, _ = write_artifact(tmp_path, "brotli", 11)
+    code = tmp_path / "train_gpt.py"
+    code.write_text("print('hi')\n")
+    r = pgolf("size", code, path, "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["model_bytes"] == len(blob) and report["code_bytes"] == 12 and report["compressor"] == "brotli"
+    assert report["total_bytes"] == len(blob) + 12
+
+
+def test_pgolf_size_finds_the_model_a_log_names(tmp_path):
+    rec = tmp_path / "rec"
+    record_pair(rec, 100, 1000, "final_model.int6.ptz")
+    (rec / "final_model.old.ptz").write_bytes(b"x" * 50)
+    (rec / "train_seed1.log").write_text("saved final_model.int6.ptz\n")
+    r = pgolf("size", rec, "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["model_file"]["name"] == "final_model.int6.ptz"
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["missing_dir"], "error: missing_dir: no such file or folder"),
+        (["empty"], "error: empty: no train_gpt.py in this folder"),
+        (["code_only"], "error: no compressed model found in code_only: give the artifact too (e.g. final_model.ptz)"),
+    ],
+)
+def test_pgolf_size_user_errors_exit_2_with_one_line(tmp_path, args, message):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "code_only").mkdir()
+    (tmp_path / "code_only" / "train_gpt.py").write_text("x = 1\n")
+    r = pgolf("size", *args, cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.strip() == message and r.stdout == ""

@@ -91,6 +91,30 @@ def cmd_size_gate(args) -> None:
     print(f"Total submission size {args.label}: {r['total_bytes']} bytes (model {r['model_bytes']}, limit {r['limit']}, headroom {r['headroom_bytes']})")
 
 
+def cmd_size(args) -> int:
+    from pgolf.size import detect_compressor, measure, resolve_targets
+
+    code, model = resolve_targets(args.paths)
+    r = measure(code, model, args.limit, detect_compressor(model))
+    if args.json:
+        print(json.dumps(r, indent=2, sort_keys=True))
+    else:
+        rows = [
+            ("code_bytes", r["code_bytes"]),
+            ("model_bytes", r["model_bytes"]),
+            ("total_bytes", r["total_bytes"]),
+            ("limit", r["limit"]),
+            ("headroom_bytes", r["headroom_bytes"]),
+            ("ok", "yes" if r["ok"] else "NO"),
+            ("compressor", r["compressor"]),
+        ]
+        rows += [(f"sha256 {c}", d["sha256"]) for c, d in zip(code, r["code_files"].values())]
+        rows.append((f"sha256 {model}", r["model_file"]["sha256"]))
+        for key, value in rows:
+            print(f"{key:15} {value}")
+    return 0 if r["ok"] else 1
+
+
 def cmd_parse_log(args) -> None:
     from pgolf.logparse import parse_file, require_final
 
@@ -175,6 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", default="", help="artifact label for the log line, e.g. int6+lzma")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_size_gate)
+
+    p = sub.add_parser("size", help="code + compressed model bytes of a record against the limit; exit 1 when over")
+    p.add_argument("paths", nargs="+", metavar="RECORD_DIR_OR_FILE", help="a record folder, or its train_gpt.py and the artifact")
+    p.add_argument("--limit", type=int, default=16_000_000, help="decimal bytes (default: the challenge's 16,000,000)")
+    p.add_argument("--json", action="store_true", help="print the accounting as JSON")
+    p.set_defaults(func=cmd_size)
 
     p = sub.add_parser("parse-log", help="the numbers of a training log (upstream legacy/newer families or ours)")
     p.add_argument("log")
