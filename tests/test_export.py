@@ -169,3 +169,49 @@ def test_pgolf_size_user_errors_exit_2_with_one_line(tmp_path, args, message):
     (tmp_path / "code_only" / "train_gpt.py").write_text("x = 1\n")
     r = pgolf("size", *args, cwd=tmp_path)
     assert r.returncode == 2 and r.stderr.strip() == message and r.stdout == ""
+
+
+# ----------------------------------------------------------------------------- artifact safety
+
+
+def test_export_json_records_the_artifact_sha256(tmp_path):
+    path, blob, metrics, _ = write_artifact(tmp_path)
+    assert metrics["sha256"] == hashlib.sha256(blob).hexdigest()
+    config, state = load_artifact(str(path), metrics["sha256"])
+    assert config["model_dim"] == 64 and state
+
+
+def test_tampered_artifact_is_refused_by_sha256(tmp_path):
+    path, blob, metrics, _ = write_artifact(tmp_path)
+    tampered = bytearray(blob)
+    tampered[len(blob) // 2] ^= 0x01
+    path.write_bytes(bytes(tampered))
+    with pytest.raises(UserError) as e:
+        load_artifact(str(path), metrics["sha256"])
+    msg = str(e.value)
+    assert msg.startswith(f"{path}: sha256 {hashlib.sha256(bytes(tampered)).hexdigest()} does not match the exported artifact's {metrics['sha256']}")
+    assert "\n" not in msg
+
+
+@pytest.mark.parametrize("compressor", ["lzma", "zstd", "brotli"])
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+def test_corrupt_artifact_is_one_clear_line(tmp_path, compressor, damage):
+    path, blob, _, _ = write_artifact(tmp_path, compressor, 6)
+    data = {"truncated": blob[: len(blob) // 2], "garbage": blob[:6] + b"\x13\x37" * 500, "empty": b""}[damage]
+    path.write_bytes(data)
+    with pytest.raises(UserError) as e:
+        load_artifact(str(path))
+    msg = str(e.value)
+    assert msg.startswith(f"{path}: corrupt artifact") or msg.startswith(f"{path}: refused or unreadable artifact payload"), msg
+    assert "\n" not in msg
+
+
+def test_artifact_of_another_format_is_refused(tmp_path):
+    import io
+
+    buf = io.BytesIO()
+    torch.save({"format": "something-else", "q": {}}, buf)
+    path = tmp_path / "other.ptz"
+    path.write_bytes(compress(buf.getvalue(), "zstd", 3))
+    with pytest.raises(UserError, match=r"other.ptz: unknown artifact format 'something-else' \(expected pgolf-quant/1\)$"):
+        load_artifact(str(path))

@@ -91,7 +91,7 @@ def test_artifact_loading_refuses_pickled_code(tmp_path):
 
     path = tmp_path / "evil.ptz"
     path.write_bytes(lzma.compress(buf.getvalue()))
-    with pytest.raises(Exception, match="Weights only load failed|Unsupported"):
+    with pytest.raises(UserError, match=r"evil.ptz: refused or unreadable artifact payload \(weights-only load: "):
         load_artifact(str(path))
 
 

@@ -44,7 +44,8 @@ def record_main(argv, config: dict) -> None:
         log(f"Total submission size {export_metrics['label']}: {code_bytes + len(blob)} bytes")
     dist.barrier()
 
-    s = EvalSetup(artifact_path, manifest, settings_from(EvalConfig, ecfg), dist)
+    # Rank 0 checks that the file it reads back is the artifact it just wrote.
+    s = EvalSetup(artifact_path, manifest, settings_from(EvalConfig, ecfg), dist, export_metrics["sha256"] if dist.is_main else None)
     results = {"train": train_metrics}
     results["roundtrip"] = eval_sequences(s.model, s.val_tokens, s.cfg.seq_len, s.cfg.batch_seqs, dist, s.luts, s.autocast)
     log_score(log, "final_roundtrip", results["roundtrip"])

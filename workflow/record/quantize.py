@@ -10,7 +10,9 @@ pickled code), compressed with lzma, zstd or brotli.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
+import json
 import lzma
 import os
 from dataclasses import dataclass, field
@@ -128,17 +130,56 @@ def decompress(blob: bytes) -> bytes:
         import brotli
 
         return brotli.decompress(blob[1:])
-    raise UserError("artifact is neither xz, zstd nor brotli compressed")
+    raise UserError("not an xz, zstd or brotli stream")
 
 
-def load_artifact(path: str) -> tuple[dict, dict]:
-    """(model config dict, float state dict) from a compressed artifact, with no access to the float weights."""
-    with open(path, "rb") as f:
-        blob = f.read()
-    artifact = torch.load(io.BytesIO(decompress(blob)), weights_only=True)
-    if artifact.get("format") != ARTIFACT_FORMAT:
-        raise UserError(f"{path}: unknown artifact format {artifact.get('format')!r} (expected {ARTIFACT_FORMAT})")
+def artifact_sha256(blob: bytes) -> str:
+    return hashlib.sha256(blob).hexdigest()
+
+
+def load_artifact(path: str, expect_sha256: str | None = None) -> tuple[dict, dict]:
+    """(model config dict, float state dict) from a compressed artifact, with no access to the float weights.
+
+    Safe on hostile input: the bytes are checked against the sha256 the export recorded (when
+    given), and torch.load runs with weights_only=True, so no pickled object is ever constructed.
+    Anything wrong is one UserError line naming the file.
+    """
+    try:
+        with open(path, "rb") as f:
+            blob = f.read()
+    except OSError as e:
+        raise UserError(f"{path}: cannot read the artifact ({e.strerror})") from None
+    if expect_sha256 is not None and artifact_sha256(blob) != expect_sha256:
+        raise UserError(
+            f"{path}: sha256 {artifact_sha256(blob)} does not match the exported artifact's {expect_sha256}"
+            f" ({len(blob)} bytes): the file was changed after export"
+        )
+    try:
+        payload = decompress(blob)
+    except UserError as e:
+        raise UserError(f"{path}: corrupt artifact ({e})") from None
+    except Exception as e:  # lzma.LZMAError, zstd.ZstdError, brotli.error, EOFError: truncated or garbled
+        raise UserError(f"{path}: corrupt artifact, cannot decompress ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'truncated'})") from None
+    try:
+        artifact = torch.load(io.BytesIO(payload), weights_only=True)
+    except Exception as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"{path}: refused or unreadable artifact payload (weights-only load: {first})") from None
+    if not isinstance(artifact, dict) or artifact.get("format") != ARTIFACT_FORMAT:
+        found = artifact.get("format") if isinstance(artifact, dict) else type(artifact).__name__
+        raise UserError(f"{path}: unknown artifact format {found!r} (expected {ARTIFACT_FORMAT})")
     return artifact["config"], dequantize_state(artifact)
+
+
+def expected_sha256(export_json: str | None) -> str | None:
+    """The artifact sha256 an export.json recorded (None: no check)."""
+    if not export_json:
+        return None
+    try:
+        with open(export_json, encoding="utf-8") as f:
+            return json.load(f)["sha256"]
+    except (OSError, ValueError, KeyError) as e:
+        raise UserError(f"{export_json}: cannot read the artifact's sha256 ({type(e).__name__}: {e})") from None
 
 
 def export(checkpoint: dict, cfg: ExportConfig, log: RunLog) -> tuple[bytes, dict]:
@@ -154,6 +195,7 @@ def export(checkpoint: dict, cfg: ExportConfig, log: RunLog) -> tuple[bytes, dic
     log(f"quant: matrix_params:{stats['matrix']} embed_params:{stats['embed']} fp16_params:{stats['fp16']} worst_rmse:{worst[1]:.6f} ({worst[0]})")
     metrics = {
         "model_bytes": len(blob),
+        "sha256": artifact_sha256(blob),
         "payload_bytes": len(payload),
         "raw_torch_bytes": len(raw),
         "label": label,
