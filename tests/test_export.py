@@ -99,7 +99,8 @@ def test_bundle_rule_passes_the_workflows_record_folder():
     from conftest import REPO
 
     rule = (REPO / "workflow/rules/record.smk").read_text()
-    assert 'src="workflow/record"' in rule and "--src {params.src}" in rule
+    assert "src=lambda w, input: Path(input.code[0]).parent" in rule and "--src {params.src}" in rule
+    assert (REPO / "src/pgolf/bundle.py").read_text().count('"runtime", "scoring", "model", "quantize", "train", "evaluate", "slot", "entry"') == 1
 
 
 # ----------------------------------------------------------------------------- size accounting
@@ -215,3 +216,114 @@ def test_artifact_of_another_format_is_refused(tmp_path):
     path.write_bytes(compress(buf.getvalue(), "zstd", 3))
     with pytest.raises(UserError, match=r"other.ptz: unknown artifact format 'something-else' \(expected pgolf-quant/1\)$"):
         load_artifact(str(path))
+
+
+# ----------------------------------------------------------------------------- GPTQ
+
+
+def correlated_layer(seed: int = 0, rows: int = 48, cols: int = 64, n: int = 2048):
+    """A linear layer whose inputs are strongly correlated (low-rank plus noise), as activations are."""
+    g = torch.Generator().manual_seed(seed)
+    mix = torch.randn(8, cols, generator=g)
+    x = torch.randn(n, 8, generator=g) @ mix + 0.1 * torch.randn(n, cols, generator=g)
+    w = torch.randn(rows, cols, generator=g) * 0.05
+    return w, x
+
+
+@pytest.mark.parametrize("bits", [6, 4])
+def test_gptq_beats_percentile_clip_on_the_layer_output(bits):
+    from quantize import gptq_quantize_rows, quantize_rows
+
+    w, x = correlated_layer()
+    H = x.T @ x / x.size(0)
+    pcts = [99.9, 99.99, 100.0]
+    q_p, s_p, _ = quantize_rows(w, bits, pcts)
+    q_g, s_g, _ = gptq_quantize_rows(w, H, bits, pcts, block_size=16, damp=0.01)
+    qmax = 2 ** (bits - 1) - 1
+    assert q_g.dtype == torch.int8 and int(q_g.abs().max()) <= qmax
+    assert torch.equal(s_g, s_p)  # same scales, same artifact format
+    out = x @ w.T
+    err_p = ((x @ (q_p.float() * s_p.float()[:, None]).T - out) ** 2).mean().item()
+    err_g = ((x @ (q_g.float() * s_g.float()[:, None]).T - out) ** 2).mean().item()
+    assert err_g < 0.7 * err_p, (err_g, err_p)
+
+
+def test_gptq_with_an_identity_hessian_is_plain_rounding():
+    from quantize import gptq_quantize_rows, quantize_rows
+
+    w, _ = correlated_layer(1)
+    q_p, _, _ = quantize_rows(w, 6, [100.0])
+    q_g, _, _ = gptq_quantize_rows(w, torch.eye(w.size(1)), 6, [100.0], block_size=16, damp=0.0)
+    assert torch.equal(q_g, q_p)
+
+
+def tiny_dataset(folder) -> str:
+    """A manifest with one train shard and one val shard; the val shard is unreadable on purpose."""
+    import numpy as np
+
+    from pgolf.shards import write_shard
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    write_shard(folder / "fineweb_train_000000.bin", rng.integers(0, 300, 5000))
+    (folder / "fineweb_val_000000.bin").write_bytes(b"not a shard: GPTQ must never read validation data")
+    files = [{"path": "fineweb_train_000000.bin", "split": "train"}, {"path": "fineweb_val_000000.bin", "split": "val"}]
+    (folder / "manifest.json").write_text(json.dumps({"files": files, "tokenizer": {"vocab_size": 300}}))
+    return str(folder / "manifest.json")
+
+
+def test_gptq_export_calibrates_on_train_shards_only(tmp_path, monkeypatch):
+    import runtime
+    from runtime import read_manifest
+
+    manifest = read_manifest(tiny_dataset(tmp_path / "data"))
+    read = []
+    real = runtime.load_shard
+    monkeypatch.setattr(runtime, "load_shard", lambda p: read.append(p.name) or real(p))
+    ckpt = small_checkpoint()
+    gptq = {"enabled": True, "block_size": 32, "damp": 0.01, "calib_batches": 2, "calib_batch_seqs": 4, "calib_seq_len": 64, "device": "cpu"}
+    log_path = tmp_path / "log.txt"
+    blob, metrics = export(ckpt, ExportConfig(passthrough_max_numel=1024, gptq=gptq), RunLog(path=str(log_path)), manifest)
+    assert read and set(read) == {"fineweb_train_000000.bin"}
+    assert metrics["gptq"] is True and metrics["gptq_time_ms"] > 0 and metrics["label"] == "int6+lzma"
+    log = log_path.read_text()
+    assert f"gptq_time_ms:{metrics['gptq_time_ms']:.0f}" in log and "gptq: calibration 2x4x64 train tokens, 12 matrices, device:cpu" in log
+    path = tmp_path / "m.ptz"
+    path.write_bytes(blob)
+    _, state = load_artifact(str(path), metrics["sha256"])  # the same format as the percentile path
+    assert set(state) == set(ckpt["state_dict"])
+    plain, plain_metrics = export(ckpt, ExportConfig(passthrough_max_numel=1024), RunLog(rank=1))
+    assert plain_metrics["gptq"] is False and plain_metrics["gptq_time_ms"] == 0
+    assert blob != plain
+    with pytest.raises(UserError, match="export.gptq.enabled: GPTQ needs the training data"):
+        export(ckpt, ExportConfig(passthrough_max_numel=1024, gptq=gptq), RunLog(rank=1))
+
+
+def test_record_refuses_train_plus_gptq_over_the_budget():
+    from pgolf.record import BudgetError, check_train_budget
+
+    train = {"train_time_ms": 590_000.0}
+    fits = {"gptq": True, "gptq_time_ms": 10_000.0, "train_budget_seconds": 600}
+    check_train_budget(1337, train, fits)  # 600.000 s: exactly the budget
+    over = {**fits, "gptq_time_ms": 10_001.0}
+    with pytest.raises(BudgetError) as e:
+        check_train_budget(1337, train, over, "results/export/x/seed1337/export.json")
+    assert str(e.value) == (
+        "results/export/x/seed1337/export.json: seed 1337: train 590.000s + GPTQ 10.001s = 600.001s"
+        " exceeds the training budget of 600s (export.gptq.train_budget_seconds)"
+    )
+    check_train_budget(1337, {"train_time_ms": 700_000.0}, {"gptq": False, "gptq_time_ms": 0.0})  # off: not GPTQ's check
+
+
+def test_gptq_time_is_charged_to_the_seeds_train_time():
+    from pgolf.record import seed_result
+
+    stage = {
+        "train": {"steps": 10, "step_avg_ms": 1.0, "train_time_ms": 1000.0, "init_val_bpb": 4.0, "pre_quant_val_bpb": 2.0},
+        "export": {"gptq": True, "gptq_time_ms": 250.0},
+        "size": {"total_bytes": 10, "model_bytes": 5},
+        "final": {"val_loss": 1.0, "val_bpb": 1.5},
+        "roundtrip": {"val_bpb": 1.6, "eval_time_ms": 1.0},
+        "sliding": {"val_bpb": 1.5, "eval_time_ms": 1.0},
+    }
+    assert seed_result(1, stage)["train_time_s"] == 1.25

@@ -37,8 +37,11 @@ def record_main(argv, config: dict) -> None:
     artifact_path = os.path.join(args.out_dir, "final_model.ptz")
     if dist.is_main:
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        blob, export_metrics = export({"config": model_cfg.to_dict(), "state_dict": state}, settings_from(ExportConfig, config["export"]), log)
+        blob, export_metrics = export({"config": model_cfg.to_dict(), "state_dict": state}, settings_from(ExportConfig, config["export"]), log, manifest)
         write_bytes_atomic(artifact_path, blob)
+        if export_metrics["gptq"]:  # GPTQ reads training data: the challenge counts it as training time
+            total_ms = train_metrics["train_time_ms"] + export_metrics["gptq_time_ms"]
+            log(f"train_time_with_gptq:{total_ms:.0f}ms (train {train_metrics['train_time_ms']:.0f}ms + gptq {export_metrics['gptq_time_ms']:.0f}ms, budget {1000 * export_metrics['train_budget_seconds']:.0f}ms)")
         code_bytes = os.path.getsize(__file__)
         log(f"Code size: {code_bytes} bytes")
         log(f"Total submission size {export_metrics['label']}: {code_bytes + len(blob)} bytes")

@@ -43,7 +43,8 @@ CODE = {
         "local": ["src/pgolf/tokenizer.py", "src/pgolf/local.py"],
     }[config["data"]["source"]],
     "train": record_code("runtime", "scoring", "model", "train"),
-    "export": record_code("runtime", "quantize"),
+    # quantize.py imports the model (GPTQ runs it on training tokens).
+    "export": record_code("runtime", "model", "quantize"),
     "eval": record_code("runtime", "scoring", "model", "quantize", "evaluate"),
     "slot": record_code("runtime", "scoring", "model", "quantize", "evaluate", "slot"),
     "bundle": record_code("runtime", "scoring", "model", "quantize", "train", "evaluate", "slot", "entry")

@@ -13,7 +13,7 @@ rule bundle_code:
     params:
         hp=canon(RECORD_SETTINGS),
         # The record modules of this workflow (the ones CODE["bundle"] lists), not the installed package's.
-        src="workflow/record",
+        src=lambda w, input: Path(input.code[0]).parent,
     log:
         "results/logs/bundle/{code_id}.log",
     conda:
