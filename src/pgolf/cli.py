@@ -17,8 +17,9 @@ from pgolf.logparse import LogParseError
 from pgolf.shards import ShardError
 from pgolf.bundle import BundleError
 from pgolf.size import SizeError
+from pgolf.verify import VerifyError
 
-USER_ERRORS = (ConfigError, DataError, ShardError, SizeError, LogParseError, BundleError, FileNotFoundError)
+USER_ERRORS = (ConfigError, DataError, ShardError, SizeError, LogParseError, BundleError, VerifyError, FileNotFoundError)
 
 
 def cmd_data_docs(args) -> None:
@@ -115,6 +116,15 @@ def cmd_size(args) -> int:
     return 0 if r["ok"] else 1
 
 
+def cmd_verify_record(args) -> None:
+    from pgolf.verify import verify_seed
+
+    r = verify_seed(args.record, args.data, args.seed, args.size, args.out, args.keep_log_dir)
+    checks = r["checks"]
+    print(f"verified {args.record} seed {args.seed}: train_gpt.py alone reproduces artifact sha256 {checks['artifact_sha256']['rerun']}"
+          f" and val_bpb {checks['val_bpb']['rerun']:.8f}")
+
+
 def cmd_parse_log(args) -> None:
     from pgolf.logparse import parse_file, require_final
 
@@ -205,6 +215,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=16_000_000, help="decimal bytes (default: the challenge's 16,000,000)")
     p.add_argument("--json", action="store_true", help="print the accounting as JSON")
     p.set_defaults(func=cmd_size)
+
+    p = sub.add_parser("verify-record", help="run a record's train_gpt.py alone in an empty folder; compare with the staged run")
+    p.add_argument("--record", required=True, help="the record folder (train_gpt.py, submission.json, ...)")
+    p.add_argument("--data", required=True, help="data manifest.json the staged run used")
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--size", required=True, help="the staged seed's size.json (artifact sha256 and bytes)")
+    p.add_argument("--out", required=True, help="verify.json to write (only when everything matches)")
+    p.add_argument("--keep-log-dir", help="copy the re-run's log here")
+    p.set_defaults(func=cmd_verify_record)
 
     p = sub.add_parser("parse-log", help="the numbers of a training log (upstream legacy/newer families or ours)")
     p.add_argument("log")

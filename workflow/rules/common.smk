@@ -50,6 +50,7 @@ CODE = {
     "bundle": record_code("runtime", "scoring", "model", "quantize", "train", "evaluate", "slot", "entry")
     + ["src/pgolf/bundle.py"],
     "size": ["src/pgolf/size.py"],
+    "verify": ["src/pgolf/verify.py"],
     "record": ["src/pgolf/record.py", "workflow/templates/record_README.md.j2"],
 }
 
