@@ -326,3 +326,24 @@ def test_gptq_time_is_charged_to_the_seeds_train_time():
         "sliding": {"val_bpb": 1.5, "eval_time_ms": 1.0},
     }
     assert seed_result(1, stage)["train_time_s"] == 1.25
+
+
+def test_gptq_time_bench_runs_on_cpu_at_a_tiny_shape():
+    import re
+    import sys
+
+    from conftest import REPO
+
+    r = subprocess.run([sys.executable, str(REPO / "bench/gptq_time.py"), "--tiny", "--device", "cpu", "--repeats", "0"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert re.search(r"warm-up: shape 2x64 device:cpu calib 2x2x64 matrices:12 block_size:128 hessian_ms:\d+ quantize_ms:\d+ gptq_time_ms:\d+", r.stdout), r.stdout
+
+
+def test_shipped_script_carries_gptq_and_charges_its_time(tmp_path):
+    from pgolf.bundle import bundle
+
+    text = bundle({"train": {"model": {}}, "export": {"gptq": {"enabled": True}}, "eval": {"slot": {}}})
+    for needle in ("def gptq_quantize_rows(", "def collect_hessians(", "def calibration_batches(", "train_time_with_gptq:", "gptq_time_ms:"):
+        assert needle in text, needle
+    compile(text, "train_gpt.py", "exec")
