@@ -65,10 +65,10 @@ def quantize_rows(w: torch.Tensor, bits: int, percentiles: list[float]) -> tuple
     """
     qmax = 2 ** (bits - 1) - 1
     w = w.float()
-    best_err = torch.full((w.size(0),), float("inf"))
+    best_err = torch.full((w.size(0),), float("inf"), device=w.device)
     best_q = torch.zeros_like(w, dtype=torch.int8)
-    best_scale = torch.zeros(w.size(0), dtype=torch.float16)
-    best_idx = torch.zeros(w.size(0), dtype=torch.int64)
+    best_scale = torch.zeros(w.size(0), dtype=torch.float16, device=w.device)
+    best_idx = torch.zeros(w.size(0), dtype=torch.int64, device=w.device)
     absw = w.abs()
     for i, pct in enumerate(percentiles):
         clip = absw.amax(dim=1) if pct >= 100.0 else torch.quantile(absw, pct / 100.0, dim=1)
