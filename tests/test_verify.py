@@ -21,7 +21,8 @@ def record_dir(workdir: Path) -> Path:
 
 def test_verify_target_reproduces_every_seed(tiny_run):
     workdir, _ = tiny_run
-    result = snakemake(workdir, "verify")
+    # The target before --configfile, which takes every word after it as a config file.
+    result = snakemake(workdir, "verify", "--configfile", ".test/config.yaml", configs=())
     assert result.returncode == 0, result.stderr[-3000:]
     reports = sorted(workdir.glob("results/verify/*/seed*/verify.json"))
     assert [p.parent.name for p in reports] == ["seed1337", "seed42"]
@@ -35,7 +36,7 @@ def test_verify_target_reproduces_every_seed(tiny_run):
         assert report["checks"]["artifact_sha256"]["rerun"] == size["model_file"]["sha256"]
         assert "final_score_exact" in (path.parent / "verify_run.log").read_text()
     # Done once, not repeated: a second `snakemake verify` has nothing to do.
-    again = snakemake(workdir, "verify", "-n")
+    again = snakemake(workdir, "verify", "-n", "--configfile", ".test/config.yaml", configs=())
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
 
 
