@@ -63,7 +63,7 @@ def main() -> None:
     float_bpb = eval_sequences(float_model, val_tokens, ecfg["seq_len"], 32, dist, luts, autocast_for(dist.device))["val_bpb"]
 
     lines = [
-        f"checkpoint `{args.model}`; roundtrip over {len(val_tokens) - 1} val tokens; float (EMA) val_bpb {float_bpb:.4f}",
+        f"checkpoint `{args.model}`; roundtrip over {len(val_tokens) - 1} val tokens; float (EMA) val_bpb {float_bpb:.5f}",
         "",
         "| matrices | quantizer | " + " | ".join(f"{c} bytes" for c in COMPRESSORS) + " | roundtrip val_bpb | quantize s |",
         "|---|---|" + "---:|" * (len(COMPRESSORS) + 2),
@@ -79,7 +79,7 @@ def main() -> None:
             payload = torch_bytes(artifact)
             sizes = [len(compress(payload, c, LEVELS[c])) for c in COMPRESSORS]
             bpb = roundtrip_bpb(artifact, val_tokens, ecfg["seq_len"], luts, dist)
-            lines.append(f"| int{bits} | {method} | " + " | ".join(f"{n:,}" for n in sizes) + f" | {bpb:.4f} | {seconds:.1f} |")
+            lines.append(f"| int{bits} | {method} | " + " | ".join(f"{n:,}" for n in sizes) + f" | {bpb:.5f} | {seconds:.1f} |")
             print(lines[-1], flush=True)
     text = "\n".join(lines) + "\n"
     print("\n" + text)
