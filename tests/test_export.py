@@ -309,16 +309,16 @@ def test_record_refuses_train_plus_gptq_over_the_budget():
     from pgolf.record import BudgetError, check_train_budget
 
     train = {"train_time_ms": 590_000.0}
-    fits = {"gptq": True, "gptq_time_ms": 10_000.0, "train_budget_seconds": 600}
-    check_train_budget(1337, train, fits)  # 600.000 s: exactly the budget
+    fits = {"gptq": True, "gptq_time_ms": 10_000.0}
+    check_train_budget(1337, train, fits, 600)  # 600.000 s: exactly the budget
     over = {**fits, "gptq_time_ms": 10_001.0}
     with pytest.raises(BudgetError) as e:
-        check_train_budget(1337, train, over, "results/export/x/seed1337/export.json")
+        check_train_budget(1337, train, over, 600, "results/export/x/seed1337/export.json")
     assert str(e.value) == (
         "results/export/x/seed1337/export.json: seed 1337: train 590.000s + GPTQ 10.001s = 600.001s"
         " exceeds the training budget of 600s (export.gptq.train_budget_seconds)"
     )
-    check_train_budget(1337, {"train_time_ms": 700_000.0}, {"gptq": False, "gptq_time_ms": 0.0})  # off: not GPTQ's check
+    check_train_budget(1337, {"train_time_ms": 700_000.0}, {"gptq": False, "gptq_time_ms": 0.0}, 600)  # off: not GPTQ's check
 
 
 def test_gptq_time_is_charged_to_the_seeds_train_time():

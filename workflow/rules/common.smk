@@ -94,7 +94,11 @@ def data_block():
 EVAL_BLOCK = {k: v for k, v in config["eval"].items() if k != "slot"}
 STAGE_BLOCKS = {
     "train": config["train"],
-    "export": {k: v for k, v in config["export"].items() if k != "size_limit_bytes"},
+    # The size limit and GPTQ's time budget are checked later (size_gate, record); the artifact does not depend on them.
+    "export": {
+        **{k: v for k, v in config["export"].items() if k != "size_limit_bytes"},
+        "gptq": {k: v for k, v in config["export"]["gptq"].items() if k != "train_budget_seconds"},
+    },
     "eval": EVAL_BLOCK,
     # Which modes run, and which is the headline, does not change any one mode's result.
     "slot": {

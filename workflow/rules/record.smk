@@ -55,6 +55,7 @@ rule record:
     params:
         record=canon(config["record"]),
         eval=canon(config["eval"]),
+        train_budget=config["export"]["gptq"]["train_budget_seconds"],
         base=canon(BASE_SETTINGS),
         seed_logs={s: seed_logs(s) for s in SEEDS},
     log:
