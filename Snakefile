@@ -14,6 +14,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/export.smk"
 include: "workflow/rules/eval.smk"
 include: "workflow/rules/record.smk"
+include: "workflow/rules/verify.smk"
 include: "workflow/rules/byo.smk"
 
 

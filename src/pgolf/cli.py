@@ -16,9 +16,13 @@ from pgolf.config import ConfigError, check_config, load_configs
 from pgolf.data import DataError
 from pgolf.logparse import LogParseError
 from pgolf.shards import ShardError
+from pgolf.bundle import BundleError
 from pgolf.size import SizeError
+from pgolf.verify import VerifyError
 
-USER_ERRORS = (ConfigError, DataError, ShardError, SizeError, LogParseError, ByoError, CheckError, FileNotFoundError)
+USER_ERRORS = (
+    ConfigError, DataError, ShardError, SizeError, LogParseError, ByoError, CheckError, BundleError, VerifyError, FileNotFoundError,
+)
 
 
 def cmd_data_docs(args) -> None:
@@ -80,7 +84,7 @@ def cmd_bundle(args) -> None:
 
     with open(args.config, encoding="utf-8") as f:
         config = json.load(f)
-    write_atomic(args.out, bundle(config).encode("utf-8"))
+    write_atomic(args.out, bundle(config, args.src).encode("utf-8"))
 
 
 def cmd_size_gate(args) -> None:
@@ -89,6 +93,39 @@ def cmd_size_gate(args) -> None:
     r = gate(args.code, args.model, args.out, args.limit, args.compressor)
     print(f"Code size: {r['code_bytes']} bytes")
     print(f"Total submission size {args.label}: {r['total_bytes']} bytes (model {r['model_bytes']}, limit {r['limit']}, headroom {r['headroom_bytes']})")
+
+
+def cmd_size(args) -> int:
+    from pgolf.size import detect_compressor, measure, resolve_targets
+
+    code, model = resolve_targets(args.paths)
+    r = measure(code, model, args.limit, detect_compressor(model))
+    if args.json:
+        print(json.dumps(r, indent=2, sort_keys=True))
+    else:
+        rows = [
+            ("code_bytes", r["code_bytes"]),
+            ("model_bytes", r["model_bytes"]),
+            ("total_bytes", r["total_bytes"]),
+            ("limit", r["limit"]),
+            ("headroom_bytes", r["headroom_bytes"]),
+            ("ok", "yes" if r["ok"] else "NO"),
+            ("compressor", r["compressor"]),
+        ]
+        rows += [(f"sha256 {c}", d["sha256"]) for c, d in zip(code, r["code_files"].values())]
+        rows.append((f"sha256 {model}", r["model_file"]["sha256"]))
+        for key, value in rows:
+            print(f"{key:15} {value}")
+    return 0 if r["ok"] else 1
+
+
+def cmd_verify_record(args) -> None:
+    from pgolf.verify import verify_seed
+
+    r = verify_seed(args.record, args.data, args.seed, args.size, args.out, args.keep_log_dir)
+    checks = r["checks"]
+    print(f"verified {args.record} seed {args.seed}: train_gpt.py alone reproduces artifact sha256 {checks['artifact_sha256']['rerun']}"
+          f" and val_bpb {checks['val_bpb']['rerun']:.8f}")
 
 
 def cmd_parse_log(args) -> None:
@@ -190,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bundle", help="generate the record's single train_gpt.py")
     p.add_argument("--config", required=True, help="JSON with the train, export and eval blocks")
+    p.add_argument("--src", required=True, help="folder of the record modules (the workflow's workflow/record)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_bundle)
 
@@ -201,6 +239,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", default="", help="artifact label for the log line, e.g. int6+lzma")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_size_gate)
+
+    p = sub.add_parser("size", help="code + compressed model bytes of a record against the limit; exit 1 when over")
+    p.add_argument("paths", nargs="+", metavar="RECORD_DIR_OR_FILE", help="a record folder, or its train_gpt.py and the artifact")
+    p.add_argument("--limit", type=int, default=16_000_000, help="decimal bytes (default: the challenge's 16,000,000)")
+    p.add_argument("--json", action="store_true", help="print the accounting as JSON")
+    p.set_defaults(func=cmd_size)
+
+    p = sub.add_parser("verify-record", help="run a record's train_gpt.py alone in an empty folder; compare with the staged run")
+    p.add_argument("--record", required=True, help="the record folder (train_gpt.py, submission.json, ...)")
+    p.add_argument("--data", required=True, help="data manifest.json the staged run used")
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--size", required=True, help="the staged seed's size.json (artifact sha256 and bytes)")
+    p.add_argument("--out", required=True, help="verify.json to write (only when everything matches)")
+    p.add_argument("--keep-log-dir", help="copy the re-run's log here")
+    p.set_defaults(func=cmd_verify_record)
 
     p = sub.add_parser("parse-log", help="the numbers of a training log (upstream legacy/newer families or ours)")
     p.add_argument("log")

@@ -40,6 +40,61 @@ def measure(code_paths: list[Path], model_path: Path, limit: int = CHALLENGE_LIM
     }
 
 
+# How each compressor's output starts (brotli has no magic: our artifacts tag it with one byte).
+MAGIC = {b"\xfd7zXZ\x00": "lzma", b"\x28\xb5\x2f\xfd": "zstd", b"\xb7": "brotli"}
+MODEL_PATTERNS = ("*.ptz", "final_model*")
+
+
+def detect_compressor(path: Path) -> str:
+    with open(path, "rb") as f:
+        head = f.read(8)
+    return next((name for magic, name in MAGIC.items() if head.startswith(magic)), "unknown")
+
+
+def _model_in_folder(folder: Path) -> Path | None:
+    """The compressed model a record folder holds: one its logs name, else the only candidate file."""
+    found = sorted({p for pat in MODEL_PATTERNS for p in folder.glob(pat) if p.is_file()})
+    if len(found) > 1:
+        logs = " ".join(p.read_text(encoding="utf-8", errors="replace") for p in folder.glob("*.log"))
+        named = [p for p in found if p.name in logs]
+        found = named or found
+    if len(found) > 1:
+        raise SizeError(f"{folder}: several model files ({', '.join(p.name for p in found)}); name the one to count")
+    return found[0] if found else None
+
+
+def resolve_targets(paths: list[str]) -> tuple[list[Path], Path]:
+    """Code files and the model from `pgolf size` arguments.
+
+    A folder stands for its train_gpt.py (and its model, when it holds one); a .py file is code;
+    any other file is the compressed model. Exactly one model must come out.
+    """
+    code, models = [], []
+    for arg in paths:
+        p = Path(arg)
+        if p.is_dir():
+            script = p / "train_gpt.py"
+            if not script.is_file():
+                raise SizeError(f"{p}: no train_gpt.py in this folder")
+            code.append(script)
+            model = _model_in_folder(p)
+            if model is not None:
+                models.append(model)
+        elif p.is_file():
+            (code if p.suffix == ".py" else models).append(p)
+        else:
+            raise SizeError(f"{p}: no such file or folder")
+    explicit = [m for m in models if str(m) in paths]
+    models = explicit or models
+    if not code:
+        raise SizeError("no code given: name a record folder or its train_gpt.py")
+    if not models:
+        raise SizeError(f"no compressed model found in {', '.join(paths)}: give the artifact too (e.g. final_model.ptz)")
+    if len(models) > 1:
+        raise SizeError(f"several models given ({', '.join(map(str, models))}); count one at a time")
+    return code, models[0]
+
+
 def over_limit_message(report: dict) -> str:
     return (
         f"artifact over the size limit: code {report['code_bytes']} + model {report['model_bytes']}"

@@ -12,7 +12,7 @@ import os
 
 from evaluate import EvalConfig, EvalSetup, eval_sliding, log_score
 from model import GPTConfig
-from quantize import ExportConfig, export
+from quantize import ExportConfig, GPTQConfig, export
 from runtime import Dist, RunLog, log_environment, read_manifest, settings_from, write_bytes_atomic, write_json_atomic
 from scoring import eval_sequences
 from slot import SlotConfig, eval_slot
@@ -37,14 +37,19 @@ def record_main(argv, config: dict) -> None:
     artifact_path = os.path.join(args.out_dir, "final_model.ptz")
     if dist.is_main:
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        blob, export_metrics = export({"config": model_cfg.to_dict(), "state_dict": state}, settings_from(ExportConfig, config["export"]), log)
+        blob, export_metrics = export({"config": model_cfg.to_dict(), "state_dict": state}, settings_from(ExportConfig, config["export"]), log, manifest)
         write_bytes_atomic(artifact_path, blob)
+        if export_metrics["gptq"]:  # GPTQ reads training data: the challenge counts it as training time
+            total_ms = train_metrics["train_time_ms"] + export_metrics["gptq_time_ms"]
+            budget_ms = 1000 * settings_from(GPTQConfig, config["export"].get("gptq", {})).train_budget_seconds
+            log(f"train_time_with_gptq:{total_ms:.0f}ms (train {train_metrics['train_time_ms']:.0f}ms + gptq {export_metrics['gptq_time_ms']:.0f}ms, budget {budget_ms:.0f}ms)")
         code_bytes = os.path.getsize(__file__)
         log(f"Code size: {code_bytes} bytes")
         log(f"Total submission size {export_metrics['label']}: {code_bytes + len(blob)} bytes")
     dist.barrier()
 
-    s = EvalSetup(artifact_path, manifest, settings_from(EvalConfig, ecfg), dist)
+    # Rank 0 checks that the file it reads back is the artifact it just wrote.
+    s = EvalSetup(artifact_path, manifest, settings_from(EvalConfig, ecfg), dist, export_metrics["sha256"] if dist.is_main else None)
     results = {"train": train_metrics}
     results["roundtrip"] = eval_sequences(s.model, s.val_tokens, s.cfg.seq_len, s.cfg.batch_seqs, dist, s.luts, s.autocast)
     log_score(log, "final_roundtrip", results["roundtrip"])

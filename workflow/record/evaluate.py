@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from model import GPT, GPTConfig
-from quantize import load_artifact
+from quantize import expected_sha256, load_artifact
 from runtime import Dist, RunLog, autocast_for, load_hparams, load_val_tokens, manifest_paths, now, read_manifest, run_main, sync, tokenizer_path, write_json_atomic, settings_from
 from scoring import ScoreSums, byte_luts, eval_sequences
 
@@ -184,8 +184,8 @@ def causality_audit(score, val_tokens: torch.Tensor, windows: list[Window], cfg:
     }
 
 
-def load_eval_model(artifact_path: str, device: torch.device) -> GPT:
-    config, state = load_artifact(artifact_path)
+def load_eval_model(artifact_path: str, device: torch.device, expect_sha256: str | None = None) -> GPT:
+    config, state = load_artifact(artifact_path, expect_sha256)
     model = GPT(settings_from(GPTConfig, config)).to(device)
     model.load_state_dict(state)
     model.eval()
@@ -201,11 +201,11 @@ def compile_hidden(model: GPT) -> None:
 class EvalSetup:
     """What every eval needs: processes, the dequantized model, validation tokens, byte tables."""
 
-    def __init__(self, artifact_path: str, manifest: dict, cfg: EvalConfig, dist: Dist):
+    def __init__(self, artifact_path: str, manifest: dict, cfg: EvalConfig, dist: Dist, expect_sha256: str | None = None):
         if dist.device.type == "cpu":
             torch.use_deterministic_algorithms(True)
         self.dist, self.cfg = dist, cfg
-        self.model = load_eval_model(artifact_path, dist.device)
+        self.model = load_eval_model(artifact_path, dist.device, expect_sha256)
         compile_hidden(self.model)
         self.val_tokens = load_val_tokens(manifest_paths(manifest, "val"), cfg.seq_len, cfg.max_tokens)
         self.luts = byte_luts(tokenizer_path(manifest), self.model.cfg.vocab_size, dist.device)
@@ -219,6 +219,7 @@ def eval_cli(description: str, methods: list[str] | None = None) -> argparse.Arg
         ap.add_argument("method", choices=methods)
     ap.add_argument("--hparams", required=True, help="JSON file: the config's eval block")
     ap.add_argument("--artifact", required=True)
+    ap.add_argument("--export-json", help="export.json of the artifact: its bytes must match the sha256 recorded there")
     ap.add_argument("--data", required=True, help="data manifest.json")
     ap.add_argument("--out", required=True, help="metrics JSON to write")
     return ap
@@ -232,7 +233,7 @@ def log_score(log: RunLog, label: str, r: dict, extra: str = "") -> None:
 def run_eval_stage(args, hp: dict, score) -> None:
     """Sets up, scores with score(setup) -> (label, result, extra), logs, writes the JSON."""
     dist = Dist(hp.get("device", "auto"))
-    setup = EvalSetup(args.artifact, read_manifest(args.data), settings_from(EvalConfig, hp), dist)
+    setup = EvalSetup(args.artifact, read_manifest(args.data), settings_from(EvalConfig, hp), dist, expected_sha256(args.export_json))
     label, r, extra = score(setup)
     log_score(RunLog(dist.rank), label, r, extra)
     if dist.is_main:

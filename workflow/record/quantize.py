@@ -1,27 +1,49 @@
 """Export stage: EMA weights -> int6/int8 quantized, compressed artifact; and loading it back.
 
 Attention and MLP matrices become `matrix_bits` integers with one fp16 scale per row, the clip of
-each row chosen from a few percentiles by reconstruction error (PR #1313's "GPTQ-lite"); the
+each row chosen from a few percentiles by reconstruction error (PR #1313's "GPTQ-lite"), optionally
+with full-Hessian GPTQ error feedback calibrated on training tokens (export.gptq); the
 embedding becomes `embed_bits` integers per row; small and control tensors stay fp16. The artifact
 is a torch.save of plain tensors and strings (loaded with weights_only=True, so loading never runs
-pickled code), compressed with lzma or zstd.
+pickled code), compressed with lzma, zstd or brotli.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
+import json
 import lzma
 import os
 from dataclasses import dataclass, field
 
 import torch
 
-from runtime import RunLog, UserError, load_hparams, run_main, torch_bytes, write_bytes_atomic, write_json_atomic, settings_from
+from model import GPT, GPTConfig
+from runtime import RunLog, TokenStream, UserError, autocast_for, load_hparams, manifest_paths, now, read_manifest, run_main, settings_from, sync, torch_bytes, write_bytes_atomic, write_json_atomic
 
 ARTIFACT_FORMAT = "pgolf-quant/1"
 XZ_MAGIC = b"\xfd7zXZ\x00"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+COMPRESSORS = ("lzma", "zstd", "brotli")
+BROTLI_TAG = b"\xb7"  # first byte of a brotli artifact (neither xz nor zstd starts with it)
+
+
+@dataclass
+class GPTQConfig:
+    """Full-Hessian GPTQ for the int<matrix_bits> matrices (off: per-row percentile clip only)."""
+
+    enabled: bool = False
+    block_size: int = 128  # columns quantized together before their error is pushed to the rest
+    damp: float = 0.01  # added to the Hessian's diagonal, as a fraction of its mean diagonal
+    calib_batches: int = 8
+    calib_batch_seqs: int = 8
+    calib_seq_len: int = 1024
+    device: str = "auto"
+    # GPTQ reads training data after training, so its time counts against the training budget
+    # (checked by the record stage and logged by the record script; not part of the export id).
+    train_budget_seconds: float = 600.0
 
 
 @dataclass
@@ -33,6 +55,7 @@ class ExportConfig:
     passthrough_max_numel: int = 65536  # tensors this small stay fp16
     compressor: str = "lzma"
     compress_level: int = 6
+    gptq: dict = field(default_factory=dict)  # GPTQConfig's fields
 
 
 
@@ -43,10 +66,10 @@ def quantize_rows(w: torch.Tensor, bits: int, percentiles: list[float]) -> tuple
     """
     qmax = 2 ** (bits - 1) - 1
     w = w.float()
-    best_err = torch.full((w.size(0),), float("inf"))
+    best_err = torch.full((w.size(0),), float("inf"), device=w.device)
     best_q = torch.zeros_like(w, dtype=torch.int8)
-    best_scale = torch.zeros(w.size(0), dtype=torch.float16)
-    best_idx = torch.zeros(w.size(0), dtype=torch.int64)
+    best_scale = torch.zeros(w.size(0), dtype=torch.float16, device=w.device)
+    best_idx = torch.zeros(w.size(0), dtype=torch.int64, device=w.device)
     absw = w.abs()
     for i, pct in enumerate(percentiles):
         clip = absw.amax(dim=1) if pct >= 100.0 else torch.quantile(absw, pct / 100.0, dim=1)
@@ -62,6 +85,106 @@ def quantize_rows(w: torch.Tensor, bits: int, percentiles: list[float]) -> tuple
     return best_q, best_scale, best_idx
 
 
+def gptq_quantize_rows(w: torch.Tensor, hessian: torch.Tensor, bits: int, percentiles: list[float], block_size: int = 128, damp: float = 0.01) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """GPTQ (Frantar et al. 2022) with the row scales of quantize_rows: same (q, scale, index) output.
+
+    Columns are quantized left to right; each column's rounding error, weighted by the inverse
+    Hessian of the layer's inputs (H = X^T X), is pushed onto the columns not yet quantized, so
+    correlated inputs compensate for each other. Work happens in blocks of block_size columns,
+    with the upper Cholesky factor of H^-1 giving each step's update row.
+    """
+    qmax = 2 ** (bits - 1) - 1
+    _, scale, idx = quantize_rows(w, bits, percentiles)
+    s = scale.float().clamp_min(1e-12)
+    W = w.float().clone()
+    H = hessian.float().clone()
+    dead = torch.diagonal(H) == 0  # inputs that were always zero: their weights do not matter
+    H[dead, dead] = 1.0
+    W[:, dead] = 0.0
+    cols = W.size(1)
+    mean_diag = torch.diagonal(H).mean()
+    for attempt in range(4):  # a near-singular H gets more damping
+        Hd = H + (damp * 10**attempt) * mean_diag * torch.eye(cols, device=H.device)
+        L, info = torch.linalg.cholesky_ex(Hd)
+        if int(info) == 0:
+            break
+    else:
+        raise UserError(f"GPTQ: the Hessian is not positive definite even with damp {damp * 1000}")
+    Hinv = torch.linalg.cholesky(torch.cholesky_inverse(L), upper=True)
+    Q = torch.zeros_like(W)
+    for i1 in range(0, cols, block_size):
+        i2 = min(i1 + block_size, cols)
+        W1 = W[:, i1:i2].clone()
+        Err1 = torch.zeros_like(W1)
+        Hinv1 = Hinv[i1:i2, i1:i2]
+        for i in range(i2 - i1):
+            col = W1[:, i]
+            q = torch.clamp(torch.round(col / s), -qmax, qmax)
+            Q[:, i1 + i] = q
+            err = (col - q * s) / Hinv1[i, i]
+            W1[:, i:] -= err[:, None] * Hinv1[i, i:][None, :]
+            Err1[:, i] = err
+        W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]
+    return Q.to(torch.int8), scale, idx
+
+
+def calibration_batches(manifest: dict, g: GPTQConfig) -> list[torch.Tensor]:
+    """Token batches for GPTQ, read from the TRAINING shards (never validation), from their start."""
+    stream = TokenStream(manifest_paths(manifest, "train"))
+    n = g.calib_batch_seqs * g.calib_seq_len
+    return [torch.from_numpy(stream.take(n).astype("int64")).reshape(g.calib_batch_seqs, g.calib_seq_len) for _ in range(g.calib_batches)]
+
+
+def collect_hessians(model: GPT, names: list[str], batches: list[torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """H = X^T X / rows of the inputs of each named weight's linear layer, over the calibration batches."""
+    modules = dict(model.named_modules())
+    hessians, rows, hooks = {}, {}, []
+
+    def hook_for(name: str):
+        def hook(module, inputs, output):
+            x = inputs[0].detach().float().reshape(-1, inputs[0].size(-1))
+            hessians[name] = hessians.get(name, 0) + x.T @ x
+            rows[name] = rows.get(name, 0) + x.size(0)
+
+        return hook
+
+    for name in names:
+        module = modules.get(name.removesuffix(".weight"))
+        if isinstance(module, torch.nn.Linear):
+            hooks.append(module.register_forward_hook(hook_for(name)))
+    autocast = autocast_for(device)
+    try:
+        with torch.no_grad(), autocast():
+            for ids in batches:
+                model.hidden(ids.to(device))
+    finally:
+        for h in hooks:
+            h.remove()
+    return {name: H / rows[name] for name, H in hessians.items()}
+
+
+def gptq_device(pref: str) -> torch.device:
+    if pref == "cuda" or (pref == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise UserError("export.gptq.device: cuda requested but torch sees no GPU")
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def gptq_hessians(checkpoint: dict, cfg: ExportConfig, manifest: dict, log: RunLog) -> dict[str, torch.Tensor]:
+    """The Hessian of every int<matrix_bits> matrix, from forward passes of the (EMA) checkpoint."""
+    g = settings_from(GPTQConfig, cfg.gptq)
+    device = gptq_device(g.device)
+    model = GPT(settings_from(GPTConfig, checkpoint["config"])).to(device)
+    model.load_state_dict(checkpoint["state_dict"])
+    model.eval()
+    names = [n for n, t in checkpoint["state_dict"].items() if tensor_kind(n, t, cfg) == "matrix"]
+    batches = calibration_batches(manifest, g)
+    hessians = collect_hessians(model, names, batches, device)
+    log(f"gptq: calibration {g.calib_batches}x{g.calib_batch_seqs}x{g.calib_seq_len} train tokens, {len(hessians)} matrices, device:{device.type}")
+    return hessians
+
+
 def tensor_kind(name: str, t: torch.Tensor, cfg: ExportConfig) -> str:
     """matrix: attention/MLP weights (matrix_bits); embed: embeddings and other large 2-D tensors
     (embed_bits); fp16: small, non-2-D or non-float tensors."""
@@ -70,8 +193,12 @@ def tensor_kind(name: str, t: torch.Tensor, cfg: ExportConfig) -> str:
     return "matrix" if ".attn." in name or ".mlp." in name else "embed"
 
 
-def quantize_state(state: dict, model_config: dict, cfg: ExportConfig) -> tuple[dict, dict]:
-    """Builds the artifact object and a summary of what happened to each tensor kind."""
+def quantize_state(state: dict, model_config: dict, cfg: ExportConfig, hessians: dict | None = None) -> tuple[dict, dict]:
+    """Builds the artifact object and a summary of what happened to each tensor kind.
+
+    With hessians (GPTQ), the matrices that have one are quantized with error feedback.
+    """
+    g = settings_from(GPTQConfig, cfg.gptq)
     q, scale, bits, fp = {}, {}, {}, {}
     stats = {"matrix": 0, "embed": 0, "fp16": 0, "rmse": {}}
     for name, t in state.items():
@@ -83,6 +210,11 @@ def quantize_state(state: dict, model_config: dict, cfg: ExportConfig) -> tuple[
         if kind == "embed":
             qn, sc, _ = quantize_rows(t, cfg.embed_bits, [cfg.embed_clip_percentile])
             bits[name] = cfg.embed_bits
+        elif hessians and name in hessians:
+            H = hessians[name]
+            qn, sc, _ = gptq_quantize_rows(t.to(H.device), H, cfg.matrix_bits, cfg.clip_percentiles, g.block_size, g.damp)
+            qn, sc = qn.cpu(), sc.cpu()
+            bits[name] = cfg.matrix_bits
         else:
             qn, sc, _ = quantize_rows(t, cfg.matrix_bits, cfg.clip_percentiles)
             bits[name] = cfg.matrix_bits
@@ -107,7 +239,12 @@ def compress(data: bytes, method: str, level: int) -> bytes:
         import zstandard
 
         return zstandard.ZstdCompressor(level=level).compress(data)
-    raise UserError(f"export.compressor: unknown compressor {method!r} (expected lzma or zstd)")
+    if method == "brotli":
+        import brotli
+
+        # Brotli streams have no magic number: a one-byte tag tells decompress() what follows.
+        return BROTLI_TAG + brotli.compress(data, quality=level)
+    raise UserError(f"export.compressor: unknown compressor {method!r} (expected one of {', '.join(COMPRESSORS)})")
 
 
 def decompress(blob: bytes) -> bytes:
@@ -117,36 +254,94 @@ def decompress(blob: bytes) -> bytes:
         import zstandard
 
         return zstandard.ZstdDecompressor().decompress(blob)
-    raise UserError("artifact is neither xz nor zstd compressed")
+    if blob.startswith(BROTLI_TAG):
+        import brotli
+
+        return brotli.decompress(blob[1:])
+    raise UserError("not an xz, zstd or brotli stream")
 
 
-def load_artifact(path: str) -> tuple[dict, dict]:
-    """(model config dict, float state dict) from a compressed artifact, with no access to the float weights."""
-    with open(path, "rb") as f:
-        blob = f.read()
-    artifact = torch.load(io.BytesIO(decompress(blob)), weights_only=True)
-    if artifact.get("format") != ARTIFACT_FORMAT:
-        raise UserError(f"{path}: unknown artifact format {artifact.get('format')!r} (expected {ARTIFACT_FORMAT})")
+def artifact_sha256(blob: bytes) -> str:
+    return hashlib.sha256(blob).hexdigest()
+
+
+def load_artifact(path: str, expect_sha256: str | None = None) -> tuple[dict, dict]:
+    """(model config dict, float state dict) from a compressed artifact, with no access to the float weights.
+
+    Safe on hostile input: the bytes are checked against the sha256 the export recorded (when
+    given), and torch.load runs with weights_only=True, so no pickled object is ever constructed.
+    Anything wrong is one UserError line naming the file.
+    """
+    try:
+        with open(path, "rb") as f:
+            blob = f.read()
+    except OSError as e:
+        raise UserError(f"{path}: cannot read the artifact ({e.strerror})") from None
+    if expect_sha256 is not None and artifact_sha256(blob) != expect_sha256:
+        raise UserError(
+            f"{path}: sha256 {artifact_sha256(blob)} does not match the exported artifact's {expect_sha256}"
+            f" ({len(blob)} bytes): the file was changed after export"
+        )
+    try:
+        payload = decompress(blob)
+    except UserError as e:
+        raise UserError(f"{path}: corrupt artifact ({e})") from None
+    except Exception as e:  # lzma.LZMAError, zstd.ZstdError, brotli.error, EOFError: truncated or garbled
+        raise UserError(f"{path}: corrupt artifact, cannot decompress ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'truncated'})") from None
+    try:
+        artifact = torch.load(io.BytesIO(payload), weights_only=True)
+    except Exception as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"{path}: refused or unreadable artifact payload (weights-only load: {first})") from None
+    if not isinstance(artifact, dict) or artifact.get("format") != ARTIFACT_FORMAT:
+        found = artifact.get("format") if isinstance(artifact, dict) else type(artifact).__name__
+        raise UserError(f"{path}: unknown artifact format {found!r} (expected {ARTIFACT_FORMAT})")
     return artifact["config"], dequantize_state(artifact)
 
 
-def export(checkpoint: dict, cfg: ExportConfig, log: RunLog) -> tuple[bytes, dict]:
+def expected_sha256(export_json: str | None) -> str | None:
+    """The artifact sha256 an export.json recorded (None: no check)."""
+    if not export_json:
+        return None
+    try:
+        with open(export_json, encoding="utf-8") as f:
+            return json.load(f)["sha256"]
+    except (OSError, ValueError, KeyError) as e:
+        raise UserError(f"{export_json}: cannot read the artifact's sha256 ({type(e).__name__}: {e})") from None
+
+
+def export(checkpoint: dict, cfg: ExportConfig, log: RunLog, manifest: dict | None = None) -> tuple[bytes, dict]:
+    """Quantize + compress. With export.gptq.enabled, `manifest` gives the train shards to calibrate on."""
     state = checkpoint["state_dict"]
     raw = torch_bytes(state)
     log(f"Serialized model: {len(raw)} bytes")
-    artifact, stats = quantize_state(state, checkpoint["config"], cfg)
+    g = settings_from(GPTQConfig, cfg.gptq)
+    hessians, gptq_ms = None, 0.0
+    t0 = now()
+    if g.enabled:
+        if manifest is None:
+            raise UserError("export.gptq.enabled: GPTQ needs the training data (pass --data manifest.json)")
+        hessians = gptq_hessians(checkpoint, cfg, manifest, log)
+    artifact, stats = quantize_state(state, checkpoint["config"], cfg, hessians)
+    if g.enabled:
+        sync(next(iter(hessians.values())).device if hessians else torch.device("cpu"))
+        gptq_ms = 1000.0 * (now() - t0)
+        log(f"gptq_time_ms:{gptq_ms:.0f} (calibration + quantization; counts against the training budget)")
     payload = torch_bytes(artifact)
     blob = compress(payload, cfg.compressor, cfg.compress_level)
-    label = f"int{cfg.matrix_bits}+{cfg.compressor}"
+    label = f"int{cfg.matrix_bits}+{cfg.compressor}"  # GPTQ changes the values, not the format
     log(f"Serialized model {label}: {len(blob)} bytes (payload:{len(payload)} raw_torch:{len(raw)})")
     worst = max(stats["rmse"].items(), key=lambda kv: kv[1], default=("none", 0.0))
     log(f"quant: matrix_params:{stats['matrix']} embed_params:{stats['embed']} fp16_params:{stats['fp16']} worst_rmse:{worst[1]:.6f} ({worst[0]})")
     metrics = {
         "model_bytes": len(blob),
+        "sha256": artifact_sha256(blob),
         "payload_bytes": len(payload),
         "raw_torch_bytes": len(raw),
         "label": label,
         "compressor": cfg.compressor,
+        "gptq": g.enabled,
+        "gptq_time_ms": round(gptq_ms, 1),
         "params_by_kind": {k: stats[k] for k in ("matrix", "embed", "fp16")},
         "rmse": stats["rmse"],
     }
@@ -159,10 +354,11 @@ def export_main(argv=None) -> None:
     ap.add_argument("--model", required=True, help="model.pt written by the train stage")
     ap.add_argument("--out", required=True, help="compressed artifact to write")
     ap.add_argument("--metrics", required=True, help="export.json to write")
+    ap.add_argument("--data", help="data manifest.json: GPTQ calibrates on its train shards")
     args = ap.parse_args(argv)
     cfg = settings_from(ExportConfig, load_hparams(args.hparams))
     checkpoint = torch.load(args.model, map_location="cpu", weights_only=True)
-    blob, metrics = export(checkpoint, cfg, RunLog())
+    blob, metrics = export(checkpoint, cfg, RunLog(), read_manifest(args.data) if args.data else None)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     write_bytes_atomic(args.out, blob)
     write_json_atomic(args.metrics, metrics)

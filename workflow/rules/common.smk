@@ -45,12 +45,14 @@ CODE = {
         "local": ["src/pgolf/tokenizer.py", "src/pgolf/local.py"],
     }[config["data"]["source"]],
     "train": record_code("runtime", "scoring", "model", "train"),
-    "export": record_code("runtime", "quantize"),
+    # quantize.py imports the model (GPTQ runs it on training tokens).
+    "export": record_code("runtime", "model", "quantize"),
     "eval": record_code("runtime", "scoring", "model", "quantize", "evaluate"),
     "slot": record_code("runtime", "scoring", "model", "quantize", "evaluate", "slot"),
     "bundle": record_code("runtime", "scoring", "model", "quantize", "train", "evaluate", "slot", "entry")
     + ["src/pgolf/bundle.py"],
     "size": ["src/pgolf/size.py"],
+    "verify": ["src/pgolf/verify.py"],
     "record": ["src/pgolf/record.py", "workflow/templates/record_README.md.j2"],
 }
 
@@ -94,7 +96,11 @@ def data_block():
 EVAL_BLOCK = {k: v for k, v in config["eval"].items() if k != "slot"}
 STAGE_BLOCKS = {
     "train": config["train"],
-    "export": {k: v for k, v in config["export"].items() if k != "size_limit_bytes"},
+    # The size limit and GPTQ's time budget are checked later (size_gate, record); the artifact does not depend on them.
+    "export": {
+        **{k: v for k, v in config["export"].items() if k != "size_limit_bytes"},
+        "gptq": {k: v for k, v in config["export"]["gptq"].items() if k != "train_budget_seconds"},
+    },
     "eval": EVAL_BLOCK,
     # Which modes run, and which is the headline, does not change any one mode's result.
     "slot": {

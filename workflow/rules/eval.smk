@@ -8,6 +8,7 @@ rule eval:
         "Eval {wildcards.method}, seed {wildcards.seed}"
     input:
         artifact=f"results/export/{EXPORT_ID}/seed{{seed}}/final_model.ptz",
+        export=f"results/export/{EXPORT_ID}/seed{{seed}}/export.json",
         manifest=f"results/data/{DATA_ID}/manifest.json",
         hp="results/eval/{eval_id}/config.json",
         code=CODE["eval"],
@@ -29,7 +30,7 @@ rule eval:
         ENV
     shell:
         "torchrun --standalone --nproc_per_node {params.nproc} workflow/record/evaluate.py {wildcards.method}"
-        " --hparams {input.hp} --artifact {input.artifact} --data {input.manifest} --out {output}"
+        " --hparams {input.hp} --artifact {input.artifact} --export-json {input.export} --data {input.manifest} --out {output}"
         " 2>&1 | tee {log}"
 
 
@@ -38,6 +39,7 @@ rule eval_slot:
         "Eval SLOT ({wildcards.mode}), seed {wildcards.seed}"
     input:
         artifact=f"results/export/{EXPORT_ID}/seed{{seed}}/final_model.ptz",
+        export=f"results/export/{EXPORT_ID}/seed{{seed}}/export.json",
         manifest=f"results/data/{DATA_ID}/manifest.json",
         hp="results/slot/{slot_id}/config.json",
         code=CODE["slot"],
@@ -59,5 +61,5 @@ rule eval_slot:
         ENV
     shell:
         "torchrun --standalone --nproc_per_node {params.nproc} workflow/record/slot.py --mode {wildcards.mode}"
-        " --hparams {input.hp} --artifact {input.artifact} --data {input.manifest} --out {output}"
+        " --hparams {input.hp} --artifact {input.artifact} --export-json {input.export} --data {input.manifest} --out {output}"
         " 2>&1 | tee {log}"

@@ -7,6 +7,8 @@ rule quantize:
     input:
         model=f"results/train/{TRAIN_ID}/seed{{seed}}/model.pt",
         hp="results/export/{export_id}/config.json",
+        # GPTQ calibrates on the train shards (when export.gptq.enabled; the model id covers the data already).
+        manifest=f"results/data/{DATA_ID}/manifest.json",
         code=CODE["export"],
     output:
         artifact="results/export/{export_id}/seed{seed}/final_model.ptz",
@@ -22,7 +24,7 @@ rule quantize:
         ENV
     shell:
         "python workflow/record/quantize.py --hparams {input.hp} --model {input.model}"
-        " --out {output.artifact} --metrics {output.metrics} > {log} 2>&1"
+        " --data {input.manifest} --out {output.artifact} --metrics {output.metrics} > {log} 2>&1"
 
 
 rule size_gate:

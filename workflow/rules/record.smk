@@ -12,13 +12,15 @@ rule bundle_code:
         settings="results/code/{code_id}/settings.json",
     params:
         hp=canon(RECORD_SETTINGS),
+        # The record modules of this workflow (the ones CODE["bundle"] lists), not the installed package's.
+        src=lambda w, input: Path(input.code[0]).parent,
     log:
         "results/logs/bundle/{code_id}.log",
     conda:
         ENV
     shell:
         "printf '%s\\n' {params.hp:q} > {output.settings} &&"
-        " pgolf bundle --config {output.settings} --out {output.code} > {log} 2>&1"
+        " pgolf bundle --config {output.settings} --src {params.src} --out {output.code} > {log} 2>&1"
 
 
 # The README compares this run's settings with the base's (PR #1313 as the real preset runs it).
@@ -53,6 +55,7 @@ rule record:
     params:
         record=canon(config["record"]),
         eval=canon(config["eval"]),
+        train_budget=config["export"]["gptq"]["train_budget_seconds"],
         base=canon(BASE_SETTINGS),
         seed_logs={s: seed_logs(s) for s in SEEDS},
     log:

@@ -5,20 +5,24 @@ it, and draws the two plots (train_loss.png, seed_scores.png) that `snakemake --
 """
 
 import json
+import sys
 
 from pgolf.record import assemble, summary_table
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 seeds = sm.config["seeds"]
 stage_files = {s: {k.rsplit("_", 1)[0]: v for k, v in sm.input.items() if k.endswith(f"_{s}")} for s in seeds}
-submission = assemble(
-    sm.config,
-    stage_files,
-    sm.params.seed_logs,
-    sm.input.code,
-    dict(sm.output.items()),
-    base=json.loads(sm.params.base),
-    schema_path=sm.input.schema,
-)
+try:
+    submission = assemble(
+        sm.config,
+        stage_files,
+        sm.params.seed_logs,
+        sm.input.code,
+        dict(sm.output.items()),
+        base=json.loads(sm.params.base),
+        schema_path=sm.input.schema,
+    )
+except ValueError as e:  # a seed over a budget or limit, a schema mismatch: one line, nothing written
+    sys.exit(f"error: {e}")
 with open(sm.log[0], "w", encoding="utf-8") as log:
     log.write(summary_table(submission) + "\n")

@@ -1,0 +1,85 @@
+"""Re-runs a record folder's train_gpt.py alone, in an empty folder, and compares it with the staged run.
+
+The record's claim is that its single script reproduces the numbers in submission.json. On the CPU
+(one thread, deterministic algorithms) that holds bit for bit: the same artifact bytes and the same
+scores to the 8 decimals the record states. `snakemake verify` runs this for every seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+
+class VerifyError(ValueError):
+    """The re-run failed or disagrees with the staged run (one line naming the number)."""
+
+
+def run_record_script(record_dir, manifest, seed: int, workdir, timeout: int = 3600) -> dict:
+    """Copies the record folder's files into `workdir` (must be empty) and runs its train_gpt.py there.
+
+    Returns results.json of the run plus the sha256 of the artifact it wrote. One CPU thread, as
+    the staged jobs use (threads: 1), so CPU reductions add up in the same order.
+    """
+    record_dir, workdir = Path(record_dir), Path(workdir)
+    if any(workdir.iterdir()):
+        raise VerifyError(f"{workdir}: not an empty folder")
+    for f in record_dir.iterdir():
+        if f.is_file():
+            shutil.copy2(f, workdir / f.name)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "train_gpt.py", "--data", str(Path(manifest).resolve()), "--seed", str(seed), "--out-dir", "."]
+    r = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env)
+    (workdir / "verify_run.log").write_text(r.stdout + r.stderr, encoding="utf-8")
+    if r.returncode != 0:
+        last = (r.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise VerifyError(f"{record_dir}/train_gpt.py --seed {seed} failed (exit {r.returncode}): {last}")
+    results = json.loads((workdir / "results.json").read_text(encoding="utf-8"))
+    results["artifact_sha256"] = hashlib.sha256((workdir / "final_model.ptz").read_bytes()).hexdigest()
+    results["artifact_bytes"] = (workdir / "final_model.ptz").stat().st_size
+    return results
+
+
+def compare(results: dict, submission: dict, seed: int, size: dict) -> dict:
+    """{name: {staged, rerun, equal}} for the artifact and every score the record states for `seed`."""
+    staged = submission["seed_results"][str(seed)]
+    headline = "slot" if submission["eval_method"].startswith("slot_") else "sliding"
+    pairs = {
+        "artifact_sha256": (size["model_file"]["sha256"], results["artifact_sha256"]),
+        "model_bytes": (size["model_bytes"], results["artifact_bytes"]),
+        "val_bpb": (staged["val_bpb"], round(results[headline]["val_bpb"], 8)),
+        "val_loss": (staged["val_loss"], round(results[headline]["val_loss"], 8)),
+        "roundtrip_val_bpb": (staged["roundtrip_val_bpb"], round(results["roundtrip"]["val_bpb"], 8)),
+        "sliding_val_bpb": (staged["sliding_val_bpb"], round(results["sliding"]["val_bpb"], 8)),
+    }
+    return {k: {"staged": a, "rerun": b, "equal": a == b} for k, (a, b) in pairs.items()}
+
+
+def verify_seed(record_dir, manifest, seed: int, size_json, out_json, keep_dir=None) -> dict:
+    """Runs and compares one seed; writes out_json (atomically) and raises VerifyError on any difference."""
+    submission = json.loads((Path(record_dir) / "submission.json").read_text(encoding="utf-8"))
+    size = json.loads(Path(size_json).read_text(encoding="utf-8"))
+    with tempfile.TemporaryDirectory(prefix="pgolf-verify-") as tmp:
+        results = run_record_script(record_dir, manifest, seed, tmp)
+        if keep_dir:
+            Path(keep_dir).mkdir(parents=True, exist_ok=True)
+            shutil.copy2(Path(tmp) / "verify_run.log", Path(keep_dir) / "verify_run.log")
+    checks = compare(results, submission, seed, size)
+    report = {"record": str(record_dir), "seed": seed, "ok": all(c["equal"] for c in checks.values()), "checks": checks}
+    Path(out_json).parent.mkdir(parents=True, exist_ok=True)
+    tmp_out = f"{out_json}.tmp{os.getpid()}"
+    with open(tmp_out, "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=2, sort_keys=True)
+        f.write("\n")
+    if not report["ok"]:
+        os.unlink(tmp_out)
+        bad = [f"{k} staged {c['staged']} != rerun {c['rerun']}" for k, c in checks.items() if not c["equal"]]
+        raise VerifyError(f"{record_dir}/train_gpt.py does not reproduce seed {seed}: {'; '.join(bad)}")
+    os.replace(tmp_out, out_json)
+    return report
