@@ -35,5 +35,6 @@ evalb = config["eval"]
 evalb.update(nproc_per_node=1, max_tokens=65536)
 (out / "train.json").write_text(json.dumps(train, sort_keys=True))
 (out / "export.json").write_text(json.dumps(config["export"], sort_keys=True))
+(out / "export_gptq.json").write_text(json.dumps({**config["export"], "gptq": {**config["export"]["gptq"], "enabled": True}}, sort_keys=True))
 (out / "eval.json").write_text(json.dumps(evalb, sort_keys=True))
 print(f"wrote {out}/train.json, train_throughput*.json, export.json, eval.json")
