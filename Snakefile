@@ -14,6 +14,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/export.smk"
 include: "workflow/rules/eval.smk"
 include: "workflow/rules/record.smk"
+include: "workflow/rules/sweep.smk"
 
 
 rule all:

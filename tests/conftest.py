@@ -60,3 +60,37 @@ def tiny_run(tmp_path_factory):
     result = snakemake(workdir)
     assert result.returncode == 0, result.stderr[-4000:]
     return workdir, result
+
+
+# A sweep of four SLOT variants on the tiny overlay (causal is the main eval, published its compare
+# mode; steps3 and corrected are new), with a smaller causality audit to keep it quick.
+SWEEP_OVERLAY = {
+    "eval": {"audit_windows": 2},
+    "sweep": {
+        "name": "tiny",
+        "variants": [
+            {"name": "causal"},
+            {"name": "published", "slot": {"mode": "published"}},
+            {"name": "steps3", "slot": {"steps": 3}},
+            {"name": "corrected", "slot": {"schedule": "corrected"}},
+        ],
+    },
+}
+
+
+@pytest.fixture(scope="session")
+def sweep_run(tmp_path_factory):
+    """The tiny overlay's record and its sweep, built by one `snakemake all sweep` in a scratch copy.
+
+    Returns (workdir, overlay configs, jobs the dry run planned, jobs the run executed).
+    """
+    import yaml
+
+    workdir = copy_workflow(tmp_path_factory.mktemp("sweep"))
+    (workdir / "sweep.yaml").write_text(yaml.safe_dump(SWEEP_OVERLAY))
+    configs = (".test/config.yaml", "sweep.yaml")
+    planned = snakemake(workdir, "sweep", "-n", "--configfile", *configs, configs=())
+    assert planned.returncode == 0, planned.stderr[-3000:]
+    result = snakemake(workdir, "all", "sweep", "--configfile", *configs, configs=())
+    assert result.returncode == 0, result.stderr[-4000:]
+    return workdir, configs, planned_jobs(planned), planned_jobs(result)

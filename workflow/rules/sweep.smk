@@ -1,0 +1,38 @@
+# Sweep stage: eval/SLOT variants on the exported checkpoints of every seed, and their table.
+# `snakemake sweep` builds it; `rule all` does not (the record needs none of it).
+
+rule sweep_table:
+    message:
+        "Sweep {wildcards.sweep}: table of {params.n} variant(s) x {params.n_seeds} seed(s)"
+    localrule: True
+    wildcard_constraints:
+        sweep=re.escape(SWEEP_NAME),
+    input:
+        unpack(sweep_inputs),
+        tool=["src/pgolf/sweep.py", "src/pgolf/plots.py"],
+    output:
+        csv="results/sweeps/{sweep}/table.csv",
+        md="results/sweeps/{sweep}/table.md",
+        plot=report(
+            "results/sweeps/{sweep}/val_bpb.png",
+            caption="../report/sweep_val_bpb.rst",
+            category="Sweep",
+            labels={"plot": "val_bpb per sweep variant"},
+        ),
+        variants="results/sweeps/{sweep}/variants.json",
+    params:
+        variants=canon(sweep_description()),
+        seeds=SEEDS,
+        n=len(SWEEP_VARIANTS),
+        n_seeds=len(SEEDS),
+    log:
+        "results/logs/sweep/{sweep}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/sweep_table.py"
+
+
+rule sweep:
+    input:
+        sweep_files,
