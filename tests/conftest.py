@@ -62,10 +62,9 @@ def tiny_run(tmp_path_factory):
     return workdir, result
 
 
-# A sweep of four SLOT variants on the tiny overlay (causal is the main eval, published its compare
-# mode; steps3 and corrected are new), with a smaller causality audit to keep it quick.
+# A sweep of four SLOT variants on the tiny overlay: causal is the main eval and published its
+# compare mode (both reused from the record's run); steps3 and corrected are new SLOT stages.
 SWEEP_OVERLAY = {
-    "eval": {"audit_windows": 2},
     "sweep": {
         "name": "tiny",
         "variants": [
@@ -79,18 +78,21 @@ SWEEP_OVERLAY = {
 
 
 @pytest.fixture(scope="session")
-def sweep_run(tmp_path_factory):
-    """The tiny overlay's record and its sweep, built by one `snakemake all sweep` in a scratch copy.
+def sweep_run(tiny_run, tmp_path_factory):
+    """`snakemake sweep` run on tiny_run's results (its record already built, its models trained).
 
-    Returns (workdir, overlay configs, jobs the dry run planned, jobs the run executed).
+    Returns (workdir, configs, jobs a sweep would plan from scratch, jobs the run executed,
+    jobs tiny_run executed).
     """
     import yaml
 
-    workdir = copy_workflow(tmp_path_factory.mktemp("sweep"))
+    workdir, first = tiny_run
     (workdir / "sweep.yaml").write_text(yaml.safe_dump(SWEEP_OVERLAY))
     configs = (".test/config.yaml", "sweep.yaml")
-    planned = snakemake(workdir, "sweep", "-n", "--configfile", *configs, configs=())
-    assert planned.returncode == 0, planned.stderr[-3000:]
-    result = snakemake(workdir, "all", "sweep", "--configfile", *configs, configs=())
+    fresh = copy_workflow(tmp_path_factory.mktemp("sweep_fresh"))
+    (fresh / "sweep.yaml").write_text(yaml.safe_dump(SWEEP_OVERLAY))
+    scratch = snakemake(fresh, "sweep", "-n", "--configfile", *configs, configs=())
+    assert scratch.returncode == 0, scratch.stderr[-3000:]
+    result = snakemake(workdir, "sweep", "--configfile", *configs, configs=())
     assert result.returncode == 0, result.stderr[-4000:]
-    return workdir, configs, planned_jobs(planned), planned_jobs(result)
+    return workdir, configs, planned_jobs(scratch), planned_jobs(result), planned_jobs(first)

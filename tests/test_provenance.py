@@ -45,7 +45,7 @@ def _record(workdir: Path) -> Path:
 
 
 def test_record_has_provenance(sweep_run):
-    workdir, configs, _, _ = sweep_run
+    workdir, configs = sweep_run[:2]
     rec = _record(workdir)
     prov = json.loads((rec / "provenance.json").read_text())
     merged = load_configs([workdir / "config.yaml", *(workdir / c for c in configs)])
@@ -69,7 +69,7 @@ def test_record_has_provenance(sweep_run):
 
 
 def test_record_with_provenance_passes_pgolf_validate(sweep_run):
-    workdir, _, _, _ = sweep_run
+    workdir = sweep_run[0]
     rec = _record(workdir)
     result = subprocess.run(["pgolf", "validate", str(rec)], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.startswith(f"ok: {rec}"), result.stdout + result.stderr
@@ -78,7 +78,7 @@ def test_record_with_provenance_passes_pgolf_validate(sweep_run):
 @pytest.mark.skipif(shutil.which("git") is None, reason="git not installed")
 def test_git_state_and_packages_rerun_nothing(sweep_run):
     """A commit, a dirty tree or a new package is read by the record job only: no job reruns."""
-    workdir, configs, _, _ = sweep_run
+    workdir, configs = sweep_run[:2]
     git = ["git", "-C", str(workdir), "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
     try:
         subprocess.run([*git, "init", "-q"], check=True)

@@ -1,8 +1,8 @@
 """Sweeps: eval/SLOT variants scored on the exported checkpoints of one run (no retraining).
 
-One run of `snakemake all sweep` on the tiny overlay with a four-variant SLOT sweep is shared (the
-`sweep_run` fixture in conftest.py); the rerun-scope tests ask Snakemake in dry runs what a change
-to the sweep would cost.
+One run of `snakemake sweep` with a four-variant SLOT sweep on the tiny overlay's finished run is
+shared (the `sweep_run` fixture in conftest.py, on top of `tiny_run`); the rerun-scope tests ask
+Snakemake in dry runs what a change to the sweep would cost.
 """
 
 from __future__ import annotations
@@ -103,19 +103,21 @@ def test_table_rows_mean_std_and_audit():
 
 
 def test_sweep_trains_once_per_seed_and_evaluates_each_variant(sweep_run):
-    workdir, _, planned, ran = sweep_run
-    # `snakemake sweep` alone: one training and one export per seed, 4 variants x 2 seeds SLOT evals,
-    # no record and no plain eval.
-    assert planned["train"] == len(SEEDS) and planned["quantize"] == len(SEEDS)
-    assert planned["eval_slot"] == len(NAMES) * len(SEEDS) and planned["sweep_table"] == 1
-    assert "record" not in planned and "eval" not in planned
-    # With the record in the same run: the record's causal and published SLOT evals are the sweep's.
-    assert ran["train"] == len(SEEDS) and ran["eval_slot"] == len(NAMES) * len(SEEDS) and ran["record"] == 1
+    workdir, _, scratch, ran, first = sweep_run
+    # From scratch, `snakemake sweep` alone: one training and one export per seed, 4 variants x 2
+    # seeds SLOT evals, no record and no plain eval.
+    assert scratch["train"] == len(SEEDS) and scratch["quantize"] == len(SEEDS)
+    assert scratch["eval_slot"] == len(NAMES) * len(SEEDS) and scratch["sweep_table"] == 1
+    assert "record" not in scratch and "eval" not in scratch
+    # After the record's run (one training per seed): the sweep trains and exports nothing, and
+    # evaluates only its two new SLOT stages (causal and published are the record's own evals).
+    assert first["train"] == len(SEEDS)
+    assert ran == {"stage_config": 2, "eval_slot": 2 * len(SEEDS), "sweep_table": 1, "sweep": 1}
     assert len(list(workdir.glob("results/train/*/seed*/model.pt"))) == len(SEEDS)
 
 
 def test_sweep_table_holds_the_score_files_numbers(sweep_run):
-    workdir, _, _, _ = sweep_run
+    workdir = sweep_run[0]
     out = sweep_dir(workdir)
     assert {p.name for p in out.iterdir()} == {"table.csv", "table.md", "val_bpb.png", "variants.json"}
     variants = json.loads((out / "variants.json").read_text())
@@ -146,7 +148,7 @@ def test_sweep_table_holds_the_score_files_numbers(sweep_run):
 
 
 def test_variant_equal_to_the_main_eval_is_the_records_score(sweep_run):
-    workdir, _, _, _ = sweep_run
+    workdir = sweep_run[0]
     rows = {r["variant"]: r for r in csv.DictReader(io.StringIO((sweep_dir(workdir) / "table.csv").read_text()))}
     rec = next(workdir.glob("results/records/*/*_Tiny_CI"))
     sub = json.loads((rec / "submission.json").read_text())
@@ -158,19 +160,19 @@ def test_variant_equal_to_the_main_eval_is_the_records_score(sweep_run):
 
 
 def test_sweep_noop_rerun_does_nothing(sweep_run):
-    workdir, configs, _, _ = sweep_run
+    workdir, configs = sweep_run[:2]
     assert sweep_dry_run(workdir, configs) == {}
 
 
 def test_adding_a_variant_adds_only_its_evals_and_the_table(sweep_run):
-    workdir, configs, _, _ = sweep_run
+    workdir, configs = sweep_run[:2]
     more = {"sweep": {"variants": [*yaml.safe_load((workdir / "sweep.yaml").read_text())["sweep"]["variants"], {"name": "lr02", "slot": {"lr": 0.02}}]}}
     jobs = sweep_dry_run(workdir, configs, add_overlay(workdir, "more", more))
     assert jobs == {"stage_config": 1, "eval_slot": len(SEEDS), "sweep_table": 1, "sweep": 1}
 
 
 def test_a_variant_already_evaluated_costs_only_the_table(sweep_run):
-    workdir, configs, _, _ = sweep_run
+    workdir, configs = sweep_run[:2]
     # Same settings as steps3 under another name, plus published SLOT with steps 3 (same SLOT stage,
     # other mode: that one is new).
     same = {"sweep": {"variants": [{"name": "three_steps", "slot": {"steps": 3}}, {"name": "causal"}]}}
@@ -180,21 +182,21 @@ def test_a_variant_already_evaluated_costs_only_the_table(sweep_run):
 
 
 def test_sweep_changes_never_touch_the_record(sweep_run):
-    workdir, configs, _, _ = sweep_run
+    workdir, configs = sweep_run[:2]
     more = add_overlay(workdir, "more2", {"sweep": {"variants": [{"name": "lr02", "slot": {"lr": 0.02}}]}})
     result = snakemake(workdir, "-n", "--configfile", *configs, more, configs=())
     assert result.returncode == 0 and planned_jobs(result) == {}
 
 
 def test_sliding_variant_uses_the_plain_eval(sweep_run):
-    workdir, configs, _, _ = sweep_run
+    workdir, configs = sweep_run[:2]
     # SLOT off: scored by the sliding window, which the record already evaluated.
     off = add_overlay(workdir, "off", {"sweep": {"variants": [{"name": "noslot", "slot": {"enabled": False}}]}})
     assert sweep_dry_run(workdir, configs, off) == {"sweep_table": 1, "sweep": 1}
 
 
 def test_bad_sweep_stops_before_any_job(sweep_run):
-    workdir, configs, _, _ = sweep_run
+    workdir, configs = sweep_run[:2]
     bad = add_overlay(workdir, "bad", {"sweep": {"variants": [{"name": "x", "slot": {"steps": 0}}]}})
     result = snakemake(workdir, "sweep", "-n", "--configfile", *configs, bad, configs=())
     out = result.stdout + result.stderr
@@ -203,11 +205,11 @@ def test_bad_sweep_stops_before_any_job(sweep_run):
 
 
 def test_sweep_plot_in_the_report(sweep_run):
-    workdir, configs, _, _ = sweep_run
+    workdir, configs = sweep_run[:2]
     result = snakemake(workdir, "sweep", "--report", "sweep_report.zip", "--configfile", *configs, configs=())
     assert result.returncode == 0, result.stderr[-3000:]
     import zipfile
 
     with zipfile.ZipFile(workdir / "sweep_report.zip") as z:
         names = z.namelist()
-    assert any(n.endswith("val_bpb.png") for n in names), names
+    assert any(n.endswith("val_bpb.png") for n in names) and any(n.endswith("table.csv") for n in names), names

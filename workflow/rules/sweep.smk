@@ -11,13 +11,18 @@ rule sweep_table:
         unpack(sweep_inputs),
         tool=["src/pgolf/sweep.py", "src/pgolf/plots.py"],
     output:
-        csv="results/sweeps/{sweep}/table.csv",
+        csv=report(
+            "results/sweeps/{sweep}/table.csv",
+            caption="../report/sweep_table.rst",
+            category="Sweep",
+            labels={"item": "table per variant"},
+        ),
         md="results/sweeps/{sweep}/table.md",
         plot=report(
             "results/sweeps/{sweep}/val_bpb.png",
             caption="../report/sweep_val_bpb.rst",
             category="Sweep",
-            labels={"plot": "val_bpb per sweep variant"},
+            labels={"item": "val_bpb per variant (plot)"},
         ),
         variants="results/sweeps/{sweep}/variants.json",
     params:
