@@ -1,5 +1,7 @@
 # Sweep stage: eval/SLOT variants on the exported checkpoints of every seed, and their table.
 # `snakemake sweep` builds it; `rule all` does not (the record needs none of it).
+# Each variant's evals are the eval/eval_slot rules' jobs under the variant's own ids (common.smk).
+
 
 rule sweep_table:
     message:
@@ -38,6 +40,7 @@ rule sweep_table:
         "../scripts/sweep_table.py"
 
 
+# The named target: `snakemake sweep --cores all`.
 rule sweep:
     input:
         sweep_files,
