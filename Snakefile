@@ -16,6 +16,7 @@ include: "workflow/rules/eval.smk"
 include: "workflow/rules/record.smk"
 include: "workflow/rules/verify.smk"
 include: "workflow/rules/byo.smk"
+include: "workflow/rules/sweep.smk"
 
 
 rule all:

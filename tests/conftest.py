@@ -60,3 +60,39 @@ def tiny_run(tmp_path_factory):
     result = snakemake(workdir)
     assert result.returncode == 0, result.stderr[-4000:]
     return workdir, result
+
+
+# A sweep of four SLOT variants on the tiny overlay: causal is the main eval and published its
+# compare mode (both reused from the record's run); steps3 and corrected are new SLOT stages.
+SWEEP_OVERLAY = {
+    "sweep": {
+        "name": "tiny",
+        "variants": [
+            {"name": "causal"},
+            {"name": "published", "slot": {"mode": "published"}},
+            {"name": "steps3", "slot": {"steps": 3}},
+            {"name": "corrected", "slot": {"schedule": "corrected"}},
+        ],
+    },
+}
+
+
+@pytest.fixture(scope="session")
+def sweep_run(tiny_run, tmp_path_factory):
+    """`snakemake sweep` run on tiny_run's results (its record already built, its models trained).
+
+    Returns (workdir, configs, jobs a sweep would plan from scratch, jobs the run executed,
+    jobs tiny_run executed).
+    """
+    import yaml
+
+    workdir, first = tiny_run
+    (workdir / "sweep.yaml").write_text(yaml.safe_dump(SWEEP_OVERLAY))
+    configs = (".test/config.yaml", "sweep.yaml")
+    fresh = copy_workflow(tmp_path_factory.mktemp("sweep_fresh"))
+    (fresh / "sweep.yaml").write_text(yaml.safe_dump(SWEEP_OVERLAY))
+    scratch = snakemake(fresh, "sweep", "-n", "--configfile", *configs, configs=())
+    assert scratch.returncode == 0, scratch.stderr[-3000:]
+    result = snakemake(workdir, "sweep", "--configfile", *configs, configs=())
+    assert result.returncode == 0, result.stderr[-4000:]
+    return workdir, configs, planned_jobs(scratch), planned_jobs(result), planned_jobs(first)

@@ -49,7 +49,7 @@ def dry_run(workdir: Path, *extra: str) -> dict[str, int]:
 def test_record_folder_has_every_file(tiny_run):
     workdir, _ = tiny_run
     rec = record_dir(workdir)
-    expected = {"README.md", "submission.json", "train_gpt.py", "requirements.txt", "train_loss.png", "seed_scores.png"}
+    expected = {"README.md", "submission.json", "train_gpt.py", "requirements.txt", "train_loss.png", "seed_scores.png", "provenance.json"}
     expected |= {f"train_seed{s}.log" for s in SEEDS}
     assert expected == {p.name for p in rec.iterdir()}
     for png in ("train_loss.png", "seed_scores.png"):

@@ -155,3 +155,8 @@ def semantic_checks(config: dict) -> None:
         raise ConfigError(f"eval.slot.compare_modes: {s['mode']!r} is already eval.slot.mode")
     if s["lr_min"] > s["lr"]:
         raise ConfigError(f"eval.slot.lr_min: {s['lr_min']} is larger than eval.slot.lr {s['lr']}")
+    if config.get("sweep"):
+        from pgolf.sweep import check_sweep
+
+        # Each variant's eval block meets the same rules as the main one (the sweep block aside).
+        check_sweep(config, lambda c: check_config({k: v for k, v in c.items() if k != "sweep"}))

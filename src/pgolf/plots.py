@@ -73,3 +73,22 @@ def seed_scores(seed_results: dict[str, dict], final_name: str, path) -> None:
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, never over them
     _save(fig, path)
+
+
+def sweep_scores(rows: list[dict], seeds: list, path, title: str = "Sweep") -> None:
+    """Per sweep variant: the mean val_bpb with the sample std as an error bar, and each seed's point."""
+    fig = Figure(figsize=(max(6.4, 1.1 * len(rows) + 2.5), 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    xs = list(range(len(rows)))
+    means = [r["val_bpb_mean"] for r in rows]
+    stds = [r["val_bpb_std"] or 0.0 for r in rows]
+    ax.errorbar(xs, means, yerr=stds, fmt="o", color="black", markersize=7, capsize=6, label="mean ± std over seeds")
+    for j, seed in enumerate(seeds):
+        offset = (j - (len(seeds) - 1) / 2) * 0.08
+        ax.scatter([x + offset for x in xs], [r[f"val_bpb_seed{seed}"] for r in rows], s=18, alpha=0.8, label=f"seed {seed}")
+    ax.set_xticks(xs, [r["variant"] for r in rows], rotation=20, ha="right")
+    ax.set_ylabel("val_bpb (lower is better)")
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    _save(fig, path)

@@ -160,7 +160,9 @@ def _significance(losses: list[float], bpbs: list[float], baseline: dict) -> dic
     return significance(losses, bpbs, baseline)
 
 
-def render_readme(config: dict, submission: dict, stages: dict[int, dict], code_name: str, base: dict | None = None) -> str:
+def render_readme(
+    config: dict, submission: dict, stages: dict[int, dict], code_name: str, base: dict | None = None, provenance: dict | None = None
+) -> str:
     from pgolf.stats import verdict
 
     env = jinja2.Environment(
@@ -189,7 +191,14 @@ def render_readme(config: dict, submission: dict, stages: dict[int, dict], code_
         base_rows=None if base is None else settings_diff(base, config),
         config_yaml=yaml.safe_dump({**config, "record": {**config["record"], "date": submission["date"]}}, sort_keys=False),
         record_path=record_dir({**config["record"], "date": submission["date"]}),
+        provenance_lines=None if provenance is None else _provenance_lines(provenance),
     )
+
+
+def _provenance_lines(provenance: dict) -> list[str]:
+    from pgolf.provenance import summary_lines
+
+    return summary_lines(provenance)
 
 
 def eval_rows(submission: dict) -> list[dict]:
@@ -282,11 +291,14 @@ def assemble(
     out_files: dict[str, str],
     base: dict | None = None,
     schema_path=SCHEMA_PATH,
+    provenance: dict | None = None,
 ) -> dict:
     """Writes the record folder's files; each is written to a temp name first, then renamed.
 
     `out_files` maps readme, submission, code, requirements, log<seed>, and optionally
     loss_plot / score_plot (PNGs) to paths; `base` holds the base's settings for the README.
+    With `provenance` (pgolf.provenance.collect) the README gets a Provenance section, and
+    out_files["provenance"], when given, gets it as JSON.
     """
     stages = {}
     for seed, files in stage_files.items():
@@ -301,9 +313,11 @@ def assemble(
     check_submission(submission, schema_path)
     contents = {
         "submission": json.dumps(submission, indent=2) + "\n",
-        "readme": render_readme(config, submission, stages, Path(out_files["code"]).name, base),
+        "readme": render_readme(config, submission, stages, Path(out_files["code"]).name, base, provenance),
         "requirements": requirements(submission["pytorch_version"], config["export"]["compressor"]),
     }
+    if provenance is not None and "provenance" in out_files:
+        contents["provenance"] = json.dumps(provenance, indent=2) + "\n"
     for seed in stage_files:
         contents[f"log{seed}"] = combined_log(seed, seed_logs[seed]) + final_score_lines(seed, method, stages[seed]["final"])
     for key, text in contents.items():

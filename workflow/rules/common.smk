@@ -1,5 +1,6 @@
 # Shared helpers: config validation, stage ids, code lists, targets. Rule files stay declarative.
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -7,6 +8,7 @@ from snakemake.exceptions import WorkflowError
 
 from pgolf.config import ConfigError, canon, check_config, file_digest, short_hash
 from pgolf import record as pgrecord
+from pgolf import sweep as pgsweep
 
 
 try:
@@ -53,7 +55,7 @@ CODE = {
     + ["src/pgolf/bundle.py"],
     "size": ["src/pgolf/size.py"],
     "verify": ["src/pgolf/verify.py"],
-    "record": ["src/pgolf/record.py", "workflow/templates/record_README.md.j2"],
+    "record": ["src/pgolf/record.py", "src/pgolf/provenance.py", "workflow/templates/record_README.md.j2"],
 }
 
 
@@ -93,7 +95,6 @@ def data_block():
     return block
 
 
-EVAL_BLOCK = {k: v for k, v in config["eval"].items() if k != "slot"}
 STAGE_BLOCKS = {
     "train": config["train"],
     # The size limit and GPTQ's time budget are checked later (size_gate, record); the artifact does not depend on them.
@@ -101,18 +102,23 @@ STAGE_BLOCKS = {
         **{k: v for k, v in config["export"].items() if k != "size_limit_bytes"},
         "gptq": {k: v for k, v in config["export"]["gptq"].items() if k != "train_budget_seconds"},
     },
-    "eval": EVAL_BLOCK,
-    # Which modes run, and which is the headline, does not change any one mode's result.
-    "slot": {
-        **EVAL_BLOCK,
-        "slot": {k: v for k, v in config["eval"]["slot"].items() if k not in ("enabled", "mode", "compare_modes")},
-    },
+    # Which SLOT modes run, and which is the headline, does not change any one mode's result.
+    **pgsweep.stage_blocks(config["eval"]),
 }
 DATA_ID = short_hash(canon(data_block()), file_digest(CODE["data"]))
 TRAIN_ID = short_hash(DATA_ID, canon(STAGE_BLOCKS["train"]), file_digest(CODE["train"]))
 EXPORT_ID = short_hash(TRAIN_ID, canon(STAGE_BLOCKS["export"]), file_digest(CODE["export"]))
-EVAL_ID = short_hash(EXPORT_ID, canon(STAGE_BLOCKS["eval"]), file_digest(CODE["eval"]))
-SLOT_ID = short_hash(EXPORT_ID, canon(STAGE_BLOCKS["slot"]), file_digest(CODE["slot"]))
+
+
+def eval_stage_ids(blocks):
+    """Eval and SLOT ids of one eval block's stage settings, on this run's exported checkpoints."""
+    return {
+        "eval": short_hash(EXPORT_ID, canon(blocks["eval"]), file_digest(CODE["eval"])),
+        "slot": short_hash(EXPORT_ID, canon(blocks["slot"]), file_digest(CODE["slot"])),
+    }
+
+
+EVAL_ID, SLOT_ID = eval_stage_ids(STAGE_BLOCKS).values()
 RECORD_SETTINGS = {k: config[k] for k in ("train", "export", "eval")}
 CODE_ID = short_hash(canon(RECORD_SETTINGS), file_digest(CODE["bundle"]))
 STAGE_IDS = {"train": TRAIN_ID, "export": EXPORT_ID, "eval": EVAL_ID, "slot": SLOT_ID}
@@ -123,8 +129,53 @@ SLOT_MODES = (
 RECORD_DIR = pgrecord.record_dir(config["record"])
 
 
+# Sweep variants: eval settings scored on the same exported checkpoints (workflow/rules/sweep.smk).
+SWEEP = config.get("sweep") or {}
+SWEEP_VARIANTS = pgsweep.resolve_variants(config)
+for _variant in SWEEP_VARIANTS:
+    _variant["blocks"] = pgsweep.stage_blocks(_variant["eval"])
+    _variant["ids"] = eval_stage_ids(_variant["blocks"])
+
+# Every stage directory's settings by id: the main stages' and each sweep variant's.
+STAGE_BLOCKS_BY_ID = {(stage, STAGE_IDS[stage]): block for stage, block in STAGE_BLOCKS.items()}
+for _variant in SWEEP_VARIANTS:
+    for _stage in ("eval", "slot"):
+        STAGE_BLOCKS_BY_ID[(_stage, _variant["ids"][_stage])] = _variant["blocks"][_stage]
+
+
+def stage_block(stage, stage_id):
+    try:
+        return STAGE_BLOCKS_BY_ID[(stage, stage_id)]
+    except KeyError:
+        raise ValueError(f"results/{stage}/{stage_id}: no {stage} settings of this config have that id") from None
+
+
 def stage_hparams(wildcards):
-    return canon(STAGE_BLOCKS[wildcards.stage])
+    return canon(stage_block(wildcards.stage, wildcards.stage_id))
+
+
+def eval_hparams(wildcards):
+    return canon(stage_block("eval", wildcards.eval_id))
+
+
+def slot_hparams(wildcards):
+    return canon(stage_block("slot", wildcards.slot_id))
+
+
+def eval_nproc(wildcards):
+    return stage_block("eval", wildcards.eval_id)["nproc_per_node"]
+
+
+def slot_nproc(wildcards):
+    return stage_block("slot", wildcards.slot_id)["nproc_per_node"]
+
+
+def eval_gpus(wildcards):
+    return gpus(stage_block("eval", wildcards.eval_id))
+
+
+def slot_gpus(wildcards):
+    return gpus(stage_block("slot", wildcards.slot_id))
 
 
 def cores_or(fallback):
@@ -172,9 +223,15 @@ def record_outputs():
         "submission": f"{RECORD_DIR}/submission.json",
         "code": f"{RECORD_DIR}/train_gpt.py",
         "requirements": f"{RECORD_DIR}/requirements.txt",
+        "provenance": f"{RECORD_DIR}/provenance.json",
     }
     out.update({f"log{s}": f"{RECORD_DIR}/train_seed{s}.log" for s in SEEDS})
     return out
+
+
+def provenance_config():
+    """The resolved config as provenance.json states it (the sweep block plays no part in a record)."""
+    return {k: v for k, v in config.items() if k != "sweep"}
 
 
 def record_files():
@@ -186,6 +243,47 @@ def print_record_summary():
     if path.is_file():
         sub = json.loads(path.read_text())
         print(f"\nrecord: {RECORD_DIR}\n{pgrecord.summary_table(sub)}\n")
+
+
+# ---- sweep (workflow/rules/sweep.smk)
+
+
+def sweep_score_file(variant, seed):
+    """The stage output holding a variant's score for one seed (shared with the main eval when equal)."""
+    ids = variant["ids"]
+    if variant["method"] == "sliding_window":
+        return f"results/eval/{ids['eval']}/seed{seed}/sliding.json"
+    return f"results/slot/{ids['slot']}/seed{seed}/{variant['eval']['slot']['mode']}.json"
+
+
+def sweep_inputs(wildcards):
+    return {f"score_{i}_{s}": sweep_score_file(v, s) for i, v in enumerate(SWEEP_VARIANTS) for s in SEEDS}
+
+
+def sweep_description():
+    """What the table is made of: every variant's settings, ids and score files (variants.json)."""
+    return [
+        {
+            "name": v["name"],
+            "override": v["override"],
+            "settings": v["settings"],
+            "method": v["method"],
+            "eval": v["eval"],
+            "eval_id": v["ids"]["eval"],
+            "slot_id": v["ids"]["slot"],
+            "score_files": {str(s): sweep_score_file(v, s) for s in SEEDS},
+        }
+        for v in SWEEP_VARIANTS
+    ]
+
+
+SWEEP_NAME = SWEEP.get("name", "sweep")
+
+
+def sweep_files(wildcards):
+    if not SWEEP_VARIANTS:
+        raise WorkflowError("config error: sweep: no variants (add a sweep block with variants or a grid to the config)")
+    return [f"results/sweeps/{SWEEP_NAME}/{f}" for f in ("table.csv", "table.md", "val_bpb.png", "variants.json")]
 
 
 # Bring-your-own-script mode (byo.smk): the run id, limits and record folder of byo.script.

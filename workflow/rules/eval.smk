@@ -1,4 +1,5 @@
 # Eval stage: every eval runs on the dequantized artifact, never on the float weights.
+# Each job's settings come from its id (the main eval's or a sweep variant's, see common.smk).
 # Evals do not wait for the size check: their result does not depend on the code's bytes, and the
 # record stage refuses any seed whose size.json is not ok.
 
@@ -17,15 +18,15 @@ rule eval:
     wildcard_constraints:
         method="roundtrip|sliding",
     params:
-        hp=canon(STAGE_BLOCKS["eval"]),
-        nproc=config["eval"]["nproc_per_node"],
+        hp=eval_hparams,
+        nproc=eval_nproc,
     log:
         "results/logs/eval/{eval_id}/seed{seed}.{method}.log",
     benchmark:
         "results/benchmarks/eval/{eval_id}/seed{seed}.{method}.tsv"
     threads: 1
     resources:
-        gpu=gpus(config["eval"]),
+        gpu=eval_gpus,
     conda:
         ENV
     shell:
@@ -48,15 +49,15 @@ rule eval_slot:
     wildcard_constraints:
         mode="causal|published",
     params:
-        hp=canon(STAGE_BLOCKS["slot"]),
-        nproc=config["eval"]["nproc_per_node"],
+        hp=slot_hparams,
+        nproc=slot_nproc,
     log:
         "results/logs/slot/{slot_id}/seed{seed}.{mode}.log",
     benchmark:
         "results/benchmarks/slot/{slot_id}/seed{seed}.{mode}.tsv"
     threads: 1
     resources:
-        gpu=gpus(config["eval"]),
+        gpu=slot_gpus,
     conda:
         ENV
     shell:

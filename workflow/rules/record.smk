@@ -1,4 +1,6 @@
 # Record stage: the single train_gpt.py, then the record folder from the stage outputs.
+# provenance.json (git state, pip freeze, versions) is gathered by the record job alone, so a dirty
+# tree or a changed package reruns no training.
 
 
 rule bundle_code:
@@ -38,6 +40,7 @@ rule record:
         code=f"results/code/{CODE_ID}/train_gpt.py",
         tool=CODE["record"] + ["src/pgolf/stats.py", "src/pgolf/plots.py"],
         schema="workflow/schemas/submission.schema.json",
+        manifest=f"results/data/{DATA_ID}/manifest.json",
     output:
         **record_outputs(),
         loss_plot=report(
@@ -57,6 +60,7 @@ rule record:
         eval=canon(config["eval"]),
         train_budget=config["export"]["gptq"]["train_budget_seconds"],
         base=canon(BASE_SETTINGS),
+        config=canon(provenance_config()),
         seed_logs={s: seed_logs(s) for s in SEEDS},
     log:
         "results/logs/record/record.log",

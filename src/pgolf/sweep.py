@@ -1,0 +1,228 @@
+"""Sweeps: eval and SLOT variants scored on the checkpoints a run has already exported.
+
+A variant is a partial override of the `eval` block. Its stage ids derive from the export id and
+its own resolved eval settings, exactly as the main eval's do, so a variant never retrains or
+re-exports, and a variant equal to the main eval finds the main eval's outputs.
+
+The sweep block lists variants by name, or a grid (dotted eval key -> values, every combination,
+named after its values), or both.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import math
+import os
+import statistics
+from pathlib import Path
+
+from pgolf.config import ConfigError, merge_overlay
+
+# Keys of eval.slot that choose which modes run and which is the headline: they change no single
+# mode's result, so they stay out of the SLOT stage id.
+SLOT_SELECTION_KEYS = ("enabled", "mode", "compare_modes")
+
+
+def stage_blocks(eval_block: dict) -> dict:
+    """The settings that define the eval stage (no SLOT) and the SLOT stage for one eval block."""
+    plain = {k: v for k, v in eval_block.items() if k != "slot"}
+    slot = {k: v for k, v in eval_block["slot"].items() if k not in SLOT_SELECTION_KEYS}
+    return {"eval": plain, "slot": {**plain, "slot": slot}}
+
+
+def score_method(eval_block: dict) -> str:
+    """What a variant is scored by: its SLOT mode when SLOT is on, else the sliding window."""
+    slot = eval_block["slot"]
+    return f"slot_{slot['mode']}" if slot["enabled"] else "sliding_window"
+
+
+def _value_name(value) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return str(value)
+
+
+def _set_dotted(block: dict, key: str, value) -> None:
+    *parents, last = key.split(".")
+    for p in parents:
+        block = block.setdefault(p, {})
+    block[last] = value
+
+
+def flat_settings(override: dict, prefix: str = "") -> list[str]:
+    """An override as 'dotted.key=value' items, e.g. ['slot.steps=8']."""
+    items = []
+    for k, v in override.items():
+        if isinstance(v, dict) and v:
+            items += flat_settings(v, f"{prefix}{k}.")
+        else:
+            items.append(f"{prefix}{k}={_value_name(v)}")
+    return items
+
+
+def variant_overrides(sweep: dict) -> list[tuple[str, str, dict]]:
+    """(where in the config, name, override) for every variant: the list first, then the grid."""
+    out = []
+    for i, v in enumerate(sweep.get("variants") or []):
+        out.append((f"sweep.variants[{i}]", v["name"], {k: x for k, x in v.items() if k != "name"}))
+    grid = sweep.get("grid") or {}
+    keys = list(grid)
+    if keys:
+        for values in itertools.product(*(grid[k] for k in keys)):
+            override: dict = {}
+            for k, x in zip(keys, values):
+                _set_dotted(override, k, x)
+            name = "_".join(f"{k}-{_value_name(x)}" for k, x in zip(keys, values))
+            out.append(("sweep.grid", name, override))
+    return out
+
+
+def resolve_variants(config: dict) -> list[dict]:
+    """Each variant as {name, override, settings, method, eval}: the main eval block with its override."""
+    variants = []
+    for where, name, override in variant_overrides(config.get("sweep") or {}):
+        resolved = copy.deepcopy(config["eval"])
+        merge_overlay(resolved, copy.deepcopy(override))
+        resolved["slot"]["compare_modes"] = []  # a variant is scored by its one mode
+        variants.append(
+            {
+                "where": where,
+                "name": name,
+                "override": override,
+                "settings": " ".join(flat_settings(override)) or "(main eval)",
+                "method": score_method(resolved),
+                "eval": resolved,
+            }
+        )
+    return variants
+
+
+def check_sweep(config: dict, check_eval) -> None:
+    """Every variant's resolved eval block must pass the same checks as the main one; names unique.
+
+    check_eval(config) raises ConfigError for a bad config; it is run on the config with the
+    variant's eval block in place, and its message gets the variant's place and name in front.
+    """
+    variants = resolve_variants(config)
+    if not variants:
+        raise ConfigError("sweep: no variants (give sweep.variants a named variant or sweep.grid a key with values)")
+    seen = {}
+    for v in variants:
+        if v["name"] in seen:
+            raise ConfigError(f"{v['where']}: variant name {v['name']!r} is already used by {seen[v['name']]}")
+        seen[v["name"]] = v["where"]
+        try:
+            check_eval({**config, "eval": v["eval"]})
+        except ConfigError as e:
+            raise ConfigError(f"{v['where']} ({v['name']}): {e}") from None
+
+
+# ----------------------------------------------------------------------------- the table
+
+
+def _verdict(verdicts: list[str]) -> str:
+    if "fail" in verdicts:
+        return "fail"
+    if verdicts and all(v == "pass" for v in verdicts):
+        return "pass"
+    return "not run"
+
+
+def table_rows(variants: list[dict], seeds: list[int], scores: dict[str, dict[int, dict]]) -> list[dict]:
+    """One row per variant from its per-seed score JSONs: val_bpb per seed, mean, std, time, audit."""
+    rows = []
+    for v in variants:
+        per_seed = scores[v["name"]]
+        bpbs = [per_seed[s]["val_bpb"] for s in seeds]
+        verdicts = [per_seed[s].get("audit", {}).get("verdict", "not run") for s in seeds]
+        rows.append(
+            {
+                "variant": v["name"],
+                "settings": v["settings"],
+                "method": v["method"],
+                **{f"val_bpb_seed{s}": round(b, 8) for s, b in zip(seeds, bpbs)},
+                "val_bpb_mean": round(statistics.fmean(bpbs), 8),
+                "val_bpb_std": round(statistics.stdev(bpbs), 8) if len(bpbs) > 1 else None,
+                "eval_time_s": round(statistics.fmean(per_seed[s]["eval_time_ms"] for s in seeds) / 1000.0, 3),
+                "audit": _verdict(verdicts),
+                "audit_per_seed": ",".join(verdicts),
+            }
+        )
+    return rows
+
+
+def _cell(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.8f}" if abs(value) < 100 else f"{value:.3f}"
+    return str(value)
+
+
+def to_csv(rows: list[dict]) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: "" if v is None else v for k, v in r.items()})
+    return buf.getvalue()
+
+
+def to_markdown(name: str, rows: list[dict], seeds: list[int]) -> str:
+    head = ["variant", "settings", "method", *[f"seed {s}" for s in seeds], "mean val_bpb", "std", "eval time (s, mean)", "causality audit"]
+    lines = [
+        f"# Sweep `{name}`",
+        "",
+        f"val_bpb per seed on the same exported checkpoints; std is the sample std over {len(seeds)} seed"
+        f"{'s' if len(seeds) > 1 else ''}; eval time is the scoring pass alone (the audit not included).",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for r in rows:
+        cells = [
+            f"`{r['variant']}`",
+            f"`{r['settings']}`",
+            r["method"],
+            *[_cell(r[f"val_bpb_seed{s}"]) for s in seeds],
+            _cell(r["val_bpb_mean"]),
+            _cell(r["val_bpb_std"]) or "-",
+            f"{r['eval_time_s']:.3f}",
+            f"{r['audit']} ({r['audit_per_seed']})",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_atomic(path, text: str) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def build_table(name: str, variants: list[dict], seeds: list[int], score_files: dict[str, dict[int, str]], out: dict) -> list[dict]:
+    """Reads every variant's score JSONs and writes table.csv, table.md, val_bpb.png, variants.json."""
+    scores = {}
+    for v in variants:
+        scores[v["name"]] = {}
+        for s in seeds:
+            path = score_files[v["name"]][s]
+            with open(path, encoding="utf-8") as f:
+                scores[v["name"]][s] = json.load(f)
+    rows = table_rows(variants, seeds, scores)
+    write_atomic(out["variants"], json.dumps({"sweep": name, "seeds": seeds, "variants": variants}, indent=2) + "\n")
+    write_atomic(out["csv"], to_csv(rows))
+    write_atomic(out["md"], to_markdown(name, rows, seeds))
+    from pgolf import plots
+
+    plots.sweep_scores(rows, seeds, out["plot"], f"Sweep {name}: val_bpb per variant")
+    return rows
