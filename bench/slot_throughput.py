@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "recor
 from evaluate import EvalConfig, compile_hidden, fixed_scorer, sliding_windows, window_batch  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
 from runtime import load_val_tokens, manifest_paths, read_manifest  # noqa: E402
-from slot import SlotConfig, slot_scorer  # noqa: E402
+from slot import SlotConfig, fit_sizes, slot_scorer  # noqa: E402
 
 
 def all_positions_scorer(model, slot: SlotConfig, autocast):
@@ -94,13 +94,14 @@ def main() -> None:
     cfg = EvalConfig(seq_len=2048, stride=96, batch_seqs=32)
     windows = sliding_windows(len(tokens) - 1, cfg.seq_len, cfg.stride, as_published=True)
     slot = SlotConfig(enabled=True, mode="published", steps=24, lr=0.012, lr_min=0.001, batch_seqs=32)
+    sizes = fit_sizes(cfg.seq_len, cfg.stride, slot.batch_seqs)  # the fixed fit shapes of the eval stage on GPU
     autocast = lambda: torch.autocast("cuda", dtype=torch.bfloat16)  # noqa: E731
     print(f"{torch.cuda.get_device_name()} torch {torch.__version__}; {len(windows)} windows available, timing {args.batches} batches of 32")
     rows = [
         ("sliding (fixed predictor)", fixed_scorer(model, autocast)),
         ("SLOT published, all positions (#1313's computation)", all_positions_scorer(model, slot, autocast)),
-        ("SLOT published, loss positions only (ours)", slot_scorer(model, slot, autocast)),
-        ("SLOT causal, context positions (ours)", slot_scorer(model, SlotConfig(**{**slot.__dict__, "mode": "causal"}), autocast)),
+        ("SLOT published, loss positions only (ours)", slot_scorer(model, slot, autocast, sizes)),
+        ("SLOT causal, context positions (ours)", slot_scorer(model, SlotConfig(**{**slot.__dict__, "mode": "causal"}), autocast, sizes)),
     ]
     if args.compile:
         compile_hidden(model)

@@ -8,11 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from evaluate import EvalConfig, causality_audit, eval_sliding, fixed_scorer, sliding_windows
+from evaluate import EvalConfig, causality_audit, eval_sliding, fixed_scorer, sliding_windows, window_batch
 from model import GPT, GPTConfig
 from runtime import Dist
 from scoring import ScoreSums
-from slot import SlotConfig, eval_slot, slot_lr, slot_scorer
+from slot import SlotConfig, eval_slot, fit_sizes, slot_lr, slot_scorer
 
 import contextlib
 
@@ -121,3 +121,23 @@ def test_audit_passes_sliding_and_causal_slot_and_fails_published_slot(setup):
     assert causal["verdict"] == "pass" and causal["max_abs_change"] == 0.0
     published = causality_audit(slot_scorer(model, SlotConfig(**{**slot.__dict__, "mode": "published"}), NO_AUTOCAST), tokens, windows, cfg, 64, device)
     assert published["verdict"] == "fail" and published["violations"] > 0 and published["max_abs_change"] > 1e-3
+
+
+@pytest.mark.parametrize("mode", ["published", "causal"])
+def test_fixed_shape_padding_scores_the_same(setup, mode):
+    # On GPU every batch is padded to batch_seqs windows and the fit to one of a few sizes, so the
+    # compiled forward and fit never see a new shape; the padding must not change a single score.
+    model, tokens, luts, cfg = setup
+    windows = sliding_windows(len(tokens) - 1, cfg.seq_len, cfg.stride)
+    slot = SlotConfig(enabled=True, mode=mode, steps=4, lr=0.05, lr_min=0.005, batch_seqs=8)
+    sizes = fit_sizes(cfg.seq_len, cfg.stride, slot.batch_seqs)
+    assert sizes == (64, 88, 192, 256)
+    plain, padded = slot_scorer(model, slot, NO_AUTOCAST), slot_scorer(model, slot, NO_AUTOCAST, sizes)
+    device = torch.device("cpu")
+    # the stream's first batch (a window scoring everything, one with no context), a full one, a short tail
+    for batch in (windows[:8], windows[8:16], windows[-3:]):
+        want = plain(window_batch(tokens, batch, cfg.seq_len, device))
+        b = window_batch(tokens, batch, cfg.seq_len, device, pad_to=slot.batch_seqs)
+        assert b.x.shape == (8, cfg.seq_len) and len(b.rows) == len(want)
+        got = padded(b)
+        assert torch.allclose(got, want, rtol=0, atol=1e-6), (got - want).abs().max()

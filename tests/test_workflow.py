@@ -174,7 +174,8 @@ def test_eval_setting_reruns_eval_and_record_only(tiny_run):
 
 def test_slot_setting_reruns_slot_eval_only(tiny_run):
     workdir, _ = tiny_run
-    jobs = dry_run(workdir, overlay(workdir, "slot", {"eval": {"slot": {"steps": 3}}}))
+    # steps 5: a value no sweep test evaluates in this shared folder (tests/test_sweep.py uses 3).
+    jobs = dry_run(workdir, overlay(workdir, "slot", {"eval": {"slot": {"steps": 5}}}))
     assert jobs.get("eval_slot") == 4 and jobs.get("record") == 1
     assert "eval" not in jobs and "train" not in jobs and "quantize" not in jobs
 

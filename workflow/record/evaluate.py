@@ -79,8 +79,18 @@ class WindowBatch:
         return rows.to(self.x.device, non_blocking=True), cols.to(self.x.device, non_blocking=True)
 
 
-def window_batch(tokens: torch.Tensor, batch: list[Window], seq_len: int, device: torch.device) -> WindowBatch:
-    """Builds a batch from token stream `tokens` (on the host or already on `device`)."""
+def static_shapes(device: torch.device) -> bool:
+    """On GPU the eval forward and the SLOT fit are compiled for fixed shapes, so batches are padded
+    to one size (a new shape would cost a compile of tens of seconds); the CPU runs them as they are."""
+    return device.type == "cuda"
+
+
+def window_batch(tokens: torch.Tensor, batch: list[Window], seq_len: int, device: torch.device, pad_to: int = 0) -> WindowBatch:
+    """Builds a batch from token stream `tokens` (on the host or already on `device`).
+
+    pad_to: add empty windows (no inputs, nothing scored) until the batch holds this many.
+    """
+    batch = list(batch) + [(0, 0, 0)] * max(pad_to - len(batch), 0)
     starts, lengths, firsts = (torch.tensor(v) for v in zip(*batch))
     pos = torch.arange(seq_len)
     valid = pos[None, :] < lengths[:, None]
@@ -118,8 +128,9 @@ def eval_windows(score, val_tokens: torch.Tensor, windows: list[Window], batch_s
     sums = ScoreSums(dist.device)
     mine = rank_share(windows, dist)
     tokens = val_tokens.to(dist.device)  # batches are gathered where they are scored
+    pad = batch_seqs if static_shapes(dist.device) else 0
     for i in range(0, len(mine), batch_seqs):
-        b = window_batch(tokens, mine[i : i + batch_seqs], seq_len, dist.device)
+        b = window_batch(tokens, mine[i : i + batch_seqs], seq_len, dist.device, pad)
         sums.add(score(b), b.x[b.rows, b.cols], b.y[b.rows, b.cols], luts)
     sync(dist.device)
     return sums.result(dist)
@@ -137,14 +148,14 @@ def eval_sliding(model: GPT, val_tokens: torch.Tensor, cfg: EvalConfig, dist: Di
 # ----------------------------------------------------------------------------- causality audit
 
 
-def target_scores(score, tokens: torch.Tensor, windows: list[Window], seq_len: int, device) -> dict:
+def target_scores(score, tokens: torch.Tensor, windows: list[Window], seq_len: int, device, pad_to: int = 0) -> dict:
     """(window index, target index t) -> NLL of tokens[t + 1] given tokens[..t], as the scorer computes it."""
-    nll = score(window_batch(tokens, windows, seq_len, device)).double().cpu().tolist()
+    nll = score(window_batch(tokens, windows, seq_len, device, pad_to)).double().cpu().tolist()
     keys = [(w, start + pos) for w, (start, length, off) in enumerate(windows) for pos in range(off, length)]
     return dict(zip(keys, nll))
 
 
-def causality_audit(score, val_tokens: torch.Tensor, windows: list[Window], cfg: EvalConfig, vocab_size: int, device) -> dict:
+def causality_audit(score, val_tokens: torch.Tensor, windows: list[Window], cfg: EvalConfig, vocab_size: int, device, batch_seqs: int = 0) -> dict:
     """Flip one target token, re-score, and require that no earlier target's score moved.
 
     Score-first (Issue #1017 C1/C3) means the score of target t depends only on the artifact and
@@ -152,20 +163,22 @@ def causality_audit(score, val_tokens: torch.Tensor, windows: list[Window], cfg:
     them, then for a few targets t (the last scored target of some windows) replace tokens[t + 1]
     and score the same windows again: every target before t, in any of these windows, must keep
     its score exactly (CPU) or within 1e-6 (GPU kernels are not bitwise repeatable). A parameter
-    fitted on a target before that target is scored shows up as a moved score.
+    fitted on a target before that target is scored shows up as a moved score. On GPU the audit
+    batch is padded to `batch_seqs` (default cfg.batch_seqs), the shape the eval itself compiled.
     """
     if cfg.audit_windows <= 0 or len(windows) < 2:
         return {"checked": False, "verdict": "not run"}
     mid = len(windows) // 2
     subset = windows[mid : mid + cfg.audit_windows]
     tolerance = 0.0 if device.type == "cpu" else 1e-6
-    base = target_scores(score, val_tokens, subset, cfg.seq_len, device)
+    pad = (batch_seqs or cfg.batch_seqs) if static_shapes(device) else 0
+    base = target_scores(score, val_tokens, subset, cfg.seq_len, device, pad)
     flips = sorted({subset[k][0] + subset[k][1] - 1 for k in (0, len(subset) // 2, len(subset) - 1)})
     compared, violations, worst = 0, 0, 0.0
     for t in flips:
         tokens = val_tokens.clone()
         tokens[t + 1] = (tokens[t + 1] + 1) % vocab_size
-        after = target_scores(score, tokens, subset, cfg.seq_len, device)
+        after = target_scores(score, tokens, subset, cfg.seq_len, device, pad)
         for key, before in base.items():
             if key[1] < t:
                 change = abs(after[key] - before)

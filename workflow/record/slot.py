@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from evaluate import EvalConfig, causality_audit, eval_cli, eval_windows, run_eval_stage, sliding_windows
+from evaluate import EvalConfig, causality_audit, eval_cli, eval_windows, run_eval_stage, sliding_windows, static_shapes
 from runtime import Dist, load_hparams, now, run_main, settings_from
 
 
@@ -42,12 +42,15 @@ def slot_lr(slot: SlotConfig, i: int) -> float:
 ADAM_BETAS, ADAM_EPS, WEIGHT_DECAY = (0.9, 0.999), 1e-5, 1e-8  # #1313's AdamW settings
 
 
-def fit_offsets(h_fit, y_fit, rows, n_windows: int, weight, cap: float, lrs: tuple[float, ...]):
+def fit_offsets(h_fit, y_fit, rows, n_windows: int, weight, cap: float, lrs: tuple[float, ...], count):
     """Fits each window's offset [D] and bias [V] to the mean CE of its fit positions with AdamW.
 
     The gradient is written out (CE through the tanh softcap, summed per window) and AdamW is
     PyTorch's update rule, step for step, so that the whole fit is a short run of element-wise
     kernels that torch.compile fuses on GPU instead of hundreds of tiny autograd launches.
+    `count` (a 0-dim tensor, so its value never triggers a recompile) is the number of real fit
+    positions, the mean's denominator; padding positions point at an extra window row whose
+    parameters are thrown away.
     """
     b1, b2 = ADAM_BETAS
     delta = h_fit.new_zeros(n_windows, h_fit.size(1))
@@ -56,7 +59,7 @@ def fit_offsets(h_fit, y_fit, rows, n_windows: int, weight, cap: float, lrs: tup
     onehot = F.one_hot(y_fit, weight.size(0)).to(h_fit.dtype)
     for step, lr in enumerate(lrs, start=1):
         t = torch.tanh((F.linear(h_fit + delta[rows], weight) + bias[rows]) / cap)
-        grad_z = (torch.softmax(cap * t, dim=-1) - onehot) * (1 - t * t) / h_fit.size(0)
+        grad_z = (torch.softmax(cap * t, dim=-1) - onehot) * (1 - t * t) / count
         grads = (torch.zeros_like(delta).index_add_(0, rows, grad_z @ weight), torch.zeros_like(bias).index_add_(0, rows, grad_z))
         for (param, m, v), g in zip(state, grads):
             param.mul_(1 - lr * WEIGHT_DECAY)
@@ -67,12 +70,23 @@ def fit_offsets(h_fit, y_fit, rows, n_windows: int, weight, cap: float, lrs: tup
     return delta, bias
 
 
-def slot_scorer(model, slot: SlotConfig, autocast):
+def fit_sizes(seq_len: int, stride: int, batch_seqs: int) -> tuple[int, ...]:
+    """Fit-position counts the compiled fit is built for (GPU): a batch's fit positions are padded
+    up to the smallest that holds them. A full batch scores `stride` targets a window, the stream's
+    first window all of them; causal fits on up to seq_len - stride context positions a window. So
+    a whole eval, audit included, compiles the fit once or twice instead of once per batch shape.
+    """
+    b = batch_seqs
+    return tuple(sorted({b * stride, seq_len + (b - 1) * stride, b * max(seq_len - stride, 1), b * seq_len}))
+
+
+def slot_scorer(model, slot: SlotConfig, autocast, sizes: tuple[int, ...] = ()):
     """SLOT as a scorer: fit a per-window hidden offset [D] and logit bias [V], then score.
 
     Only the positions that carry loss are pushed through the output head: the scored slice in
     published mode (about `stride` of seq_len positions), the context in causal mode. The result
     equals the all-positions computation of #1313, whose masked-out positions add nothing.
+    sizes: pad the fit positions to these counts (fit_sizes; on GPU, where the fit is compiled).
     """
     weight = model.tok_emb.weight.detach().float()
     cap = model.cfg.logit_softcap
@@ -88,8 +102,17 @@ def slot_scorer(model, slot: SlotConfig, autocast):
         # published: the scored targets themselves; causal: each window's context, everything
         # before its first scored position.
         rows, cols = (b.rows, b.cols) if slot.mode == "published" else b.context()
-        if len(rows):
-            delta, bias = fit_fn(h[rows, cols], b.y[rows, cols], rows, n, weight, cap, lrs)
+        count = len(rows)
+        if count:
+            h_fit, y_fit = h[rows, cols], b.y[rows, cols]
+            pad = next((s for s in sizes if s >= count), count) - count
+            if pad:  # padding positions fit an extra window row (index n), dropped below
+                h_fit = torch.cat([h_fit, h_fit.new_zeros(pad, h_fit.size(1))])
+                y_fit = torch.cat([y_fit, y_fit.new_zeros(pad)])
+                rows = torch.cat([rows, rows.new_full((pad,), n)])
+            count_t = torch.full((), float(count), device=h.device)
+            delta, bias = fit_fn(h_fit, y_fit, rows, n + 1 if sizes else n, weight, cap, lrs, count_t)
+            delta, bias = delta[:n], bias[:n]
         else:
             delta, bias = h.new_zeros(n, h.size(-1)), h.new_zeros(n, weight.size(0))
         rows, cols = b.rows, b.cols
@@ -103,7 +126,8 @@ def eval_slot(model, val_tokens: torch.Tensor, cfg: EvalConfig, slot: SlotConfig
     model.eval()
     t0 = now()
     windows = sliding_windows(len(val_tokens) - 1, cfg.seq_len, cfg.stride, cfg.as_published)
-    result = eval_windows(slot_scorer(model, slot, autocast), val_tokens, windows, slot.batch_seqs, cfg.seq_len, dist, luts)
+    sizes = fit_sizes(cfg.seq_len, cfg.stride, slot.batch_seqs) if static_shapes(dist.device) else ()
+    result = eval_windows(slot_scorer(model, slot, autocast, sizes), val_tokens, windows, slot.batch_seqs, cfg.seq_len, dist, luts)
     result.update(eval_time_ms=int(1000 * (now() - t0)), windows=len(windows), stride=cfg.stride, mode=slot.mode, steps=slot.steps, lr=slot.lr)
     return result
 
@@ -118,7 +142,9 @@ def slot_main(argv=None) -> None:
     def score(s):
         r = eval_slot(s.model, s.val_tokens, s.cfg, slot, s.dist, s.luts, s.autocast)
         windows = sliding_windows(len(s.val_tokens) - 1, s.cfg.seq_len, s.cfg.stride, s.cfg.as_published)
-        r["audit"] = causality_audit(slot_scorer(s.model, slot, s.autocast), s.val_tokens, windows, s.cfg, s.model.cfg.vocab_size, s.dist.device)
+        sizes = fit_sizes(s.cfg.seq_len, s.cfg.stride, slot.batch_seqs) if static_shapes(s.dist.device) else ()
+        scorer = slot_scorer(s.model, slot, s.autocast, sizes)
+        r["audit"] = causality_audit(scorer, s.val_tokens, windows, s.cfg, s.model.cfg.vocab_size, s.dist.device, slot.batch_seqs)
         extra = f" steps:{slot.steps} lr:{slot.lr} stride:{s.cfg.stride} audit:{r['audit']['verdict']}"
         return f"final_slot_{slot.mode}", {"method": f"slot_{slot.mode}", **r}, extra
 
