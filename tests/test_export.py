@@ -162,12 +162,28 @@ def test_pgolf_size_finds_the_model_a_log_names(tmp_path):
     assert r.returncode == 0 and json.loads(r.stdout)["model_file"]["name"] == "final_model.int6.ptz"
 
 
+def test_pgolf_size_of_a_record_without_weights_counts_the_logged_model(tmp_path):
+    # Record folders ship no model: the largest compressed size a seed log states is counted.
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    (rec / "train_gpt.py").write_text("x = 1\n")  # 6 bytes
+    (rec / "train_seed1.log").write_text("Serialized model int6+lzma: 15999990 bytes\n")
+    (rec / "train_seed2.log").write_text("Serialized model int6+lzma: 15999994 bytes\n")
+    r = pgolf("size", rec, "--json")
+    report = json.loads(r.stdout)
+    assert r.returncode == 0 and report["total_bytes"] == 16_000_000 and report["model_bytes"] == 15_999_994
+    assert report["model_file"]["from_logs"] == {"train_seed1.log": 15_999_990, "train_seed2.log": 15_999_994}
+    (rec / "train_seed2.log").write_text("Serialized model int6+lzma: 15999995 bytes\n")
+    r = pgolf("size", rec)
+    assert r.returncode == 1 and "total_bytes     16000001" in r.stdout
+
+
 @pytest.mark.parametrize(
     "args,message",
     [
         (["missing_dir"], "error: missing_dir: no such file or folder"),
         (["empty"], "error: empty: no train_gpt.py in this folder"),
-        (["code_only"], "error: no compressed model found in code_only: give the artifact too (e.g. final_model.ptz)"),
+        (["code_only"], "error: code_only: no compressed model in the folder and no log states its size: give the artifact too"),
     ],
 )
 def test_pgolf_size_user_errors_exit_2_with_one_line(tmp_path, args, message):

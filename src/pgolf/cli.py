@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 
 from pgolf.byo import ByoError, CheckError
@@ -96,10 +97,13 @@ def cmd_size_gate(args) -> None:
 
 
 def cmd_size(args) -> int:
-    from pgolf.size import detect_compressor, measure, resolve_targets
+    from pgolf.size import detect_compressor, measure, measure_logged, resolve_targets
 
     code, model = resolve_targets(args.paths)
-    r = measure(code, model, args.limit, detect_compressor(model))
+    if model is None:
+        r = measure_logged(code, Path(args.paths[0]), args.limit)
+    else:
+        r = measure(code, model, args.limit, detect_compressor(model))
     if args.json:
         print(json.dumps(r, indent=2, sort_keys=True))
     else:
@@ -113,7 +117,10 @@ def cmd_size(args) -> int:
             ("compressor", r["compressor"]),
         ]
         rows += [(f"sha256 {c}", d["sha256"]) for c, d in zip(code, r["code_files"].values())]
-        rows.append((f"sha256 {model}", r["model_file"]["sha256"]))
+        if model is None:
+            rows += [(f"logged {name}", f"{n} model bytes") for name, n in r["model_file"]["from_logs"].items()]
+        else:
+            rows.append((f"sha256 {model}", r["model_file"]["sha256"]))
         for key, value in rows:
             print(f"{key:15} {value}")
     return 0 if r["ok"] else 1

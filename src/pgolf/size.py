@@ -63,11 +63,12 @@ def _model_in_folder(folder: Path) -> Path | None:
     return found[0] if found else None
 
 
-def resolve_targets(paths: list[str]) -> tuple[list[Path], Path]:
+def resolve_targets(paths: list[str]) -> tuple[list[Path], Path | None]:
     """Code files and the model from `pgolf size` arguments.
 
     A folder stands for its train_gpt.py (and its model, when it holds one); a .py file is code;
-    any other file is the compressed model. Exactly one model must come out.
+    any other file is the compressed model. Exactly one model must come out, except for a lone
+    record folder without one (records ship no weights): then None, and measure_logged counts it.
     """
     code, models = [], []
     for arg in paths:
@@ -89,10 +90,40 @@ def resolve_targets(paths: list[str]) -> tuple[list[Path], Path]:
     if not code:
         raise SizeError("no code given: name a record folder or its train_gpt.py")
     if not models:
+        if len(code) == 1 and Path(paths[0]).is_dir():
+            return code, None  # a record folder as published: the model is known only from its logs
         raise SizeError(f"no compressed model found in {', '.join(paths)}: give the artifact too (e.g. final_model.ptz)")
     if len(models) > 1:
         raise SizeError(f"several models given ({', '.join(map(str, models))}); count one at a time")
     return code, models[0]
+
+
+def measure_logged(code_paths: list[Path], folder: Path, limit: int = CHALLENGE_LIMIT) -> dict:
+    """Size accounting of a record folder that holds no model: the largest compressed-model size its
+    seed logs state (what each seed's run wrote), plus the shipped code."""
+    from pgolf.logparse import parse_file
+
+    logged = {}
+    for log in sorted(Path(folder).glob("*.log")):
+        n = parse_file(log).bytes_model
+        if n is not None:
+            logged[log.name] = n
+    if not logged:
+        raise SizeError(f"{folder}: no compressed model in the folder and no log states its size: give the artifact too")
+    code_bytes = sum(p.stat().st_size for p in code_paths)
+    model_bytes = max(logged.values())
+    total = code_bytes + model_bytes
+    return {
+        "code_bytes": code_bytes,
+        "model_bytes": model_bytes,
+        "total_bytes": total,
+        "limit": limit,
+        "ok": total <= limit,
+        "headroom_bytes": limit - total,
+        "compressor": "unknown",
+        "code_files": {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in code_paths},
+        "model_file": {"name": None, "bytes": model_bytes, "sha256": None, "from_logs": logged},
+    }
 
 
 def over_limit_message(report: dict) -> str:
