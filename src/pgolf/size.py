@@ -18,26 +18,31 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def measure(code_paths: list[Path], model_path: Path, limit: int = CHALLENGE_LIMIT, compressor: str = "") -> dict:
-    """Size accounting of a record: every code file that must ship, plus the compressed model."""
-    code_paths = [Path(p) for p in code_paths]
-    for p in [*code_paths, Path(model_path)]:
-        if not p.is_file():
-            raise SizeError(f"{p}: missing")
+def _report(code_paths: list[Path], model_file: dict, limit: int, compressor: str) -> dict:
+    """The accounting both measures share: code files' bytes plus the model's, against the limit."""
     code_bytes = sum(p.stat().st_size for p in code_paths)
-    model_bytes = Path(model_path).stat().st_size
-    total = code_bytes + model_bytes
+    total = code_bytes + model_file["bytes"]
     return {
         "code_bytes": code_bytes,
-        "model_bytes": model_bytes,
+        "model_bytes": model_file["bytes"],
         "total_bytes": total,
         "limit": limit,
         "ok": total <= limit,
         "headroom_bytes": limit - total,
         "compressor": compressor,
         "code_files": {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in code_paths},
-        "model_file": {"name": Path(model_path).name, "bytes": model_bytes, "sha256": _sha256(Path(model_path))},
+        "model_file": model_file,
     }
+
+
+def measure(code_paths: list[Path], model_path: Path, limit: int = CHALLENGE_LIMIT, compressor: str = "") -> dict:
+    """Size accounting of a record: every code file that must ship, plus the compressed model."""
+    code_paths, model_path = [Path(p) for p in code_paths], Path(model_path)
+    for p in [*code_paths, model_path]:
+        if not p.is_file():
+            raise SizeError(f"{p}: missing")
+    model_file = {"name": model_path.name, "bytes": model_path.stat().st_size, "sha256": _sha256(model_path)}
+    return _report(code_paths, model_file, limit, compressor)
 
 
 # How each compressor's output starts (brotli has no magic: our artifacts tag it with one byte).
@@ -110,20 +115,8 @@ def measure_logged(code_paths: list[Path], folder: Path, limit: int = CHALLENGE_
             logged[log.name] = n
     if not logged:
         raise SizeError(f"{folder}: no compressed model in the folder and no log states its size: give the artifact too")
-    code_bytes = sum(p.stat().st_size for p in code_paths)
-    model_bytes = max(logged.values())
-    total = code_bytes + model_bytes
-    return {
-        "code_bytes": code_bytes,
-        "model_bytes": model_bytes,
-        "total_bytes": total,
-        "limit": limit,
-        "ok": total <= limit,
-        "headroom_bytes": limit - total,
-        "compressor": "unknown",
-        "code_files": {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in code_paths},
-        "model_file": {"name": None, "bytes": model_bytes, "sha256": None, "from_logs": logged},
-    }
+    model_file = {"name": None, "bytes": max(logged.values()), "sha256": None, "from_logs": logged}
+    return _report(code_paths, model_file, limit, "unknown")
 
 
 def over_limit_message(report: dict) -> str:
