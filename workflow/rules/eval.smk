@@ -30,7 +30,7 @@ rule eval:
     conda:
         ENV
     shell:
-        "torchrun --standalone --nproc_per_node {params.nproc} workflow/record/evaluate.py {wildcards.method}"
+        "{COMPILE_CACHE}torchrun --standalone --nproc_per_node {params.nproc} workflow/record/evaluate.py {wildcards.method}"
         " --hparams {input.hp} --artifact {input.artifact} --export-json {input.export} --data {input.manifest} --out {output}"
         " 2>&1 | tee {log}"
 
@@ -61,6 +61,6 @@ rule eval_slot:
     conda:
         ENV
     shell:
-        "torchrun --standalone --nproc_per_node {params.nproc} workflow/record/slot.py --mode {wildcards.mode}"
+        "{COMPILE_CACHE}torchrun --standalone --nproc_per_node {params.nproc} workflow/record/slot.py --mode {wildcards.mode}"
         " --hparams {input.hp} --artifact {input.artifact} --export-json {input.export} --data {input.manifest} --out {output}"
         " 2>&1 | tee {log}"

@@ -25,6 +25,6 @@ rule train:
         ENV
     shell:
         "pgolf data-verify {input.manifest} > {log} 2>&1 &&"
-        " torchrun --standalone --nproc_per_node {params.nproc} workflow/record/train.py"
+        " {COMPILE_CACHE}torchrun --standalone --nproc_per_node {params.nproc} workflow/record/train.py"
         " --hparams {input.hp} --data {input.manifest} --seed {wildcards.seed}"
         " --out-dir $(dirname {output.model}) 2>&1 | tee -a {log}"
