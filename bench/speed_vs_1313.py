@@ -394,7 +394,10 @@ def main() -> None:
         except Exception as e:  # noqa: BLE001 - report it and run the other parts
             traceback.print_exc()
             r = {"error": f"{type(e).__name__}: {e}"}
-        print(f"bench: {key}/{sub} done in {time.time() - t0:.0f}s", flush=True)
+        brief = {k: v for k, v in r.items() if k != "profile"}
+        print(f"bench: {key}/{sub} done in {time.time() - t0:.0f}s: {json.dumps(brief, default=str)}", flush=True)
+        if "profile" in r:
+            print(r["profile"], flush=True)
         results.setdefault(key, {})[sub] = r if sub else r
         (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
 
