@@ -298,7 +298,8 @@ def part_ref_slot(args) -> dict:
     luts = ref.build_sentencepiece_luts(sp, a.vocab_size, device)
     from runtime import load_val_tokens, manifest_paths, read_manifest
 
-    val = load_val_tokens(manifest_paths(read_manifest(str(data / "manifest.json")), "val"), 2048)[: args.eval_tokens + 1].to(device)
+    # On the host, as its main() passes them: its loop slices them window by window.
+    val = load_val_tokens(manifest_paths(read_manifest(str(data / "manifest.json")), "val"), 2048)[: args.eval_tokens + 1]
     windows = len([w for w in range(0, val.numel() - 1, 96)])
     res = {"windows": windows}
     for label in ("cold", "warm"):
@@ -365,7 +366,7 @@ def main() -> None:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--tiny", action="store_true", help="tiny model, our side only: a smoke run for the CPU")
     ap.add_argument("--parts", default="attention,train,eval,ref_slot")
-    ap.add_argument("--backends", default="cudnn,flash", help="SDPA backends of our code to measure; the first is the candidate default")
+    ap.add_argument("--backends", default="auto,cudnn,flash", help="SDPA backends of our code to measure; the first is the candidate default")
     ap.add_argument("--compile-mode", default="default", help="eval forward: default (reduce-overhead, as the stage) or a torch.compile mode")
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--warmup", type=int, default=3)
