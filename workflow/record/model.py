@@ -12,11 +12,13 @@ tied embedding, logits = cap * tanh(z / cap).
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 
 @dataclass
@@ -55,7 +57,9 @@ def rms_norm(x: torch.Tensor) -> torch.Tensor:
 
 
 def _load_flash_attention():
-    """FlashAttention 3, else 2, else None (PyTorch SDPA); which one ran is logged by the trainer."""
+    """FlashAttention 3, else 2, else None (PyTorch SDPA); which one ran is logged by the trainer.
+    Neither is installable on the lent H200 (torch 2.11, no flash-attn wheels), so the FA3 branch
+    has never run there: every measured number in bench/ is PyTorch SDPA."""
     try:
         from flash_attn_interface import flash_attn_func
 
@@ -72,9 +76,29 @@ def _load_flash_attention():
 
 FLASH_NAME, FLASH_FUNC = _load_flash_attention()
 
+# PyTorch SDPA kernel on GPU. "auto" (default) lets SDPA choose, with native GQA; "cudnn" forces
+# cuDNN's fused attention (k/v heads expanded first), "flash" PyTorch's FlashAttention 2. All three
+# compute the same function. Measured on one H200 (bench/speed_vs_1313.py, 2026-12-01): training
+# 616 ms/step cudnn (+1.6 GB peak for the expanded k/v), 708 flash, 623 auto (perf-notes), so auto
+# stays. PGOLF_SDPA_BACKEND picks one for benchmarks.
+SDPA_BACKENDS = ("auto", "cudnn", "flash")
+SDPA_BACKEND = os.environ.get("PGOLF_SDPA_BACKEND", "auto")
+if SDPA_BACKEND not in SDPA_BACKENDS:
+    raise ValueError(f"PGOLF_SDPA_BACKEND={SDPA_BACKEND!r}: expected one of {', '.join(SDPA_BACKENDS)}")
+
 
 def attention_backend(device: torch.device) -> str:
-    return FLASH_NAME if device.type == "cuda" and FLASH_FUNC is not None else "sdpa"
+    if device.type != "cuda":
+        return "sdpa"
+    if FLASH_FUNC is not None:
+        return FLASH_NAME
+    return "sdpa" if SDPA_BACKEND == "auto" else f"sdpa_{SDPA_BACKEND}"
+
+
+def expand_kv(t: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """[B, Hkv, T, D] -> [B, num_heads, T, D]: each k/v head repeated for the query heads it serves
+    (query head h reads k/v head h // (num_heads / Hkv), as SDPA's enable_gqa does)."""
+    return t.repeat_interleave(num_heads // t.size(1), dim=1)
 
 
 def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -82,9 +106,15 @@ def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch
     if FLASH_FUNC is not None and q.is_cuda:
         out = FLASH_FUNC(q, k, v, causal=True)
         return out[0] if isinstance(out, tuple) else out
-    y = F.scaled_dot_product_attention(
-        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True, enable_gqa=k.size(2) != q.size(2)
-    )
+    q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+    if not q.is_cuda or SDPA_BACKEND == "auto":
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=k.size(1) != q.size(1))
+        return y.transpose(1, 2)
+    if SDPA_BACKEND == "cudnn":  # cuDNN's kernel wants as many k/v heads as query heads
+        k, v = expand_kv(k, q.size(1)), expand_kv(v, q.size(1))
+    backend = SDPBackend.CUDNN_ATTENTION if SDPA_BACKEND == "cudnn" else SDPBackend.FLASH_ATTENTION
+    with sdpa_kernel(backend):
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=k.size(1) != q.size(1))
     return y.transpose(1, 2)
 
 

@@ -83,6 +83,34 @@ def peak_memory_line(device: torch.device) -> str:
     return f"peak memory rss: {rss_mib} MiB"
 
 
+# ----------------------------------------------------------------------------- compile cache
+
+
+def compile_cache_key(files: list[Path], torch_version: str, gpu_name: str) -> str:
+    """Names a torch.compile cache folder: the record code's bytes, the torch version and the GPU.
+    A change to any of them gives a new folder, so no stage can load a graph built for other code."""
+    digest = hashlib.sha256()
+    for p in files:
+        digest.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
+    digest.update(f"torch={torch_version}\0gpu={gpu_name}".encode())
+    return digest.hexdigest()[:16]
+
+
+def use_compile_cache(device: torch.device) -> str | None:
+    """With PGOLF_COMPILE_CACHE=<root> set (the pipeline's rules set it), every stage and seed on
+    this code, torch and GPU shares one inductor/FX/Triton cache under <root>/<key>, so only the
+    first stage pays for compilation. Must run before anything is compiled. Returns the folder."""
+    root = os.environ.get("PGOLF_COMPILE_CACHE")
+    if not root or device.type != "cuda":
+        return None
+    key = compile_cache_key(record_code_files(), torch.__version__, torch.cuda.get_device_name(device))
+    folder = Path(root).resolve() / key
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder / "inductor")
+    os.environ["TRITON_CACHE_DIR"] = str(folder / "triton")
+    return str(folder)
+
+
 # ----------------------------------------------------------------------------- processes
 
 
@@ -101,8 +129,10 @@ class Dist:
             # fp32 matmuls (the SLOT fit, anything outside autocast) on TF32 tensor cores, as #1313.
             torch.set_float32_matmul_precision("high")
             self.device = torch.device("cuda", self.local_rank)
+            self.compile_cache = use_compile_cache(self.device)
         else:
             self.device = torch.device("cpu")
+            self.compile_cache = None
         self.enabled = self.world_size > 1
         if self.enabled:
             dist.init_process_group(backend="nccl" if use_cuda else "gloo")

@@ -160,6 +160,7 @@ class EMA:
 
 def train(cfg: TrainConfig, model_cfg: GPTConfig, manifest: dict, seed: int, dist: Dist, log: RunLog) -> tuple[GPT, dict]:
     torch.manual_seed(seed)
+    t_setup = now()
     if dist.device.type == "cpu":
         torch.set_flush_denormal(True)
         torch.use_deterministic_algorithms(True)
@@ -218,6 +219,8 @@ def train(cfg: TrainConfig, model_cfg: GPTConfig, manifest: dict, seed: int, dis
             opt.zero_grad(set_to_none=True)
         return total
 
+    outside = {"setup": now() - t_setup}  # seconds spent outside the timed window, by part
+    t_part = now()
     if cfg.warmup_steps > 0:
         # Compile and allocator warm-up on real batches, outside the timer; then every trace of it
         # (weights, optimizer state, data position) is put back so the run starts from step 0.
@@ -235,6 +238,7 @@ def train(cfg: TrainConfig, model_cfg: GPTConfig, manifest: dict, seed: int, dis
             opt.load_state_dict(state)
         loader = TrainLoader(train_paths, dist.rank, dist.world_size, dist.device)
     ema = EMA(base, cfg.ema_decay)
+    outside["warmup"] = now() - t_part
 
     def validate(step: int, elapsed_ms: float) -> dict:
         r = eval_sequences(base, val_tokens, cfg.seq_len, cfg.val_batch_seqs, dist, luts, autocast)
@@ -245,7 +249,9 @@ def train(cfg: TrainConfig, model_cfg: GPTConfig, manifest: dict, seed: int, dis
         base.train()
         return r
 
+    t_part = now()
     init = validate(0, 0.0)  # the untrained model's score, the floor every record must clear
+    outside["pre_val"] = now() - t_part
     curve, elapsed_ms, step, stopped_early, qat_step = [], 0.0, 0, False, None
     sync(dist.device)
     t0 = now()
@@ -278,14 +284,18 @@ def train(cfg: TrainConfig, model_cfg: GPTConfig, manifest: dict, seed: int, dis
             pause = now()
             validate(step, elapsed_ms)
             t0 += now() - pause  # the timer counts training steps only
+            outside["mid_val"] = outside.get("mid_val", 0.0) + now() - pause
     log(peak_memory_line(dist.device))
 
+    t_part = now()
     base.set_qat(0)
     base.load_state_dict({k: v.to(base.state_dict()[k].dtype) for k, v in ema.shadow.items()})
     log("ema:applied EMA weights")
     pre = eval_sequences(base, val_tokens, cfg.seq_len, cfg.val_batch_seqs, dist, luts, autocast)
     log(f"pre_quant_post_ema val_loss:{pre['val_loss']:.4f} val_bpb:{pre['val_bpb']:.4f} eval_time:{pre['eval_time_ms']}ms")
     log(f"pre_quant_post_ema_exact val_loss:{pre['val_loss']:.8f} val_bpb:{pre['val_bpb']:.8f}")
+    outside["final_val"] = now() - t_part
+    log("outside_timed_window " + " ".join(f"{k}:{v:.1f}s" for k, v in outside.items()))
     metrics = {
         "seed": seed,
         "steps": step,
@@ -304,6 +314,7 @@ def train(cfg: TrainConfig, model_cfg: GPTConfig, manifest: dict, seed: int, dis
         "loss_curve": curve,
         "device": dist.device.type,
         "torch_version": torch.__version__,
+        "outside_timed_window_s": {k: round(v, 2) for k, v in outside.items()},
     }
     return base, metrics
 

@@ -30,6 +30,9 @@ wildcard_constraints:
 
 
 ENV = "../../envs/pgolf.yaml"
+# GPU stages share torch.compile's caches: runtime.use_compile_cache keys a folder under here by
+# the record code, torch version and GPU, so each record compiles once, not once per stage and seed.
+COMPILE_CACHE = "PGOLF_COMPILE_CACHE=results/compile_cache "
 
 
 def record_code(*modules):

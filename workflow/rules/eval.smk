@@ -18,6 +18,7 @@ rule eval:
     wildcard_constraints:
         method="roundtrip|sliding",
     params:
+        cache=COMPILE_CACHE,
         hp=eval_hparams,
         nproc=eval_nproc,
     log:
@@ -30,7 +31,7 @@ rule eval:
     conda:
         ENV
     shell:
-        "torchrun --standalone --nproc_per_node {params.nproc} workflow/record/evaluate.py {wildcards.method}"
+        "{params.cache}torchrun --standalone --nproc_per_node {params.nproc} workflow/record/evaluate.py {wildcards.method}"
         " --hparams {input.hp} --artifact {input.artifact} --export-json {input.export} --data {input.manifest} --out {output}"
         " 2>&1 | tee {log}"
 
@@ -49,6 +50,7 @@ rule eval_slot:
     wildcard_constraints:
         mode="causal|published",
     params:
+        cache=COMPILE_CACHE,
         hp=slot_hparams,
         nproc=slot_nproc,
     log:
@@ -61,6 +63,6 @@ rule eval_slot:
     conda:
         ENV
     shell:
-        "torchrun --standalone --nproc_per_node {params.nproc} workflow/record/slot.py --mode {wildcards.mode}"
+        "{params.cache}torchrun --standalone --nproc_per_node {params.nproc} workflow/record/slot.py --mode {wildcards.mode}"
         " --hparams {input.hp} --artifact {input.artifact} --export-json {input.export} --data {input.manifest} --out {output}"
         " 2>&1 | tee {log}"

@@ -12,6 +12,7 @@ rule train:
         model="results/train/{train_id}/seed{seed}/model.pt",
         metrics="results/train/{train_id}/seed{seed}/train.json",
     params:
+        cache=COMPILE_CACHE,
         hp=canon(config["train"]),
         nproc=config["train"]["nproc_per_node"],
     log:
@@ -25,6 +26,6 @@ rule train:
         ENV
     shell:
         "pgolf data-verify {input.manifest} > {log} 2>&1 &&"
-        " torchrun --standalone --nproc_per_node {params.nproc} workflow/record/train.py"
+        " {params.cache}torchrun --standalone --nproc_per_node {params.nproc} workflow/record/train.py"
         " --hparams {input.hp} --data {input.manifest} --seed {wildcards.seed}"
         " --out-dir $(dirname {output.model}) 2>&1 | tee -a {log}"

@@ -1,0 +1,434 @@
+"""Speed of our record code against PR #1313's own script, side by side on one GPU, in one call.
+
+    python bench/speed_vs_1313.py --data DATA_DIR --ref pr1313_train_gpt.py --out OUT
+    python bench/speed_vs_1313.py --tiny --device cpu --data DATA_DIR   # our side only, a CPU smoke run
+
+Parts (each one's failure is reported and the rest still run; results go to OUT/results.json):
+  attention  SDPA kernels at the training shape, forward+backward, against fp32 math (cuDNN, flash)
+  train      our workflow/record/train.py (once per SDPA backend) and #1313's script, each in its
+             own process, record shape: 786,432 tokens a step as 8 micro-batches of 48 x 2048;
+             ms/step over the steps after the 10th, tokens/s, peak memory, MFU, loss agreement
+  eval       our eval stage code in fresh processes (random weights, seed 0): cold compile cache,
+             warm cache (time to the first scored batch; sliding and published-SLOT ms/window,
+             torch.profiler's top kernels), and the other SDPA backend (today's default: flash)
+  ref_slot   #1313's own eval_val_slot on the same windows, cold (its compile) and warm
+A table is printed last. MFU counts 6 x params FLOPs per token plus causal attention
+(6 x 2 x layers x seq_len x model_dim per token, half of the full square), against 989 TFLOP/s
+dense bf16 (the H100/H200 datasheet; ~800 is what a large bf16 matmul reaches on the lent H200).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RECORD = REPO / "workflow" / "record"
+sys.path.insert(0, str(RECORD))
+
+TOKENS_PER_STEP = 786432
+PEAK_TFLOPS = 989.0
+
+
+def flops_per_token(params: int, layers: int = 11, seq_len: int = 2048, dim: int = 512) -> float:
+    """Training FLOPs per token: 6N for the matmuls, plus causal attention's QK^T and PV
+    (2 matmuls x 2 FLOP x seq_len/2 keys x dim, times 3 for forward and backward) per layer."""
+    return 6 * params + 6 * layers * seq_len * dim
+
+
+# ----------------------------------------------------------------------------- attention kernels
+
+
+def part_attention(device) -> dict:
+    import torch
+    import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from triton.testing import do_bench
+
+    out = {}
+    B, H, Hkv, T, D = 48, 8, 4, 2048, 64
+    g = torch.Generator(device=device).manual_seed(0)
+    q = torch.randn(B, H, T, D, device=device, dtype=torch.bfloat16, generator=g, requires_grad=True)
+    k = torch.randn(B, Hkv, T, D, device=device, dtype=torch.bfloat16, generator=g, requires_grad=True)
+    v = torch.randn(B, Hkv, T, D, device=device, dtype=torch.bfloat16, generator=g, requires_grad=True)
+    dy = torch.randn(B, H, T, D, device=device, dtype=torch.bfloat16, generator=g)
+    sub = slice(0, 2)
+    ref = F.scaled_dot_product_attention(
+        q[sub].double(), k[sub].double().repeat_interleave(2, 1), v[sub].double().repeat_interleave(2, 1), is_causal=True
+    )
+
+    def run(name):
+        backend = SDPBackend.CUDNN_ATTENTION if name == "cudnn" else SDPBackend.FLASH_ATTENTION
+        kk, vv = (k.repeat_interleave(2, 1), v.repeat_interleave(2, 1)) if name == "cudnn" else (k, v)
+        with sdpa_kernel(backend):
+            return F.scaled_dot_product_attention(q, kk, vv, is_causal=True, enable_gqa=kk.size(1) != H)
+
+    for name in ("flash", "cudnn"):
+        try:
+            y = run(name)
+            err = ((y[sub].double() - ref).norm() / ref.norm()).item()
+            fwd = do_bench(lambda: run(name), return_mode="median")
+            fb = do_bench(lambda: torch.autograd.grad(run(name), (q, k, v), dy), return_mode="median")
+            attn_flop = 4 * B * H * T * T * D / 2  # causal: half the square, QK^T and PV
+            out[name] = dict(fwd_ms=fwd, fwd_bwd_ms=fb, rel_err_vs_fp64=err, fwd_tflops=attn_flop / fwd / 1e9, fwd_bwd_tflops=3.5 * attn_flop / fb / 1e9)
+        except Exception as e:  # noqa: BLE001 - a backend the machine lacks is a result, not a crash
+            out[name] = dict(error=f"{type(e).__name__}: {e}"[:300])
+    return out
+
+
+# ----------------------------------------------------------------------------- training
+
+
+STEP_RE = re.compile(r"^step:(\d+)/\d+ train_loss:(\S+) train_time:(\d+)ms", re.M)
+PEAK_RE = re.compile(r"^peak memory allocated: (\d+) MiB", re.M)
+
+
+def run_logged(cmd, env, log_path: Path, stop_pattern: str | None = None, timeout: float = 400) -> str:
+    """Runs cmd, copies its output to log_path; with stop_pattern, ends it once a line matches."""
+    lines = []
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
+        t0 = time.time()
+        for line in proc.stdout:
+            log.write(line)
+            lines.append(line)
+            if stop_pattern and re.search(stop_pattern, line):
+                proc.terminate()
+                break
+            if time.time() - t0 > timeout:
+                proc.terminate()
+                lines.append("bench: timed out\n")
+                break
+        proc.wait()
+    return "".join(lines)
+
+
+def step_stats(log: str, first: int = 10, tokens_per_step: int = TOKENS_PER_STEP) -> dict:
+    steps = [(int(a), float(b), int(c)) for a, b, c in STEP_RE.findall(log)]
+    if len(steps) < 2:
+        raise RuntimeError("fewer than two train_loss lines in the log:\n" + log[-1500:])
+    start = next((s for s in steps if s[0] >= first), steps[0])
+    end = steps[-1]
+    ms = (end[2] - start[2]) / (end[0] - start[0])
+    peak = PEAK_RE.search(log)
+    return dict(
+        ms_per_step=ms,
+        tokens_per_s=tokens_per_step / (ms / 1000),
+        steps_timed=f"{start[0]}-{end[0]}",
+        losses={s[0]: s[1] for s in steps if s[0] % 10 == 0},
+        peak_alloc_mib=int(peak.group(1)) if peak else None,
+    )
+
+
+def our_train_hparams(args, tiny: bool) -> dict:
+    from model import GPTConfig
+    from train import TrainConfig
+
+    model = GPTConfig(num_layers=2, model_dim=64, num_heads=4, num_kv_heads=2, ve_layers=[1], bigram_dim=32, ve_dim=32).to_dict() if tiny else GPTConfig().to_dict()
+    model.pop("vocab_size")
+    train = TrainConfig().__dict__.copy()
+    train.update(iterations=args.steps, max_wallclock_seconds=0, warmdown_iters=0, warmup_steps=args.warmup,
+                 train_log_every=10, val_every=0, val_max_tokens=65536, compile="auto")
+    if tiny:
+        train.update(seq_len=128, batch_tokens=128 * 4 * 2, grad_accum_steps=2, val_max_tokens=4096, val_batch_seqs=4)
+    else:
+        train.update(grad_accum_steps=8)
+    return {**train, "model": model, "device": args.device}
+
+
+def part_train_ours(args, backend: str, out: Path, tiny: bool) -> dict:
+    hp = out / f"train_hp_{backend}.json"
+    hparams = our_train_hparams(args, tiny)
+    hp.write_text(json.dumps(hparams))
+    env = {**os.environ, "PGOLF_SDPA_BACKEND": backend, "PYTHONUNBUFFERED": "1"}
+    t0 = time.time()
+    log = run_logged([sys.executable, "workflow/record/train.py", "--hparams", str(hp), "--data", str(Path(args.data) / "manifest.json"),
+                      "--seed", "1337", "--out-dir", str(out / f"train_{backend}")], env, out / f"train_ours_{backend}.log")
+    r = step_stats(log, first=2 if tiny else 10, tokens_per_step=hparams["batch_tokens"])
+    r["wall_s"] = time.time() - t0
+    m = re.search(r"^outside_timed_window (.*)$", log, re.M)
+    r["outside_timed_window"] = m.group(1) if m else None
+    p = re.search(r"^model_params:(\d+)", log, re.M)
+    r["params"] = int(p.group(1))
+    (out / f"train_{backend}" / "model.pt").unlink(missing_ok=True)
+    return r
+
+
+def part_train_ref(args, out: Path) -> dict:
+    data = Path(args.data)
+    manifest = json.loads((data / "manifest.json").read_text())
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "DATA_PATH": str(data), "TOKENIZER_PATH": str(data / manifest["tokenizer"]["model"]),
+           "ITERATIONS": str(args.steps + 1), "WARMDOWN_ITERS": "0", "WARMUP_STEPS": str(args.warmup), "MAX_WALLCLOCK_SECONDS": "0",
+           "TRAIN_LOG_EVERY": "10", "VAL_LOSS_EVERY": "0", "SEED": "1337", "RUN_ID": "bench"}
+    t0 = time.time()
+    # Ended after its step `steps` line: what follows (a full-val eval, export, three evals) is not timed here.
+    log = run_logged([sys.executable, str(Path(args.ref).resolve())], env, out / "train_ref.log", stop_pattern=rf"^step:{args.steps}/")
+    r = step_stats(log)
+    r["wall_s"] = time.time() - t0
+    return r
+
+
+# ----------------------------------------------------------------------------- eval (our side, own process)
+
+
+def random_model(tiny: bool, device, vocab_size: int):
+    import torch
+    from model import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    small = dict(num_layers=2, model_dim=64, num_heads=4, num_kv_heads=2, ve_layers=[1], bigram_dim=32, ve_dim=32) if tiny else {}
+    cfg = GPTConfig(vocab_size=vocab_size, **small)
+    model = GPT(cfg).to(device).eval()
+    for p in model.parameters():  # trained-looking weights, so that SLOT has something to move
+        p.data.normal_(0, 0.02)
+    return model
+
+
+def eval_child(args) -> None:
+    """One eval stage's work in this fresh process: sliding, then published SLOT, on our code."""
+    import torch
+    from evaluate import EvalConfig, compile_hidden, eval_sliding
+    from runtime import Dist, autocast_for, load_val_tokens, manifest_paths, read_manifest, tokenizer_path
+    from scoring import byte_luts
+    from slot import SlotConfig, eval_slot
+
+    t_start = float(os.environ.get("BENCH_T0", time.time()))
+    tiny = args.tiny
+    dist = Dist(args.device)
+    manifest = read_manifest(str(Path(args.data) / "manifest.json"))
+    model = random_model(tiny, dist.device, manifest["tokenizer"]["vocab_size"])
+    seq_len = 128 if tiny else 2048
+    if args.compile_mode == "default":
+        compile_hidden(model)
+    elif dist.device.type == "cuda":
+        model.hidden = torch.compile(model.hidden, dynamic=False, mode=args.compile_mode)
+    val = load_val_tokens(manifest_paths(manifest, "val"), seq_len)[: args.eval_tokens + 1]
+    luts = byte_luts(tokenizer_path(manifest), model.cfg.vocab_size, dist.device)
+    autocast = autocast_for(dist.device)
+    cfg = EvalConfig(seq_len=seq_len, stride=96 if not tiny else 32, batch_seqs=32 if not tiny else 4, as_published=True)
+    slot = SlotConfig(enabled=True, mode="published", steps=24, lr=0.012, lr_min=0.001, batch_seqs=cfg.batch_seqs)
+    res = {"compile_cache": dist.compile_cache}
+
+    first = {}
+    import evaluate as ev
+
+    real_add = ev.ScoreSums.add
+
+    def add(self, *a, **k):  # the first scored batch: when a stage starts producing numbers
+        real_add(self, *a, **k)
+        if "t" not in first:
+            if dist.device.type == "cuda":
+                torch.cuda.synchronize()
+            first["t"] = time.time() - t_start
+
+    ev.ScoreSums.add = add
+    r = eval_sliding(model, val, cfg, dist, luts, autocast)
+    res["first_batch_s"] = first["t"]
+    res["sliding_cold_s"] = r["eval_time_ms"] / 1000
+    r = eval_sliding(model, val, cfg, dist, luts, autocast)
+    res.update(windows=r["windows"], sliding_bpb=r["val_bpb"], sliding_ms_per_window=r["eval_time_ms"] / r["windows"])
+    r = eval_slot(model, val, cfg, slot, dist, luts, autocast)
+    res["slot_cold_s"] = r["eval_time_ms"] / 1000
+    t0 = time.perf_counter()
+    r = eval_slot(model, val, cfg, slot, dist, luts, autocast)
+    res.update(slot_bpb=r["val_bpb"], slot_loss=r["val_loss"], slot_ms_per_window=1000 * (time.perf_counter() - t0) / r["windows"])
+    res["stage_s"] = time.time() - t_start
+    if args.profile and dist.device.type == "cuda":
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            eval_slot(model, val[: 32 * 96 * 4 + 2049], cfg, slot, dist, luts, autocast)
+        res["profile"] = prof.key_averages().table(sort_by="cuda_time_total", row_limit=18, max_name_column_width=70)
+    print("BENCH_RESULT " + json.dumps(res), flush=True)
+
+
+def part_eval_ours(args, backend: str, cache: Path | None, label: str, out: Path, profile: bool = False) -> dict:
+    env = {**os.environ, "PGOLF_SDPA_BACKEND": backend, "PYTHONUNBUFFERED": "1", "BENCH_T0": str(time.time())}
+    if cache is not None:
+        env["PGOLF_COMPILE_CACHE"] = str(cache)
+    cmd = [sys.executable, __file__, "--child-eval", "--data", args.data, "--device", args.device, "--eval-tokens", str(args.eval_tokens),
+           "--compile-mode", args.compile_mode] + (["--tiny"] if args.tiny else []) + (["--profile"] if profile else [])
+    log = run_logged(cmd, env, out / f"eval_{label}.log")
+    m = re.search(r"^BENCH_RESULT (.*)$", log, re.M)
+    if not m:
+        raise RuntimeError("eval child wrote no result:\n" + log[-2000:])
+    return json.loads(m.group(1))
+
+
+# ----------------------------------------------------------------------------- #1313's own SLOT
+
+
+def part_ref_slot(args) -> dict:
+    import torch
+
+    os.environ.update(EVAL_STRIDE="96", EVAL_SEQ_LEN="2048", SLOT_BATCH_SEQS="32", SLOT_STEPS="24", SLOT_LR="0.012", SLOT_LR_MIN="0.001")
+    spec = importlib.util.spec_from_file_location("pr1313", Path(args.ref).resolve())
+    ref = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ref)
+    a = ref.Hyperparameters()
+    device = torch.device("cuda")
+    torch.backends.cuda.enable_cudnn_sdp(False)  # as its main() sets them
+    torch.backends.cuda.enable_flash_sdp(True)
+    torch.backends.cuda.enable_mem_efficient_sdp(False)
+    torch.backends.cuda.enable_math_sdp(False)
+    torch.manual_seed(0)
+    model = ref.GPT(vocab_size=a.vocab_size, num_layers=a.num_layers, model_dim=a.model_dim, num_heads=a.num_heads, num_kv_heads=a.num_kv_heads,
+                    mlp_mult=a.mlp_mult, tie_embeddings=a.tie_embeddings, tied_embed_init_std=a.tied_embed_init_std, logit_softcap=a.logit_softcap,
+                    rope_base=a.rope_base, qk_gain_init=a.qk_gain_init, bigram_vocab_size=a.bigram_vocab_size, bigram_dim=a.bigram_dim,
+                    xsa_last_n=a.xsa_last_n, rope_dims=a.rope_dims, ln_scale=a.ln_scale, ve_enabled=a.ve_enabled, ve_dim=a.ve_dim,
+                    ve_layers=a.ve_layers, vrl_enabled=a.vrl_enabled).to(device).bfloat16()
+    for m in model.modules():
+        if isinstance(m, ref.CastedLinear):
+            m.float()
+    ref.restore_low_dim_params_to_fp32(model)
+    for p in model.parameters():
+        p.data.normal_(0, 0.02)
+    data = Path(args.data)
+    manifest = json.loads((data / "manifest.json").read_text())
+    sp = ref.spm.SentencePieceProcessor(model_file=str(data / manifest["tokenizer"]["model"]))
+    luts = ref.build_sentencepiece_luts(sp, a.vocab_size, device)
+    from runtime import load_val_tokens, manifest_paths, read_manifest
+
+    # On the host, as its main() passes them: its loop slices them window by window.
+    val = load_val_tokens(manifest_paths(read_manifest(str(data / "manifest.json")), "val"), 2048)[: args.eval_tokens + 1]
+    windows = len([w for w in range(0, val.numel() - 1, 96)])
+    res = {"windows": windows}
+    for label in ("cold", "warm"):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        loss, bpb = ref.eval_val_slot(a, model, 0, 1, device, val, *luts)
+        torch.cuda.synchronize()
+        res[f"{label}_s"] = time.perf_counter() - t0
+        res[f"{label}_bpb"] = bpb
+    res["ms_per_window"] = 1000 * res["warm_s"] / windows
+    torch.backends.cuda.enable_cudnn_sdp(True)
+    torch.backends.cuda.enable_mem_efficient_sdp(True)
+    torch.backends.cuda.enable_math_sdp(True)
+    return res
+
+
+# ----------------------------------------------------------------------------- driver
+
+
+def table(results: dict) -> str:
+    lines = []
+    tr = results.get("train", {})
+    ref = tr.get("ref")
+    lines.append("== training, 786,432 tokens/step (8 x 48 x 2048), one GPU ==")
+    lines.append(f"{'variant':28s} {'ms/step':>8s} {'Mtok/s':>7s} {'peak MiB':>9s} {'MFU':>6s} {'vs #1313':>8s}  losses@10/20/../last")
+    for name, r in tr.items():
+        if "error" in r:
+            lines.append(f"{name:28s} error: {r['error'][:200]}")
+            continue
+        mfu = r["tokens_per_s"] * flops_per_token(r.get("params", 26862694)) / (PEAK_TFLOPS * 1e12)
+        ratio = f"{ref['ms_per_step'] / r['ms_per_step']:.2f}x" if ref and "ms_per_step" in ref else "-"
+        losses = "/".join(f"{v:.3f}" for _, v in sorted(r["losses"].items(), key=lambda kv: int(kv[0])))
+        lines.append(f"{name:28s} {r['ms_per_step']:8.1f} {r['tokens_per_s'] / 1e6:7.3f} {str(r['peak_alloc_mib']):>9s} {100 * mfu:5.1f}% {ratio:>8s}  {losses}")
+        if r.get("outside_timed_window"):
+            lines.append(f"{'':28s} wall {r['wall_s']:.0f}s; outside_timed_window {r['outside_timed_window']}")
+    ev = results.get("eval", {})
+    rs = results.get("ref_slot", {})
+    lines.append("== eval, published windows (seq 2048, stride 96, 32 a batch, 24 SLOT steps), random weights ==")
+    for name, r in ev.items():
+        if "error" in r:
+            lines.append(f"{name:28s} error: {r['error'][:200]}")
+            continue
+        ratio = f"{rs['ms_per_window'] / r['slot_ms_per_window']:.2f}x #1313" if "ms_per_window" in rs else ""
+        lines.append(f"{name:28s} first batch {r['first_batch_s']:6.1f}s stage {r['stage_s']:6.1f}s  sliding {r['sliding_ms_per_window']:.3f} ms/win"
+                     f"  SLOT {r['slot_ms_per_window']:.3f} ms/win (cold {r['slot_cold_s']:.1f}s) {ratio}  bpb sliding {r['sliding_bpb']:.6f} slot {r['slot_bpb']:.6f}")
+    if rs:
+        if "error" in rs:
+            lines.append(f"{'#1313 eval_val_slot':28s} error: {rs['error'][:200]}")
+        else:
+            lines.append(f"{'#1313 eval_val_slot':28s} cold {rs['cold_s']:.1f}s warm {rs['warm_s']:.2f}s = {rs['ms_per_window']:.3f} ms/win over {rs['windows']} windows, bpb {rs['warm_bpb']:.6f}")
+    att = results.get("attention", {})
+    if att:
+        lines.append("== SDPA at 48 x 8 heads x 2048 x 64 (GQA 8/4), bf16 ==")
+        for name, r in att.items():
+            lines.append(f"{name:8s} " + (r["error"] if "error" in r else f"fwd {r['fwd_ms']:.2f} ms ({r['fwd_tflops']:.0f} TF/s), fwd+bwd {r['fwd_bwd_ms']:.2f} ms, rel err vs fp64 {r['rel_err_vs_fp64']:.1e}"))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", help="pgolf data dir (manifest.json, shards, tokenizer)")
+    ap.add_argument("--ref", default=str(REPO.parent / "shared" / "reference" / "pr1313_train_gpt.py"))
+    ap.add_argument("--out", default="results/bench_speed")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--tiny", action="store_true", help="tiny model, our side only: a smoke run for the CPU")
+    ap.add_argument("--parts", default="attention,train,eval,ref_slot")
+    ap.add_argument("--backends", default="auto,cudnn,flash", help="SDPA backends of our code to measure; the first is the candidate default")
+    ap.add_argument("--compile-mode", default="default", help="eval forward: default (reduce-overhead, as the stage) or a torch.compile mode")
+    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--eval-tokens", type=int, default=245760)
+    ap.add_argument("--child-eval", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if not args.data or not (Path(args.data) / "manifest.json").is_file():
+        ap.error(f"--data {args.data}: not a pgolf data dir (no manifest.json); build one with the data stage")
+    if args.child_eval:
+        return eval_child(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.tiny:
+        args.steps, args.warmup, args.eval_tokens = min(args.steps, 12), 0, 2048
+        parts = ["train", "eval"]
+    else:
+        parts = args.parts.split(",")
+    backends = args.backends.split(",") if not args.tiny else ["flash"]
+    results: dict = {"argv": sys.argv[1:]}
+
+    def attempt(key, sub, fn):
+        t0 = time.time()
+        try:
+            r = fn()
+        except Exception as e:  # noqa: BLE001 - report it and run the other parts
+            traceback.print_exc()
+            r = {"error": f"{type(e).__name__}: {e}"}
+        brief = {k: v for k, v in r.items() if k != "profile"}
+        print(f"bench: {key}/{sub} done in {time.time() - t0:.0f}s: {json.dumps(brief, default=str)}", flush=True)
+        if "profile" in r:
+            print(r["profile"], flush=True)
+        results.setdefault(key, {})[sub] = r if sub else r
+        (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
+
+    if "attention" in parts:
+        attempt("attention", "all", lambda: part_attention("cuda"))
+        results["attention"] = results["attention"]["all"]
+    if "train" in parts:
+        for b in backends:
+            attempt("train", f"ours_{b}", lambda b=b: part_train_ours(args, b, out, args.tiny))
+        if not args.tiny:
+            attempt("train", "ref", lambda: part_train_ref(args, out))
+    if "eval" in parts:
+        cache = out / "compile_cache"
+        b0 = backends[0]
+        attempt("eval", f"ours_{b0}_cold_cache", lambda: part_eval_ours(args, b0, cache, f"{b0}_cold", out))
+        attempt("eval", f"ours_{b0}_warm_cache", lambda: part_eval_ours(args, b0, cache, f"{b0}_warm", out, profile=not args.tiny))
+        for b in backends[1:]:
+            attempt("eval", f"ours_{b}_cold_cache", lambda b=b: part_eval_ours(args, b, cache, f"{b}_cold", out))
+    if "ref_slot" in parts and not args.tiny:
+        attempt("ref_slot", "r", lambda: part_ref_slot(args))
+        results["ref_slot"] = results["ref_slot"]["r"]
+    (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    for name, r in results.get("eval", {}).items():
+        if "profile" in r:
+            (out / "profile.txt").write_text(f"{name}\n{r.pop('profile')}\n")
+            print((out / "profile.txt").read_text())
+    text = table(results)
+    (out / "table.txt").write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""The speed paths of the record code compute the same function as the plain ones, and the
+compile cache is keyed so that no stage can load a graph built for other code, torch or GPU.
+(The kernels themselves, cuDNN against flash attention, are compared on the GPU by
+bench/speed_vs_1313.py; here, on the CPU, the code around them.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import runtime
+from conftest import REPO
+from evaluate import fixed_scorer, sliding_windows, window_batch
+from model import GPT, GPTConfig, expand_kv
+from runtime import compile_cache_key, use_compile_cache
+
+
+@pytest.mark.parametrize("heads,kv_heads", [(8, 4), (8, 2), (4, 4), (6, 1)])
+def test_expanded_kv_attention_equals_grouped_query_attention(heads, kv_heads):
+    """cuDNN's path repeats each k/v head for its query heads: the same attention as enable_gqa."""
+    g = torch.Generator().manual_seed(heads * 10 + kv_heads)
+    q = torch.randn(2, heads, 33, 16, generator=g, dtype=torch.float64)
+    k = torch.randn(2, kv_heads, 33, 16, generator=g, dtype=torch.float64)
+    v = torch.randn(2, kv_heads, 33, 16, generator=g, dtype=torch.float64)
+    grouped = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=heads != kv_heads)
+    expanded = F.scaled_dot_product_attention(q, expand_kv(k, heads), expand_kv(v, heads), is_causal=True)
+    assert expand_kv(k, heads).shape == (2, heads, 33, 16)
+    torch.testing.assert_close(expanded, grouped, rtol=1e-12, atol=1e-12)
+    # and against the definition: query head h attends with k/v head h // (heads // kv_heads)
+    h = heads - 1
+    kk, vv = k[:, h // (heads // kv_heads)], v[:, h // (heads // kv_heads)]
+    att = (q[:, h] @ kk.mT) / 4.0
+    att = att.masked_fill(torch.ones(33, 33, dtype=torch.bool).triu(1), float("-inf")).softmax(-1)
+    torch.testing.assert_close(expanded[:, h], att @ vv, rtol=1e-10, atol=1e-10)
+
+
+def test_sliding_scorer_equals_token_nll_at_the_scored_positions():
+    """The sliding scorer sends only the scored positions through the head: same NLLs."""
+    torch.manual_seed(0)
+    cfg = GPTConfig(vocab_size=97, num_layers=2, model_dim=32, num_heads=4, num_kv_heads=2, ve_layers=[1], bigram_vocab_size=64, bigram_dim=16, ve_dim=16)
+    model = GPT(cfg).eval()
+    for p in model.parameters():
+        p.data.normal_(0, 0.05)
+    tokens = torch.randint(0, 97, (400,))
+    windows = sliding_windows(len(tokens) - 1, 64, 24, as_published=True)[:6]
+    b = window_batch(tokens, windows, 64, torch.device("cpu"))
+    got = fixed_scorer(model, lambda: torch.autocast("cpu", enabled=False))(b)
+    with torch.no_grad():
+        want = model.token_nll(b.x, b.y)[b.rows, b.cols]
+    assert got.shape == want.shape == (len(b.rows),) and len(b.rows) > 64
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_compile_cache_key_changes_with_code_torch_and_gpu(tmp_path):
+    a, b = tmp_path / "model.py", tmp_path / "train.py"
+    a.write_text("x = 1\n")
+    b.write_text("y = 2\n")
+    key = compile_cache_key([a, b], "2.11.0", "NVIDIA H200")
+    assert key == compile_cache_key([a, b], "2.11.0", "NVIDIA H200") and len(key) == 16
+    assert compile_cache_key([a, b], "2.11.1", "NVIDIA H200") != key
+    assert compile_cache_key([a, b], "2.11.0", "NVIDIA H100 80GB HBM3") != key
+    assert compile_cache_key([a], "2.11.0", "NVIDIA H200") != key
+    b.write_text("y = 3\n")  # one byte of record code changed
+    assert compile_cache_key([a, b], "2.11.0", "NVIDIA H200") != key
+
+
+def test_compile_cache_points_inductor_at_the_keyed_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("PGOLF_COMPILE_CACHE", str(tmp_path / "cc"))
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    monkeypatch.delenv("TRITON_CACHE_DIR", raising=False)
+    assert use_compile_cache(torch.device("cpu")) is None  # the CPU compiles nothing by default
+    assert "TORCHINDUCTOR_CACHE_DIR" not in os.environ
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H200")
+    folder = use_compile_cache(torch.device("cuda", 0))
+    key = compile_cache_key(runtime.record_code_files(), torch.__version__, "NVIDIA H200")
+    assert folder == str((tmp_path / "cc" / key).resolve()) and os.path.isdir(folder)
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == os.path.join(folder, "inductor")
+    assert os.environ["TRITON_CACHE_DIR"] == os.path.join(folder, "triton")
+    monkeypatch.delenv("PGOLF_COMPILE_CACHE")
+    assert use_compile_cache(torch.device("cuda", 0)) is None
+
+
+def test_rules_share_one_compile_cache_across_gpu_stages():
+    for rule in ("train.smk", "eval.smk"):
+        text = (REPO / "workflow" / "rules" / rule).read_text()
+        launches = text.count("torchrun --standalone")
+        assert launches and text.count("{params.cache}torchrun --standalone") == launches == text.count("cache=COMPILE_CACHE,"), rule
+    common = (REPO / "workflow" / "rules" / "common.smk").read_text()
+    assert 'COMPILE_CACHE = "PGOLF_COMPILE_CACHE=results/compile_cache "' in common
