@@ -189,6 +189,30 @@ def cmd_validate(args) -> int:
     return 0 if all(r.ok for r in reports) else 1
 
 
+def cmd_doctor(args) -> int:
+    """The preflight table of the workflow (config.yaml, then the given overlays) on this machine."""
+    from pgolf import doctor
+
+    configs = list(args.configs)
+    if Path("config.yaml").is_file() and (not configs or Path(configs[0]).resolve() != Path("config.yaml").resolve()):
+        configs.insert(0, "config.yaml")
+    if not configs:
+        raise ConfigError("doctor: no config.yaml here: run it from the repository root or name the config files")
+    config = load_configs(configs)
+    check_config(config)
+    try:
+        gpus, source = doctor.visible_gpus()
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    checks = doctor.preflight(config, machine_gpus=gpus, gpu_source=source, results=args.results, cluster=args.cluster)
+    print(doctor.format_table(checks, f"pgolf doctor ({', '.join(configs)})"))
+    failed = doctor.first_failure(checks)
+    if failed:
+        print(f"preflight: {failed.message}")
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="pgolf", description="Parameter Golf record pipeline tools.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -227,6 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("manifest")
     p.add_argument("--hashes", action="store_true")
     p.set_defaults(func=cmd_data_verify)
+
+    p = sub.add_parser("doctor", help="can this machine run the workflow? GPUs, disk, hub, FlashAttention (exit 1 when not)")
+    p.add_argument("configs", nargs="*", help="config overlays after config.yaml, as given to snakemake --configfile")
+    p.add_argument("--results", default="results", help="the results folder (default: results)")
+    p.add_argument("--cluster", action="store_true", help="jobs run through a cluster executor (SLURM): no local GPU count")
+    p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("check-config", help="validate config files (later ones overlay earlier ones)")
     p.add_argument("configs", nargs="+")

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from model import GPT, GPTConfig
 from quantize import expected_sha256, load_artifact
-from runtime import Dist, RunLog, autocast_for, load_hparams, load_val_tokens, manifest_paths, now, read_manifest, run_main, sync, tokenizer_path, write_json_atomic, settings_from
+from runtime import Dist, RunLog, StageProgress, autocast_for, load_hparams, load_val_tokens, manifest_paths, now, read_manifest, run_main, sync, tokenizer_path, write_json_atomic, settings_from
 from scoring import ScoreSums, byte_luts, eval_sequences
 
 
@@ -127,14 +127,16 @@ def fixed_scorer(model: GPT, autocast):
     return score
 
 
-def eval_windows(score, val_tokens: torch.Tensor, windows: list[Window], batch_seqs: int, seq_len: int, dist: Dist, luts) -> dict:
+def eval_windows(score, val_tokens: torch.Tensor, windows: list[Window], batch_seqs: int, seq_len: int, dist: Dist, luts, desc: str = "eval") -> dict:
     sums = ScoreSums(dist.device)
     mine = rank_share(windows, dist)
     tokens = val_tokens.to(dist.device)  # batches are gathered where they are scored
     pad = batch_seqs if static_shapes(dist.device) else 0
+    progress = StageProgress(len(mine), f"{desc} (rank 0's share)" if dist.world_size > 1 else desc, rank=dist.rank, device=dist.device)
     for i in range(0, len(mine), batch_seqs):
         b = window_batch(tokens, mine[i : i + batch_seqs], seq_len, dist.device, pad)
         sums.add(score(b), b.x[b.rows, b.cols], b.y[b.rows, b.cols], luts)
+        progress.update(min(i + batch_seqs, len(mine)))
     sync(dist.device)
     return sums.result(dist)
 
@@ -143,7 +145,7 @@ def eval_sliding(model: GPT, val_tokens: torch.Tensor, cfg: EvalConfig, dist: Di
     model.eval()
     t0 = now()
     windows = sliding_windows(len(val_tokens) - 1, cfg.seq_len, cfg.stride, cfg.as_published)
-    result = eval_windows(fixed_scorer(model, autocast), val_tokens, windows, cfg.batch_seqs, cfg.seq_len, dist, luts)
+    result = eval_windows(fixed_scorer(model, autocast), val_tokens, windows, cfg.batch_seqs, cfg.seq_len, dist, luts, "sliding")
     result.update(eval_time_ms=int(1000 * (now() - t0)), windows=len(windows), stride=cfg.stride, seq_len=cfg.seq_len)
     return result
 

@@ -165,6 +165,37 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+class StageProgress:
+    """Progress of a long loop on rank 0: `done of total`, rate and ETA every `step` percent.
+
+    Plain lines (a log file stays readable); on a terminal the same line is redrawn in place.
+    On GPU a report waits for the queued work first (about 10 syncs per stage), so rates are real.
+    """
+
+    def __init__(self, total: int, desc: str, unit: str = "windows", rank: int = 0, device: torch.device | None = None, step: int = 10):
+        self.total, self.desc, self.unit, self.device, self.step = total, desc, unit, device, step
+        self.active = rank == 0 and total > 0
+        self.tty = sys.stderr.isatty()
+        self.next_percent = step
+        self.t0 = time.perf_counter()
+
+    def update(self, done: int) -> None:
+        if not self.active or 100 * done < self.next_percent * self.total:
+            return
+        if self.device is not None:
+            sync(self.device)
+        percent = 100 * done // self.total
+        self.next_percent = (percent // self.step + 1) * self.step
+        elapsed = time.perf_counter() - self.t0
+        rate = done / max(elapsed, 1e-9)
+        line = (f"{self.desc}: {done} of {self.total} {self.unit} ({percent}%), {rate:.1f} {self.unit}/s,"
+                f" {elapsed:.0f}s elapsed, ETA {(self.total - done) / max(rate, 1e-9):.0f}s")
+        if self.tty:
+            print("\r" + line, end="\n" if done >= self.total else "", file=sys.stderr, flush=True)
+        else:
+            print(line, flush=True)
+
+
 def autocast_for(device: torch.device):
     """bf16 autocast on GPU; plain fp32 on CPU, where bf16 is slow and breaks bitwise repeatability."""
     if device.type == "cuda":

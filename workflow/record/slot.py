@@ -133,7 +133,7 @@ def eval_slot(model, val_tokens: torch.Tensor, cfg: EvalConfig, slot: SlotConfig
     t0 = now()
     windows = sliding_windows(len(val_tokens) - 1, cfg.seq_len, cfg.stride, cfg.as_published)
     sizes = fit_sizes(cfg.seq_len, cfg.stride, slot.batch_seqs) if static_shapes(dist.device) else ()
-    result = eval_windows(slot_scorer(model, slot, autocast, sizes), val_tokens, windows, slot.batch_seqs, cfg.seq_len, dist, luts)
+    result = eval_windows(slot_scorer(model, slot, autocast, sizes), val_tokens, windows, slot.batch_seqs, cfg.seq_len, dist, luts, f"slot {slot.mode}")
     result.update(eval_time_ms=int(1000 * (now() - t0)), windows=len(windows), stride=cfg.stride, mode=slot.mode, steps=slot.steps, lr=slot.lr)
     return result
 

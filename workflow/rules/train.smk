@@ -21,7 +21,7 @@ rule train:
         "results/benchmarks/train/{train_id}/seed{seed}.tsv"
     threads: 1
     resources:
-        gpu=gpus(config["train"]),
+        gpu=train_gpus,
     conda:
         ENV
     shell:

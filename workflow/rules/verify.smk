@@ -19,7 +19,7 @@ rule verify_seed:
         "results/logs/verify/{code_id}/seed{seed}.log",
     threads: 1
     resources:
-        gpu=gpus(config["train"]),
+        gpu=train_gpus,
     conda:
         ENV
     shell:

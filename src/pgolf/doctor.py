@@ -1,0 +1,286 @@
+"""Preflight: can this machine run the configured workflow? Checked before the first job, and by `pgolf doctor`.
+
+Each check is one row of a table (what will run where, and whether it can); the first failed
+row becomes the one line the run stops with. The checks are cheap on purpose (no torch import,
+one short HTTP request at most), because the workflow runs them every time it starts:
+
+  gpus      every stage's processes against the GPUs visible here (CUDA_VISIBLE_DEVICES respected)
+  disk      free space under results/ (and the hub cache) against the data stage's download
+  hub       the Hugging Face hub answers, when data.source is hub and the data is not there yet
+  attention FlashAttention importable when training runs on GPUs (SDPA is the fallback: a warning)
+  results   results/ on a filesystem the compute nodes share, when a cluster executor runs the jobs
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+# Sizes of the challenge's FineWeb sp1024 export on the hub: a train shard is 100 M uint16 tokens
+# plus its 1,024-byte header; the one val shard (50,000 documents) about 124 MB.
+HUB_TRAIN_SHARD_BYTES = 200_001_024
+HUB_VAL_BYTES = 124_100_000
+# Kept free beyond the download: checkpoints, artifacts and logs of a run are a few hundred MB.
+DISK_MARGIN_BYTES = 2_000_000_000
+HUB_TIMEOUT_S = 5.0
+SHARED_FILESYSTEMS = {
+    "nfs", "nfs4", "lustre", "gpfs", "beegfs", "cifs", "smb3", "smbfs", "ceph", "cephfs", "glusterfs",
+    "9p", "panfs", "wekafs", "fuse.glusterfs", "fuse.sshfs", "fuse.ceph", "fuse.beegfs", "fuse.juicefs", "afs",
+}
+SMOKE_HINT = (
+    "for a one-GPU smoke record add config/gpu-smoke.yaml after your config files"
+    " (--configfile config/fineweb-8xh100.yaml config/gpu-smoke.yaml)"
+)
+
+
+@dataclass
+class Check:
+    name: str
+    status: str  # ok | warn | fail | info
+    detail: str
+    message: str = ""  # the one line a failed check stops the run with
+
+
+def visible_gpus(env=None) -> tuple[int, str]:
+    """(number of GPUs a job here can use, how it was found), without importing torch.
+
+    PGOLF_GPUS overrides (tests, or a machine whose GPUs nvidia-smi cannot list); otherwise the
+    GPUs `nvidia-smi -L` lists, limited to CUDA_VISIBLE_DEVICES when that is set.
+    """
+    env = os.environ if env is None else env
+    if env.get("PGOLF_GPUS", "").strip():
+        value = env["PGOLF_GPUS"].strip()
+        if not value.isdigit():
+            raise ValueError(f"PGOLF_GPUS: expected a GPU count (0, 1, 2, ...), got {value!r}")
+        return int(value), "PGOLF_GPUS"
+    listed = 0
+    if shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).stdout
+            listed = sum(1 for line in out.splitlines() if line.startswith("GPU "))
+        except (OSError, subprocess.SubprocessError):
+            listed = 0
+    source = "nvidia-smi -L" if listed else "no nvidia-smi GPU"
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        entries = [e for e in visible.split(",") if e.strip()]
+        # CUDA stops at the first invalid entry: "-1" (a common way to hide every GPU) hides all.
+        usable = 0
+        for entry in entries:
+            if entry.strip().startswith("-"):
+                break
+            usable += 1
+        return min(usable, listed), f"{source}, CUDA_VISIBLE_DEVICES={visible}"
+    return listed, source
+
+
+def stage_gpus(block: dict, machine_gpus: int) -> int:
+    """GPUs a stage's job takes here: its processes on CUDA (device auto uses CUDA when a GPU is visible)."""
+    if block["device"] == "cpu" or (block["device"] == "auto" and machine_gpus == 0):
+        return 0
+    return block["nproc_per_node"]
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "es" if word.endswith("s") else "s")
+
+
+def gpu_stages(config: dict) -> list[tuple[str, str, dict]]:
+    """(row name, config key of its process count, block with device and nproc_per_node)."""
+    stages = [("train", "train.nproc_per_node", config["train"]), ("eval", "eval.nproc_per_node", config["eval"])]
+    byo = config.get("byo") or {}
+    if byo.get("script"):
+        device = "cuda" if byo.get("gpus", 0) else "cpu"
+        stages.append(("byo", "byo.gpus", {"device": device, "nproc_per_node": byo.get("gpus", 0)}))
+    return stages
+
+
+def gpu_checks(config: dict, machine_gpus: int, source: str, cluster: bool) -> list[Check]:
+    checks = []
+    also = lambda key, n: f"{key}: {n}" + (" and eval.nproc_per_node: " + str(n) if key == "train.nproc_per_node" else "")  # noqa: E731
+    for name, key, block in gpu_stages(config):
+        n, device = block["nproc_per_node"], block["device"]
+        if cluster:
+            need = 0 if device == "cpu" else n
+            where = f"{_plural(n, 'process')} on {'the CPU' if need == 0 else f'{need} GPU(s) of a cluster node'}"
+            checks.append(Check(name, "ok", where))
+            continue
+        need = stage_gpus(block, machine_gpus)
+        if need == 0:
+            reason = "device: cpu" if device == "cpu" else "device: auto, no GPU here"
+            checks.append(Check(name, "ok", f"{_plural(n, 'process')} on the CPU ({reason})"))
+            continue
+        have = _plural(machine_gpus, "GPU")
+        if need <= machine_gpus:
+            checks.append(Check(name, "ok", f"{_plural(n, 'process')} on {need} of {have} ({source})"))
+            continue
+        if machine_gpus == 0:
+            fix = f"no GPU is visible ({source}); set {name}.device: cpu, or run on a machine with {need} GPUs"
+        elif machine_gpus == 1:
+            fix = f"{SMOKE_HINT}, or set {also(key, 1)} in an overlay"
+        else:
+            fix = f"set {also(key, machine_gpus)} in an overlay (grad_accum_steps auto keeps the 8-GPU step)"
+        message = f"{key} is {n} but this machine has {have}: {fix}"
+        checks.append(Check(name, "fail", f"{_plural(n, 'process')} on {device} need {need} GPUs, {have} here", message))
+    return checks
+
+
+def download_bytes(config: dict) -> int:
+    """Bytes the data stage downloads (hub only; docs writes shards about the corpus's size, local copies nothing)."""
+    if config["data"]["source"] != "hub":
+        return 0
+    return config["data"]["hub"]["train_shards"] * HUB_TRAIN_SHARD_BYTES + HUB_VAL_BYTES
+
+
+def _existing_parent(path: Path) -> Path:
+    path = path.resolve()
+    while not path.exists():
+        path = path.parent
+    return path
+
+
+def hub_cache_dir(env=None) -> Path:
+    env = os.environ if env is None else env
+    if env.get("HF_HUB_CACHE"):
+        return Path(env["HF_HUB_CACHE"])
+    home = Path(env["HF_HOME"]) if env.get("HF_HOME") else Path(env.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "huggingface"
+    return home / "hub"
+
+
+def disk_check(config: dict, results: Path, data_ready: bool, env=None) -> Check:
+    where = _existing_parent(results)
+    free = shutil.disk_usage(where).free
+    need = 0 if data_ready else download_bytes(config)
+    if need == 0:
+        why = "data already there" if data_ready else f"data.source {config['data']['source']}: nothing to download"
+        return Check("disk", "ok", f"{free / 1e9:.1f} GB free under {where} ({why})")
+    # The hub's files land in its cache first and are hard-linked into results/ when both share a
+    # filesystem; otherwise each holds a copy.
+    places = [(where, need + DISK_MARGIN_BYTES)]
+    cache = _existing_parent(hub_cache_dir(env))
+    if os.stat(cache).st_dev != os.stat(where).st_dev:
+        places.append((cache, need))
+    shards = config["data"]["hub"]["train_shards"]
+    for place, wanted in places:
+        free = shutil.disk_usage(place).free
+        if free < wanted:
+            message = (
+                f"data.hub.train_shards is {shards}: the data stage downloads about {need / 1e9:.1f} GB, but {place} has"
+                f" {free / 1e9:.1f} GB free (want {wanted / 1e9:.1f} GB); free space, put results/ or HF_HUB_CACHE"
+                " elsewhere, or lower data.hub.train_shards"
+            )
+            return Check("disk", "fail", f"{free / 1e9:.1f} GB free under {place}, download about {need / 1e9:.1f} GB", message)
+    return Check("disk", "ok", f"{shutil.disk_usage(where).free / 1e9:.1f} GB free under {where}, download about {need / 1e9:.1f} GB")
+
+
+def probe_hub(endpoint: str, repo_id: str, revision: str, remote_root: str, timeout: float = HUB_TIMEOUT_S) -> str | None:
+    """None when the hub answers (any HTTP status), else why not, in a few words."""
+    path = f"{remote_root.strip('/')}/manifest.json" if remote_root.strip("/") else "manifest.json"
+    url = f"{endpoint.rstrip('/')}/datasets/{repo_id}/resolve/{revision}/{path}"
+    try:
+        urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return None  # it answered; the data stage reports a missing repo or token precisely
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        return f"{type(reason).__name__}: {reason}" if not isinstance(reason, str) else reason
+    return None
+
+
+def hub_check(config: dict, data_ready: bool, env=None, probe=probe_hub) -> Check | None:
+    if config["data"]["source"] != "hub":
+        return None
+    if data_ready:
+        return Check("hub", "ok", "data already downloaded: not contacted")
+    env = os.environ if env is None else env
+    hub = config["data"]["hub"]
+    endpoint = env.get("HF_ENDPOINT") or "https://huggingface.co"
+    fix = "connect this machine, set HF_ENDPOINT to a mirror, or download the data elsewhere and use data.source: local"
+    if env.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        message = f"data.source is hub but HF_HUB_OFFLINE is set: unset it, or use data.source: local ({fix})"
+        return Check("hub", "fail", "HF_HUB_OFFLINE is set", message)
+    problem = probe(endpoint, hub["repo_id"], hub["revision"], hub["remote_root"])
+    if problem:
+        message = f"data.source is hub but {endpoint} cannot be reached ({problem}): offline? {fix}"
+        return Check("hub", "fail", f"{endpoint} unreachable ({problem})", message)
+    return Check("hub", "ok", f"{endpoint} answers ({hub['repo_id']}@{hub['revision']})")
+
+
+def attention_check(config: dict, machine_gpus: int, cluster: bool) -> Check | None:
+    train = config["train"]
+    if train["device"] == "cpu" or (not cluster and stage_gpus(train, machine_gpus) == 0):
+        return None
+    for module, name in (("flash_attn_interface", "FlashAttention 3"), ("flash_attn", "FlashAttention 2")):
+        if importlib.util.find_spec(module) is not None:
+            return Check("attention", "ok", f"{name} ({module}) importable")
+    detail = "FlashAttention not installed: attention runs on PyTorch SDPA (#1313 used FlashAttention 3)"
+    return Check("attention", "warn", detail)
+
+
+def filesystem_type(path: Path) -> tuple[str, str]:
+    """(filesystem type, mount point) of path, from /proc/mounts ('unknown' elsewhere)."""
+    path = _existing_parent(path)
+    best = ("unknown", "/")
+    try:
+        lines = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return best
+    longest = -1
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        mount = fields[1].replace("\\040", " ")
+        if (str(path) == mount or str(path).startswith(mount.rstrip("/") + "/")) and len(mount) > longest:
+            best, longest = (fields[2], mount), len(mount)
+    return best
+
+
+def shared_fs_check(results: Path, cluster: bool) -> Check | None:
+    if not cluster:
+        return None
+    fstype, mount = filesystem_type(results)
+    if fstype in SHARED_FILESYSTEMS:
+        return Check("results", "ok", f"{results} on {fstype} ({mount}): shared with the compute nodes")
+    detail = f"{results} on {fstype} ({mount}): the compute nodes must see it (fine on a one-node cluster)"
+    return Check("results", "warn", detail)
+
+
+def preflight(
+    config: dict,
+    *,
+    machine_gpus: int,
+    gpu_source: str = "",
+    results: Path | str = "results",
+    data_ready: bool = False,
+    cluster: bool = False,
+    env=None,
+    probe=probe_hub,
+) -> list[Check]:
+    """Every check, in order; the hub is not contacted once an earlier check has failed."""
+    results = Path(results)
+    checks = gpu_checks(config, machine_gpus, gpu_source, cluster)
+    checks.append(disk_check(config, results, data_ready, env))
+    if any(c.status == "fail" for c in checks) and config["data"]["source"] == "hub" and not data_ready:
+        checks.append(Check("hub", "info", "not contacted: an earlier check failed"))
+    else:
+        checks.append(hub_check(config, data_ready, env, probe))
+    checks.append(attention_check(config, machine_gpus, cluster))
+    checks.append(shared_fs_check(results, cluster))
+    return [c for c in checks if c is not None]
+
+
+def first_failure(checks: list[Check]) -> Check | None:
+    return next((c for c in checks if c.status == "fail"), None)
+
+
+def format_table(checks: list[Check], title: str = "preflight") -> str:
+    width = max(len(c.name) for c in checks)
+    lines = [f"{title}:"] + [f"  {c.name:{width}}  {c.status:4}  {c.detail}" for c in checks]
+    return "\n".join(lines)
