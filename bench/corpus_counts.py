@@ -39,10 +39,16 @@ def main() -> int:
     root = corpus_root(sys.argv[1] if len(sys.argv) > 1 else None)
     merged, prs = folders(root)
     t0 = time.perf_counter()
-    crashed, valid, pairs, hits, misses = [], [], 0, 0, []
+    crashed, valid, reports = [], [], {}
     for folder in merged + prs:
         try:
-            r = validate_record(folder)
+            reports[folder] = validate_record(folder)
+        except Exception:
+            crashed.append(f"{folder}: {traceback.format_exc().splitlines()[-1]}")
+    elapsed = time.perf_counter() - t0
+    pairs, hits, misses = 0, 0, []
+    for folder in merged + prs:
+        try:
             for seed, log, claimed, got in claim_pairs(folder):
                 pairs += 1
                 if got:
@@ -50,18 +56,15 @@ def main() -> int:
                 else:
                     misses.append(f"{folder.relative_to(root)} seed {seed} {log}: claims {claimed}")
         except Exception:
-            crashed.append(f"{folder}: {traceback.format_exc().splitlines()[-1]}")
-            continue
-        if folder in merged and r.ok:
-            valid.append(folder)
-    elapsed = time.perf_counter() - t0
+            crashed.append(f"{folder} (parse-log): {traceback.format_exc().splitlines()[-1]}")
+    valid = [f for f in merged if f in reports and reports[f].ok]
     if "-v" in sys.argv:
         print("\n".join(misses))
     print(f"merged folders valid: {len(valid)}/{len(merged)}")
     print(f"parse-log returns the claimed per-seed number: {hits}/{pairs} (seed, log) pairs ({100 * hits / max(pairs, 1):.1f}%)")
     print(f"tracebacks: {len(crashed)} of {len(merged) + len(prs)} folders")
     print("\n".join(crashed))
-    print(f"time: {elapsed:.1f} s for {len(merged) + len(prs)} folders")
+    print(f"time: validate on {len(merged) + len(prs)} folders in one process: {elapsed:.1f} s")
     return 0
 
 

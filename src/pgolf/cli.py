@@ -143,9 +143,10 @@ def cmd_verify_record(args) -> None:
 
 
 def cmd_parse_log(args) -> None:
-    from pgolf.logparse import parse_file, require_final
+    from pgolf.logparse import require_final
+    from pgolf.validate import parse_claimed
 
-    s = require_final(parse_file(args.log), args.log)
+    s = require_final(parse_claimed(args.log), args.log)
     if args.json:
         print(json.dumps(s.to_json(), indent=2))
         return
@@ -273,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-log-dir", help="copy the re-run's log here")
     p.set_defaults(func=cmd_verify_record)
 
-    p = sub.add_parser("parse-log", help="the numbers of a training log (upstream legacy/newer families or ours)")
+    p = sub.add_parser("parse-log", help="the numbers of a training log (upstream legacy/newer families or ours); the final score is the line carrying what a submission*.json beside it claims")
     p.add_argument("log")
     p.add_argument("--json", action="store_true", help="print the numbers as JSON")
     p.set_defaults(func=cmd_parse_log)
