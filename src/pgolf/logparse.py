@@ -149,6 +149,8 @@ def parse_text(text: str) -> LogSummary:
     if s.final_label is not None:
         s.final_kind = line_kind(s.final_label)
         s.final_audit = s.audits.get(s.final_label.removesuffix("_exact"))
+        if s.final_label == "final_score_exact" and s.final_method:  # the audit is printed by the method's own line
+            s.final_audit = s.audits.get(f"final_{s.final_method}")
     _training(s, text)
     _sizes(s, text)
     _evals(s, text)

@@ -52,6 +52,7 @@ METHOD_LABEL = {
     "sliding_window": "final_sliding_window_exact",
     "slot_causal": "final_slot_causal_exact",
     "slot_published": "final_slot_published_exact",
+    "ttt": "final_ttt_exact",
 }
 
 
@@ -85,6 +86,7 @@ class Folder:
     claims: dict[int, tuple[str, dict]] = field(default_factory=dict)  # seed -> (where, its submission.json row)
     top_claim: bool = False  # a one-seed folder whose claim is the top-level score
     top_seed: int | None = None  # the top-level score is this seed's, not a mean
+    unmatched: set = field(default_factory=set)  # seeds whose claim no log line carries (one problem each)
     logs: dict[int, tuple[str, LogSummary]] = field(default_factory=dict)  # seed -> (file name, summary)
 
     def problem(self, text: str) -> None:
@@ -92,6 +94,11 @@ class Folder:
 
     def note(self, text: str) -> None:
         self.report.notes.append(text)
+
+    def flag(self, text: str) -> None:
+        """A problem in our own records (pgolf writes every number from the logs), a note upstream."""
+        ours = any(log.family == "pgolf" for _, log in self.logs.values())
+        (self.problem if ours else self.note)(text)
 
     def get(self, *keys):
         """The first of `keys` present in submission.json (upstream spells some fields two ways)."""
@@ -189,7 +196,7 @@ def check_submission(f: Folder) -> None:
         f.note(f"{name}: date {sub['date']!r} is not an ISO date")
     key, score = f.get(*SCORE_KEYS)
     if key is None:
-        f.note(f"{name}: no score (val_bpb)")
+        f.problem(f"{name}: no score (val_bpb)")
     elif not _is_number(score):
         f.problem(f"{name}: {key} is not a number ({score!r})")
     elif key != "val_bpb":
@@ -374,6 +381,7 @@ def _pick_log(f: Folder, seed: int, paths: list[Path], parsed: dict) -> tuple[st
     best = max(hits, key=lambda h: near(h[1]), default=None)
     if best is None:
         got = f"{summary.final_label} val_bpb:{summary.final_val_bpb}" if summary.final_label else "no final score line"
+        f.unmatched.add(seed)
         f.problem(f"{_sub_name(f)} {where} = {bpb}: no line of {', '.join(_rel(f, p) for p in paths)} carries it (its final score: {got})")
         return name, summary
     p, line = best
@@ -471,7 +479,7 @@ def _check_seed_row(f: Folder, seed: int, row: dict, name: str, log: LogSummary,
     for keys, attr, scale in SEED_FIELDS:
         key = next((k for k in keys if k in row), None)
         logged = getattr(log, attr)
-        if key is None or logged is None or row[key] is None:
+        if key is None or logged is None or row[key] is None or (seed in f.unmatched and attr in ("final_val_bpb", "final_val_loss")):
             continue
         if not _is_number(row[key]):
             f.problem(f"{where}.{key} is not a number ({row[key]!r})")
@@ -482,11 +490,11 @@ def _check_seed_row(f: Folder, seed: int, row: dict, name: str, log: LogSummary,
         if claimed and _json_decimals(row[key]) < 4 and _close(value, logged, tol):
             f.note(f"{where}.{key} = {row[key]} is {name}'s {logged:.8g} rounded to {_json_decimals(row[key])} decimals")
         if not _close(value, logged, tol):
-            (f.problem if claimed else f.note)(f"{where}.{key} = {row[key]} but {name} says {logged / scale:.8g}")
+            (f.problem if claimed else f.flag)(f"{where}.{key} = {row[key]} but {name} says {logged / scale:.8g}")
     if "steps" in row and log.steps is not None and row["steps"] != log.steps:
-        f.note(f"{where}.steps = {row['steps']!r} but {name} says {log.steps}")
+        f.flag(f"{where}.steps = {row['steps']!r} but {name} says {log.steps}")
     if "artifact_bytes" in row and log.bytes_total is not None and row["artifact_bytes"] not in (log.bytes_total, log.bytes_model):
-        f.note(f"{where}.artifact_bytes = {row['artifact_bytes']!r} but {name} says Total submission size {log.bytes_total} bytes")
+        f.flag(f"{where}.artifact_bytes = {row['artifact_bytes']!r} but {name} says Total submission size {log.bytes_total} bytes")
     if log.family == "pgolf" and "eval_time_s" in row and log.eval_time_ms is not None and _is_number(row["eval_time_s"]):
         if not _close(float(row["eval_time_s"]) * 1000.0, log.eval_time_ms, 0.5 + _json_tol(row["eval_time_s"]) * 1000.0):
             f.problem(f"{where}.eval_time_s = {row['eval_time_s']} but {name}'s eval passes add up to {log.eval_time_ms / 1000:.3f} s")
@@ -511,27 +519,27 @@ def _check_means(f: Folder, claimed: dict[int, LogSummary]) -> None:
             of_rows = statistics.fmean(rows) if rows and len(rows) == len(seeds) and all(_is_number(r) for r in rows) else mean
             unit = 2 * _json_tol(value, score=True)
             if not (_close(float(value), mean, tol + unit) or _close(float(value), of_rows, unit)):
-                (f.problem if attr == "final_val_bpb" else f.note)(f"{_sub_name(f)}: {key} = {value} but the mean of {listed} is {mean:.8f}")
+                (f.problem if attr == "final_val_bpb" else f.flag)(f"{_sub_name(f)}: {key} = {value} but the mean of {listed} is {mean:.8f}")
         key, value = f.get(*std_keys)
         if _is_number(value) and len(values) > 1:
             sample, population = statistics.stdev(values), statistics.pstdev(values)
             slack = 2 * tol + _json_tol(value, score=True)
             if not (_close(float(value), sample, slack) or _close(float(value), population, slack)):
-                f.note(f"{_sub_name(f)}: {key} = {value} but the logged seeds' std is {sample:.8f}")
+                f.flag(f"{_sub_name(f)}: {key} = {value} but the logged seeds' std is {sample:.8f}")
 
 
 def _check_bytes(f: Folder) -> None:
     totals = {s: log.bytes_total for s, (_, log) in f.logs.items() if log.bytes_total is not None}
     value = f.sub.get("bytes_total")
     if _is_int(value) and totals and value not in totals.values():
-        f.note(f"submission.json: bytes_total = {value} but the logs say {sorted(set(totals.values()))}")
+        f.flag(f"submission.json: bytes_total = {value} but the logs say {sorted(set(totals.values()))}")
 
 
 def _check_code_bytes(f: Folder) -> None:
     code = f.sub.get("bytes_code")
     for seed, (name, log) in sorted(f.logs.items()):
         if _is_int(code) and log.bytes_code is not None and code != log.bytes_code:
-            f.note(f"submission.json: bytes_code = {code} but {name} says Code size {log.bytes_code} bytes")
+            f.flag(f"submission.json: bytes_code = {code} but {name} says Code size {log.bytes_code} bytes")
             break
 
 
@@ -673,6 +681,11 @@ def check_compliance(f: Folder) -> None:
             f.problem(f"submission.json: compliance.artifact_under_16mb is true but {over[0]} is over the cap")
     if claims.get("score_first_eval") is True and f.sub.get("eval_method") == "slot_published":
         f.problem("submission.json: compliance.score_first_eval is true but eval_method slot_published fits on the scored targets")
+    elif claims.get("score_first_eval") is True:
+        failed = [(name, log) for name, log in f.logs.values() if log.final_audit == "fail"]
+        if failed:
+            name, log = failed[0]
+            f.problem(f"{_sub_name(f)}: compliance.score_first_eval is true but {name}'s {log.final_label.removesuffix('_exact')} line says audit:fail")
 
 
 # ----------------------------------------------------------------------------- helpers
