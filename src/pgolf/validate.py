@@ -97,7 +97,7 @@ class Folder:
 
     def flag(self, text: str) -> None:
         """A problem in our own records (pgolf writes every number from the logs), a note upstream."""
-        ours = any(log.family == "pgolf" for _, log in self.logs.values())
+        ours = isinstance(self.sub, dict) and "eval_method" in self.sub and any(log.family == "pgolf" for _, log in self.logs.values())
         (self.problem if ours else self.note)(text)
 
     def get(self, *keys):
@@ -196,7 +196,7 @@ def check_submission(f: Folder) -> None:
         f.note(f"{name}: date {sub['date']!r} is not an ISO date")
     key, score = f.get(*SCORE_KEYS)
     if key is None:
-        f.problem(f"{name}: no score (val_bpb)")
+        f.note(f"{name}: no score (val_bpb)")
     elif not _is_number(score):
         f.problem(f"{name}: {key} is not a number ({score!r})")
     elif key != "val_bpb":
