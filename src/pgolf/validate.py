@@ -114,7 +114,7 @@ def validate_record(path) -> Report:
     if not root.is_dir():
         f.problem("not a directory")
         return f.report
-    for check in (check_files, check_submission, check_logs, check_numbers, check_size, check_time, check_compliance):
+    for check in (check_files, check_submission, check_logs, check_readme, check_numbers, check_size, check_time, check_compliance):
         check(f)
     f.report.seeds = {str(s): {"log": name, **summary.to_json()} for s, (name, summary) in sorted(f.logs.items())}
     return f.report
@@ -156,8 +156,6 @@ def find_submission(root: Path) -> tuple[Path | None, list[str]]:
 
 
 def check_files(f: Folder) -> None:
-    if not (f.root / "README.md").is_file():
-        f.note("README.md: missing")
     f.script, notes = find_script(f.root)
     for n in notes:
         f.note(n)
@@ -350,6 +348,12 @@ def check_logs(f: Folder) -> None:
         f.note(f"{_rel(f, by_seed[seed][0])}: seed {seed} is not in submission.json (a run left out?)")
 
 
+def check_readme(f: Folder) -> None:
+    """A README is what a reviewer reads first; pgolf always writes one, so ours must have it."""
+    if not (f.root / "README.md").is_file():
+        f.flag("README.md: missing")
+
+
 def _carries(log: LogSummary, row: dict) -> bool:
     loss = row.get("val_loss") if _is_number(row.get("val_loss")) else None
     line = find_claim(log, row["val_bpb"], loss)
@@ -380,7 +384,7 @@ def _pick_log(f: Folder, seed: int, paths: list[Path], parsed: dict) -> tuple[st
     near = lambda ln: (ln.claim, loss is None or ln.val_loss is None or number_matches(loss, ln.val_loss), -abs(float(ln.val_bpb) - bpb))
     best = max(hits, key=lambda h: near(h[1]), default=None)
     if best is None:
-        got = f"{summary.final_label} val_bpb:{summary.final_val_bpb}" if summary.final_label else "no final score line"
+        got = f"{summary.final_label} val_bpb:{summary.final_val_bpb}" if summary.final_label else f"no final score line, {final_rule(summary.family)}"
         f.unmatched.add(seed)
         f.problem(f"{_sub_name(f)} {where} = {bpb}: no line of {', '.join(_rel(f, p) for p in paths)} carries it (its final score: {got})")
         return name, summary
@@ -628,12 +632,12 @@ def check_size(f: Folder) -> None:
             if total > SIZE_CAP:
                 f.problem(f"{how} ({counted} bytes) + model ({model} bytes, {name}) = {total} > cap {SIZE_CAP} ({convention} convention)")
             elif log.bytes_total is not None and log.bytes_total != total:
-                f.note(
+                f.flag(
                     f"{name}: Total submission size {log.bytes_total} bytes, but {how} + model = {total} ({convention} convention)")
         elif log.bytes_total is not None and log.bytes_total > SIZE_CAP:
             f.problem(f"{name}: Total submission size {log.bytes_total} bytes > cap {SIZE_CAP}")
         if shipped is not None and log.bytes_code_compressed is None and log.bytes_code is not None and log.bytes_code != shipped and seed == min(f.logs):
-            f.note(f"{name}: Code size {log.bytes_code} bytes but the shipped {script} is {shipped} bytes")
+            f.flag(f"{name}: Code size {log.bytes_code} bytes but the shipped {script} is {shipped} bytes")
 
 
 def timed_track(f: Folder) -> bool:
