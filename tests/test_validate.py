@@ -215,8 +215,15 @@ def test_missing_files_and_seed_logs(tmp_path):
     assert validate_record(folder).problems == ["train_seed2024.log: missing (submission.json lists seed 2024)", "README.md: missing"]
     for log in folder.glob("*.log"):
         log.unlink()
+    assert validate_record(folder).problems == ["no training log for seeds 42, 1337, 2024 (*.log / *.txt with training lines)", "README.md: missing"]
+    # Upstream, a non-record folder without any log is merged on its README's word: a note.
+    edit(folder, _drop("eval_method"))
+    r = validate_record(folder)
+    assert r.problems == [] and r.notes[:2] == [
+        "no training log for seeds 42, 1337, 2024: a non-record folder whose numbers cannot be checked (its README has to carry the claim)",
+        "README.md: missing"]
+    edit(folder, _set(["track"], "10min_16mb"))  # on the record track it is a problem
     assert validate_record(folder).problems == ["no training log for seeds 42, 1337, 2024 (*.log / *.txt with training lines)"]
-    assert "README.md: missing" in validate_record(folder).notes  # without a pgolf log it is not known to be ours
     assert validate_record(tmp_path / "nowhere").problems == ["not a directory"]
 
 

@@ -95,10 +95,17 @@ class Folder:
     def note(self, text: str) -> None:
         self.report.notes.append(text)
 
+    @property
+    def ours(self) -> bool:
+        """A record pgolf wrote: submission.json names one of our eval methods and the logs (if any
+        were read) are pgolf's."""
+        if not (isinstance(self.sub, dict) and self.sub.get("eval_method") in METHOD_LABEL):
+            return False
+        return not self.logs or any(log.family == "pgolf" for _, log in self.logs.values())
+
     def flag(self, text: str) -> None:
         """A problem in our own records (pgolf writes every number from the logs), a note upstream."""
-        ours = isinstance(self.sub, dict) and "eval_method" in self.sub and any(log.family == "pgolf" for _, log in self.logs.values())
-        (self.problem if ours else self.note)(text)
+        (self.problem if self.ours else self.note)(text)
 
     def get(self, *keys):
         """The first of `keys` present in submission.json (upstream spells some fields two ways)."""
@@ -308,7 +315,10 @@ def check_logs(f: Folder) -> None:
         if summary.lines or summary.steps is not None:  # a training or eval log, not notes
             parsed[p] = summary
     if not parsed:
-        if seeds:
+        if seeds and not timed_track(f) and not f.ours:
+            f.note(f"no training log for seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}: "
+                   "a non-record folder whose numbers cannot be checked (its README has to carry the claim)")
+        elif seeds:
             f.problem(f"no training log for seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))} (*.log / *.txt with training lines)")
         else:
             f.note("no training log (*.log / *.txt with training lines): nothing to check the numbers against")
@@ -337,15 +347,18 @@ def check_logs(f: Folder) -> None:
         _, loss = f.get("val_loss", "mean_val_loss")
         f.claims[(seeds or sorted(by_seed))[0]] = ("", {"val_bpb": top, "val_loss": loss})
         f.top_claim = True
+    # Logs of seeds submission.json does not name: a claim missing from its own seed's log may be here.
+    spare = {p: s for s, ps in by_seed.items() if s not in (seeds or by_seed) for p in ps}
     for seed in seeds or sorted(by_seed):
         paths = by_seed.get(seed)
         if not paths:
             f.problem(f"train_seed{seed}.log: missing (submission.json lists seed {seed})")
             continue
-        name, summary = _pick_log(f, seed, paths, parsed)
+        name, summary = _pick_log(f, seed, paths, parsed, spare)
         f.logs[seed] = (name, summary)
-    for seed in sorted(set(by_seed) - set(seeds or by_seed)):
-        f.note(f"{_rel(f, by_seed[seed][0])}: seed {seed} is not in submission.json (a run left out?)")
+    for p, seed in spare.items():
+        if p == by_seed[seed][0]:
+            f.note(f"{_rel(f, p)}: seed {seed} is not in submission.json (a run left out?)")
 
 
 def check_readme(f: Folder) -> None:
@@ -360,8 +373,10 @@ def _carries(log: LogSummary, row: dict) -> bool:
     return line is not None and line.claim and (loss is None or line.val_loss is None or number_matches(loss, line.val_loss))
 
 
-def _pick_log(f: Folder, seed: int, paths: list[Path], parsed: dict) -> tuple[str, LogSummary]:
-    """The log checked for `seed`, its final score being the line that carries the claimed number."""
+def _pick_log(f: Folder, seed: int, paths: list[Path], parsed: dict, spare: dict) -> tuple[str, LogSummary]:
+    """The log checked for `seed`, its final score being the line that carries the claimed number;
+    when no log of the seed carries it but the final line of a log of an unclaimed seed does, that
+    log is taken (a seed mix-up between file and submission.json: a note) and leaves `spare`."""
     standard = f"train_seed{seed}.log"
     paths = sorted(paths, key=lambda p: (p.name != standard, p.parent != f.root, p.name))
     main = paths[0]
@@ -383,6 +398,15 @@ def _pick_log(f: Folder, seed: int, paths: list[Path], parsed: dict) -> tuple[st
     hits = [(p, ln) for p, ln in hits if ln is not None]
     near = lambda ln: (ln.claim, loss is None or ln.val_loss is None or number_matches(loss, ln.val_loss), -abs(float(ln.val_bpb) - bpb))
     best = max(hits, key=lambda h: near(h[1]), default=None)
+    if best is None:
+        other = [(p, find_claim(parsed[p], bpb, loss)) for p in spare]
+        other = [(p, ln) for p, ln in other if ln is not None and ln.claim and (loss is None or ln.val_loss is None or number_matches(loss, ln.val_loss))]
+        if len(other) == 1:
+            p, line = other[0]
+            f.note(f"seed {seed}: the claimed {bpb} is not in {name} but on {_rel(f, p)} line {line.lineno} `{line.label}`, "
+                   f"a log of seed {spare.pop(p)}: that log is checked as seed {seed}'s (a seed mix-up)")
+            apply_claim(parsed[p], line, f"{_sub_name(f)} {where}, in {_rel(f, p)}")
+            return _rel(f, p), parsed[p]
     if best is None:
         got = f"{summary.final_label} val_bpb:{summary.final_val_bpb}" if summary.final_label else f"no final score line, {final_rule(summary.family)}"
         f.unmatched.add(seed)
