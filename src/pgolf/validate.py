@@ -398,6 +398,12 @@ def _pick_log(f: Folder, seed: int, paths: list[Path], parsed: dict, spare: dict
     hits = [(p, ln) for p, ln in hits if ln is not None]
     near = lambda ln: (ln.claim, loss is None or ln.val_loss is None or number_matches(loss, ln.val_loss), -abs(float(ln.val_bpb) - bpb))
     best = max(hits, key=lambda h: near(h[1]), default=None)
+    aside = ""
+    if best is not None and not best[1].claim and not near(best[1])[1]:
+        # Only a non-claim line with the same val_bpb but another val_loss: a coincidence, not the claim.
+        p, line = best
+        aside = f"; {_rel(f, p)} line {line.lineno} `{line.label}` has val_bpb:{line.val_bpb} but val_loss:{line.val_loss}, not {loss}"
+        best = None
     if best is None:
         other = [(p, find_claim(parsed[p], bpb, loss)) for p in spare]
         other = [(p, ln) for p, ln in other if ln is not None and ln.claim and (loss is None or ln.val_loss is None or number_matches(loss, ln.val_loss))]
@@ -410,7 +416,7 @@ def _pick_log(f: Folder, seed: int, paths: list[Path], parsed: dict, spare: dict
     if best is None:
         got = f"{summary.final_label} val_bpb:{summary.final_val_bpb}" if summary.final_label else f"no final score line, {final_rule(summary.family)}"
         f.unmatched.add(seed)
-        f.problem(f"{_sub_name(f)} {where} = {bpb}: no line of {', '.join(_rel(f, p) for p in paths)} carries it (its final score: {got})")
+        f.problem(f"{_sub_name(f)} {where} = {bpb}: no line of {', '.join(_rel(f, p) for p in paths)} carries it (its final score: {got}{aside})")
         return name, summary
     p, line = best
     if not line.claim:
