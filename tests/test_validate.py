@@ -222,8 +222,13 @@ def test_missing_files_and_seed_logs(tmp_path):
     assert r.problems == [] and r.notes[:2] == [
         "no training log for seeds 42, 1337, 2024: a non-record folder whose numbers cannot be checked (its README has to carry the claim)",
         "README.md: missing"]
-    edit(folder, _set(["track"], "10min_16mb"))  # on the record track it is a problem
+    folder = ours_folder(tmp_path / "timed", track="track_10min_16mb")  # on the record track it is a problem
+    edit(folder, _drop("eval_method"))
+    for log in folder.glob("*.log"):
+        log.unlink()
     assert validate_record(folder).problems == ["no training log for seeds 42, 1337, 2024 (*.log / *.txt with training lines)"]
+    edit(folder, lambda s: [s.pop(k) for k in ("seeds", "seed_results", "compliance")])
+    assert validate_record(folder).problems == ["no training log for submission.json's val_bpb = 2.21576813 (*.log / *.txt with training lines)"]
     assert validate_record(tmp_path / "nowhere").problems == ["not a directory"]
 
 

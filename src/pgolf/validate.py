@@ -315,11 +315,13 @@ def check_logs(f: Folder) -> None:
         if summary.lines or summary.steps is not None:  # a training or eval log, not notes
             parsed[p] = summary
     if not parsed:
-        if seeds and not timed_track(f) and not f.ours:
-            f.note(f"no training log for seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}: "
-                   "a non-record folder whose numbers cannot be checked (its README has to carry the claim)")
-        elif seeds:
-            f.problem(f"no training log for seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))} (*.log / *.txt with training lines)")
+        key, score = f.get(*SCORE_KEYS)
+        what = (f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}" if seeds
+                else f"{_sub_name(f)}'s {key} = {score}" if _is_number(score) else None)
+        if what and non_record(f) and not f.ours:
+            f.note(f"no training log for {what}: a non-record folder whose numbers cannot be checked (its README has to carry the claim)")
+        elif what:
+            f.problem(f"no training log for {what} (*.log / *.txt with training lines)")
         else:
             f.note("no training log (*.log / *.txt with training lines): nothing to check the numbers against")
         return
@@ -673,6 +675,11 @@ def check_size(f: Folder) -> None:
 def timed_track(f: Folder) -> bool:
     track = f.sub.get("track") if f.sub else None
     return "10min" in f.root.parent.name or (isinstance(track, str) and "10min" in track)
+
+
+def non_record(f: Folder) -> bool:
+    track = f.sub.get("track") if f.sub else None
+    return "non_record" in f.root.parent.name or (isinstance(track, str) and "non_record" in track)
 
 
 def _claims(f: Folder) -> dict:
