@@ -319,6 +319,7 @@ def score_lines(text: str) -> list[ScoreLine]:
         last = m.start()
         loss = _LOSS.search(line)
         label = m.group("label").strip().rstrip(":=").strip()
+        label = re.sub(r"^\d{9,}(?:\.\d+)?\s+", "", label)  # a leading unix timestamp (logs/train<N>.txt of #1530 and others)
         label = re.sub(r"(?: \w+:\S+)+$", "", label) if label.endswith("_exact") is False and " " in label and label.split()[0].endswith("_exact") else label
         out.append(ScoreLine(label, line_kind(label), loss.group(1) if loss else None, bpb.group(1), lineno))
     return out
@@ -352,7 +353,7 @@ def find_claim(s: LogSummary, bpb, loss=None) -> ScoreLine | None:
         found = [ln for ln in found if ln.val_loss is None or number_matches(loss, ln.val_loss)] or found
     if not found:
         return None
-    return max(found, key=lambda ln: (ln.claim, ln.label.endswith("_exact") or len(ln.val_bpb) >= 9,
+    return max(found, key=lambda ln: (ln.claim, ln.kind != "summary", ln.label.endswith("_exact") or len(ln.val_bpb) >= 9,
                                        -abs(float(ln.val_bpb) - bpb), ln.lineno))
 
 

@@ -295,6 +295,9 @@ def _seed_of(p: Path, summary: LogSummary, seeds: list[int]) -> int | None:
         return int(m.group(1))
     if summary.seed is not None:
         return summary.seed
+    m = re.search(r"[_-](\d+)$", p.stem)  # ternary_log_1337.txt
+    if m and not seeds:
+        return int(m.group(1))
     numbers = [int(n) for n in re.findall(r"\d+", p.stem)]
     hits = [n for n in numbers if n in seeds]
     return hits[-1] if hits else None
