@@ -363,3 +363,81 @@ def test_cli_exit_codes_and_one_line_per_problem(tmp_path, capsys):
     assert main(["validate", str(bad), "--json"]) == 1
     reports = json.loads(capsys.readouterr().out)
     assert reports[0]["ok"] is False and reports[0]["record"] == str(bad) and set(reports[0]["seeds"]) == {"1337", "2024"}
+
+
+# ----------------------------------------------------------------------------- size conventions
+
+
+def test_size_prints_both_totals_and_counts_by_the_chosen_one(tmp_path, capsys):
+    from pgolf.size import lzma_bytes
+
+    folder = ours_folder(tmp_path, code_bytes=5000)
+    packed = lzma_bytes((folder / "train_gpt.py").read_bytes())
+    assert main(["size", str(folder)]) == 0
+    out = capsys.readouterr().out
+    rows = dict(line.split(None, 1) for line in out.splitlines())
+    assert (rows["convention"], rows["code_bytes"], rows["total_bytes"]) == ("raw", "5000", "528608")
+    assert rows["total_raw"] == "528608 (code 5000 bytes as shipped)"
+    assert rows["total_lzma"] == f"{packed + 523608} (code {packed} bytes lzma-compressed)"
+    # A limit between the two totals: over by the shipped bytes, under by the compressed ones.
+    limit = str(packed + 523608 + 10)
+    assert main(["size", str(folder), "--limit", limit]) == 1
+    capsys.readouterr()
+    assert main(["size", str(folder), "--limit", limit, "--code-size-convention", "lzma", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert (r["code_size_convention"], r["code_bytes"], r["total_bytes"], r["total_bytes_raw"]) == ("lzma", packed, packed + 523608, 528608)
+
+
+def test_size_gate_counts_by_the_convention(tmp_path, capsys):
+    from pgolf.size import lzma_bytes
+
+    code = tmp_path / "train_gpt.py"
+    code.write_text("".join(f"x{i} = {i * i}\n" for i in range(3000)))
+    model = tmp_path / "model.ptz"
+    model.write_bytes(b"\0" * 100_000)
+    raw, packed = code.stat().st_size, lzma_bytes(code.read_bytes())
+    limit = str(packed + 100_000)  # fits exactly under lzma, not as shipped
+    args = ["size-gate", "--code", str(code), "--model", str(model), "--limit", limit, "--label", "int6+lzma"]
+    assert main([*args, "--out", str(tmp_path / "raw.json")]) == 2
+    assert not (tmp_path / "raw.json").exists()  # nothing half-written
+    assert f"code {raw} (raw) + model 100000 = {raw + 100_000} bytes > limit {limit}" in capsys.readouterr().err
+    assert main([*args, "--code-size-convention", "lzma", "--out", str(tmp_path / "lzma.json")]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"Code size (uncompressed): {raw} bytes",
+        f"Code size (compressed): {packed} bytes",
+        f"Total submission size int6+lzma: {packed + 100_000} bytes (model 100000, limit {limit}, headroom 0)",
+    ]
+    written = json.loads((tmp_path / "lzma.json").read_text())
+    assert (written["code_size_convention"], written["code_bytes"], written["total_bytes"]) == ("lzma", packed, packed + 100_000)
+
+
+@pytest.mark.parametrize("convention", ["raw", "lzma"])
+def test_our_record_validates_under_both_conventions(tmp_path, capsys, convention):
+    """A record assembled as the workflow does (test_record_assembly), its size stage run by
+    `pgolf size-gate` under the convention: it validates, and says which convention it uses."""
+    from pgolf import record
+    from pgolf.size import lzma_bytes
+    from test_record_assembly import SEEDS, config, out_files, stage_outputs
+
+    cfg = config()
+    cfg["export"]["code_size_convention"] = convention
+    files, logs, code = stage_outputs(tmp_path)
+    for seed, (_, _, model_bytes) in SEEDS.items():
+        model = tmp_path / f"model{seed}.ptz"
+        model.write_bytes(b"\0" * model_bytes)
+        assert main(["size-gate", "--code", code, "--model", str(model), "--limit", "16000000", "--compressor", "lzma",
+                     "--label", "int6+lzma", "--code-size-convention", convention, "--out", files[seed]["size"]]) == 0
+        size_log = dict(logs[seed])["size"]
+        Path(size_log).write_text(capsys.readouterr().out)
+    folder = tmp_path / "records/track_non_record_16mb/2026-11-24_Handmade"
+    record.assemble(cfg, files, logs, code, out_files(folder))
+    sub = json.loads((folder / "submission.json").read_text())
+    code_bytes = lzma_bytes(Path(code).read_bytes()) if convention == "lzma" else 5000
+    assert (sub["code_size_convention"], sub["bytes_code"], sub["bytes_total"]) == (convention, code_bytes, code_bytes + 523608)
+    r = validate_record(folder)
+    assert (r.problems, r.notes, r.size_convention) == ([], [], convention)
+    if convention == "lzma":
+        assert "lzma-compressed" in (folder / "README.md").read_text()
+        # The same record claiming the raw convention is over-counted against its own logs: a problem.
+        edit(folder, _set(["code_size_convention"], "raw"))
+        assert validate_record(folder).problems[0].startswith("train_seed42.log: Total submission size")
