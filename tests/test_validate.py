@@ -441,3 +441,64 @@ def test_our_record_validates_under_both_conventions(tmp_path, capsys, conventio
         # The same record claiming the raw convention is over-counted against its own logs: a problem.
         edit(folder, _set(["code_size_convention"], "raw"))
         assert validate_record(folder).problems[0].startswith("train_seed42.log: Total submission size")
+
+
+# ----------------------------------------------------------------------------- TTT, audits, parse-log's claim
+
+
+def _retag(folder: Path, old: str, new: str) -> None:
+    for log in folder.glob("train_seed*.log"):
+        log.write_text(log.read_text().replace(old, new))
+
+
+def test_score_first_claim_contradicted_by_the_audit_line(tmp_path):
+    folder = ours_folder(tmp_path)
+    edit(folder, _set(["compliance", "score_first_eval"], True))
+    _retag(folder, "steps:4 lr:0.012 stride:64", "steps:4 lr:0.012 stride:64 audit:pass")
+    assert validate_record(folder).problems == []
+    _retag(folder, "audit:pass", "audit:fail")
+    assert validate_record(folder).problems == [
+        "submission.json: compliance.score_first_eval is true but train_seed42.log's final_slot_causal line says audit:fail"]
+    edit(folder, _set(["compliance", "score_first_eval"], None))  # not claimed: nothing to contradict
+    assert validate_record(folder).problems == []
+
+
+def test_final_ttt_exact_is_our_ttt_claim(tmp_path):
+    folder = ours_folder(tmp_path)
+    _retag(folder, "final_slot_causal", "final_ttt")
+    _retag(folder, "steps:4 lr:0.012 stride:64", "stride:64 audit:pass")
+    edit(folder, lambda s: (s.update(eval_method="ttt"), s["compliance"].update(score_first_eval=True)))
+    r = validate_record(folder)
+    assert r.problems == [] and r.notes == []
+    assert {(s["final_label"], s["final_kind"], s["final_audit"]) for s in r.seeds.values()} == {("final_ttt_exact", "ttt", "pass")}
+    # Without a submission.json the family rule takes it too.
+    from pgolf.logparse import parse_file
+    s = parse_file(folder / "train_seed42.log")
+    assert (s.final_label, s.final_val_bpb, s.final_kind) == ("final_ttt_exact", 2.22823271, "ttt")
+    _retag(folder, "audit:pass", "audit:fail")
+    assert validate_record(folder).problems == [
+        "submission.json: compliance.score_first_eval is true but train_seed42.log's final_ttt line says audit:fail"]
+    edit(folder, _set(["eval_method"], "sliding_window"))
+    assert "submission.json: eval_method sliding_window but train_seed42.log's final score is final_ttt_exact" in validate_record(folder).problems
+
+
+def test_parse_log_json_says_which_line_is_claimed_and_why(tmp_path, capsys):
+    folder = ours_folder(tmp_path)
+    log = folder / "train_seed42.log"
+    lineno = next(i for i, ln in enumerate(log.read_text().splitlines(), 1) if ln.startswith("final_slot_causal_exact"))
+    assert main(["parse-log", str(log), "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert (s["final_label"], s["final_val_bpb"], s["claim_line"]) == ("final_slot_causal_exact", 2.22823271, lineno)
+    assert s["claim_source"] == "submission.json seed_results[42].val_bpb"
+    # The submission claims the sliding-window number: that line is the claim, not the family's pick.
+    edit(folder, _set(["seed_results", "42", "val_bpb"], 2.23566264))
+    main(["parse-log", str(log), "--json"])
+    s = json.loads(capsys.readouterr().out)
+    assert (s["final_label"], s["final_val_bpb"], s["final_kind"]) == ("final_sliding_window_exact", 2.23566264, "sliding")
+    # A bare log: the family rule, and it says so.
+    bare = tmp_path / "bare" / "train_seed42.log"
+    bare.parent.mkdir()
+    bare.write_text(log.read_text())
+    main(["parse-log", str(bare), "--json"])
+    s = json.loads(capsys.readouterr().out)
+    assert s["final_label"] == "final_slot_causal_exact" and s["claim_source"].startswith("family rule (pgolf): ")
