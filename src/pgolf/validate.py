@@ -3,30 +3,10 @@
 Every check reads the folder alone (submission.json, the logs, train_gpt.py) and reports one line
 per problem; notes are things a reviewer would mention that do not make a folder invalid.
 
-Checks, in order:
-
-1. files: README.md, submission.json and train_gpt.py exist.
-2. submission.json: parses, is an object, carries `name`, `author`, `github_id`, `date` (strings)
-   and a numeric score: `val_bpb`, or #1303/#1313's `mean_val_bpb` (a note says so).
-3. seeds: every seed in `seeds` / `seed_results` has a log (`train_seed<S>.log`, a log whose name
-   or `seed:` line gives the seed, or the single `train.log` of a one-seed record); each log has a
-   claimed final score (rules in pgolf.logparse).
-4. numbers: per seed, `val_bpb`, `val_loss`, `steps`, `artifact_bytes` (the logged total, or the
-   logged model bytes), `step_avg_ms`/`ms_per_step`, `train_time_s`, `pre_quant_val_bpb`,
-   `sliding_val_bpb` equal what the log says within rounding (half a unit in the last digit of
-   each side; scores in submission.json are taken to carry at least 4 decimals); ours also
-   `eval_time_s`. Top level: the score and `val_loss` are the means of the logged seeds, the std
-   their sample (or population) std, `bytes_total` one of the logged totals, `bytes_code` the
-   logged code size, `eval_method` the method of the logged final line, and the `significance`
-   block recomputes from the logged losses.
-5. size: `bytes_total`, every logged total, and the shipped train_gpt.py plus the logged model
-   bytes are at most 16,000,000; a logged plain `Code size` equals the shipped train_gpt.py.
-6. time: on the 10-minute track (or wherever `compliance` claims it), each seed's logged training
-   time is at most 600 s plus a grace of two average steps or 1 s, whichever is more (the cap is
-   checked after each step, so accepted records log e.g. 600,128 ms at 86 ms a step), and its
-   eval passes add up to at most 600 s.
-7. compliance: every `true` claim (`artifact_under_16mb`, `train_under_600s`, `eval_under_600s`,
-   `three_seeds`, `score_first_eval`) agrees with what the checks above found.
+How it decides (claim matching, files as people name them, size conventions, severities, our
+records held stricter) is described in docs/validate.md; the checks run in the order of
+`validate_record`: files, submission.json, logs (each seed's claimed line), README, numbers,
+size, time, compliance.
 """
 
 from __future__ import annotations
