@@ -130,7 +130,7 @@ def test_size_limit_is_decimal_and_inclusive(tmp_path, model_bytes, ok):
         assert report["total_bytes"] == 16_000_000 and report["headroom_bytes"] == 0
         assert json.loads(out.read_text())["ok"] is True
     else:
-        with pytest.raises(SizeError, match=r"code 10000 \+ model 15990001 = 16000001 bytes > limit 16000000 \(over by 1\)"):
+        with pytest.raises(SizeError, match=r"code 10000 \(raw\) \+ model 15990001 = 16000001 bytes > limit 16000000 \(over by 1\)"):
             gate([code], model, out, 16_000_000, "lzma")
         assert not out.exists()
     r = pgolf("size", tmp_path / "rec")
@@ -182,7 +182,7 @@ def test_pgolf_size_of_a_record_without_weights_counts_the_logged_model(tmp_path
     "args,message",
     [
         (["missing_dir"], "error: missing_dir: no such file or folder"),
-        (["empty"], "error: empty: no train_gpt.py in this folder"),
+        (["empty"], "error: empty: no train_gpt.py (or train_gpt*.py) in this folder"),
         (["code_only"], "error: code_only: no compressed model in the folder and no log states its size: give the artifact too"),
     ],
 )

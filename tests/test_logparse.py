@@ -231,7 +231,7 @@ def test_a_log_without_final_score_is_an_error(tmp_path):
     path.write_text(train_only)
     s = parse_file(path)
     assert s.final_label is None and s.steps == 300
-    with pytest.raises(LogParseError, match=r"train\.log: no final score line \(looked for final_slot_causal_exact"):
+    with pytest.raises(LogParseError, match=r"train\.log: no final score line \(looked for final_score_exact, final_slot_causal_exact"):
         require_final(s, path)
     with pytest.raises(LogParseError, match="no such file"):
         parse_file(tmp_path / "absent.log")
@@ -256,7 +256,7 @@ def test_parse_log_json_has_the_promised_keys(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("content,message", [
-    ("step:1/10 train_loss:6.9 train_time:10ms step_avg:10.00ms\n", "no final score line (looked for final_slot_exact, legal_ttt_exact, final_*_exact)"),
+    ("step:1/10 train_loss:6.9 train_time:10ms step_avg:10.00ms\n", "no final score line (looked for final_slot_exact, legal_ttt_exact, *ttt*_exact, final_*_exact, then any final score line)"),
     ("", "no final score line"),
     (None, "no such file"),
 ])

@@ -51,12 +51,14 @@ from pathlib import Path
 
 NUM = r"[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|nan|inf)"
 
-PGOLF_FINAL = ("final_score", "final_slot_causal", "final_slot_published", "final_sliding_window")
+PGOLF_FINAL = ("final_score", "final_slot_causal", "final_slot_published", "final_ttt", "final_sliding_window")
 PGOLF_LABELS = ("final_roundtrip", "pre_quant_post_ema") + PGOLF_FINAL
 
 RE = {
     "stage_header": re.compile(r"^==== pgolf stage: .* \(seed (\d+)\) ====$", re.M),
-    "exact": re.compile(rf"^(\w+)_exact val_loss:({NUM}) val_bpb:({NUM})\s*$", re.M),
+    # `<label>_exact [key:value ...] val_loss:F val_bpb:F` (a few logs put `stride:64` in between)
+    "exact": re.compile(rf"^(\w+)_exact(?: \w+:\S+)* val_loss:({NUM}) val_bpb:({NUM})\s*$", re.M),
+    "audit": re.compile(r"^(\w+) val_loss:\S+ val_bpb:\S+ .*\baudit:(\w+)", re.M),
     "eval": re.compile(rf"^([A-Za-z][\w\- ]*?) val_loss:\s*({NUM}) val_bpb:\s*({NUM})(.*?) eval_time:\s*(\d+)ms", re.M),
     "legacy_step": re.compile(rf"^step:(\d+)/(\d+) (train_loss|val_loss):({NUM})(?: val_bpb:{NUM})? train_time:(\d+)ms step_avg:({NUM})ms", re.M),
     "newer_train": re.compile(rf"^(\d+)/(\d+) train_loss: ({NUM}) train_time: ({NUM})m tok/s: (\d+)", re.M),
@@ -81,6 +83,10 @@ class LogSummary:
     family: str
     final_label: str | None = None
     final_method: str | None = None  # ours: the eval behind final_score_exact
+    final_kind: str | None = None  # what the final line is: quantized, sliding, ttt, slot (KINDS)
+    final_audit: str | None = None  # ours: the causality audit's verdict printed with the final eval
+    claim_source: str | None = None  # why this line: a family rule, or the number submission.json claims
+    claim_line: int | None = None  # its line number in the log
     final_val_loss: float | None = None
     final_val_bpb: float | None = None
     steps: int | None = None
@@ -89,6 +95,7 @@ class LogSummary:
     eval_time_ms: float | None = None
     model_params: int | None = None
     bytes_code: int | None = None
+    bytes_code_compressed: int | None = None  # `Code size (compressed)`: the record counts its code lzma'd
     bytes_model: int | None = None
     bytes_total: int | None = None
     peak_mem_mib: int | None = None
@@ -100,10 +107,13 @@ class LogSummary:
     # Half a unit in the last printed digit of each number above: how far a correctly rounded
     # copy (in submission.json) may sit from it. Not part of the JSON output.
     tol: dict[str, float] = field(default_factory=dict, repr=False)
+    lines: list["ScoreLine"] = field(default_factory=list, repr=False)  # every line carrying a val_bpb
+    audits: dict[str, str] = field(default_factory=dict, repr=False)  # label -> audit verdict (ours)
 
     def to_json(self) -> dict:
         d = asdict(self)
-        d.pop("tol")
+        for k in ("tol", "lines", "audits"):
+            d.pop(k)
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 
 
@@ -127,7 +137,20 @@ def detect_family(text: str) -> str:
 def parse_text(text: str) -> LogSummary:
     """Everything `parse-log` reports, from a log's text. Missing numbers stay None."""
     s = LogSummary(family=detect_family(text))
+    s.lines = score_lines(text)
+    s.audits = dict(RE["audit"].findall(text))
     _final(s, text)
+    if s.final_label is None:
+        _final_generic(s)
+    if s.final_label is not None and s.claim_source is None:
+        s.claim_source = f"family rule ({s.family}): {final_rule(s.family)}"
+        s.claim_line = next((ln.lineno for ln in reversed(s.lines) if ln.label == s.final_label and ln.val_bpb is not None
+                             and float(ln.val_bpb) == s.final_val_bpb), None)
+    if s.final_label is not None:
+        s.final_kind = line_kind(s.final_label)
+        s.final_audit = s.audits.get(s.final_label.removesuffix("_exact"))
+        if s.final_label == "final_score_exact" and s.final_method:  # the audit is printed by the method's own line
+            s.final_audit = s.audits.get(f"final_{s.final_method}")
     _training(s, text)
     _sizes(s, text)
     _evals(s, text)
@@ -147,9 +170,9 @@ def parse_file(path) -> LogSummary:
 def final_rule(family: str) -> str:
     """The claim rule in words, for error messages."""
     return {
-        "pgolf": "looked for final_slot_causal_exact, final_slot_published_exact, final_sliding_window_exact",
-        "newer": "looked for quantized_ttt*, quantized_sliding_window, quantized lines",
-    }.get(family, "looked for final_slot_exact, legal_ttt_exact, final_*_exact")
+        "pgolf": "looked for final_score_exact, final_slot_causal_exact, final_slot_published_exact, final_ttt_exact, final_sliding_window_exact",
+        "newer": "looked for legal_ttt_exact, quantized_ttt*, quantized_sliding_window, quantized lines",
+    }.get(family, "looked for final_slot_exact, legal_ttt_exact, *ttt*_exact, final_*_exact, then any final score line")
 
 
 def require_final(s: LogSummary, path) -> LogSummary:
@@ -185,6 +208,7 @@ def _final(s: LogSummary, text: str) -> None:
         candidates = (
             [e for e in exact if e[0] == "final_slot"]
             or [e for e in exact if e[0] == "legal_ttt"]
+            or [e for e in exact if "ttt" in e[0] and line_kind(e[0]) == "ttt"]
             or [e for e in exact if e[0].startswith("final_")]
         )
     if candidates:
@@ -204,9 +228,13 @@ def _final(s: LogSummary, text: str) -> None:
 
 def _final_newer(s: LogSummary, text: str) -> None:
     evals = _eval_lines(text)
+    legal = [e for e in _exact_lines(text) if e[0] == "legal_ttt"]
     scored = [e for e in evals if e[0].startswith("quantized_ttt") or e[0] == "quantized_sliding_window"]
     scored = scored or [e for e in evals if e[0] == "quantized"]
-    if scored:
+    if legal:  # a later lineage prints its score-first TTT as legal_ttt_exact after the sliding pass
+        label, loss, bpb = legal[-1]
+        _set_final(s, f"{label}_exact", loss, bpb)
+    elif scored:
         label, loss, bpb, _, _ = scored[-1]
         _set_final(s, label, loss, bpb)
     for label, loss, bpb, _, _ in evals:
@@ -216,9 +244,126 @@ def _final_newer(s: LogSummary, text: str) -> None:
             s.sliding_val_bpb, s.tol["sliding_val_bpb"] = float(bpb), half_unit(bpb)
 
 
-def _set_final(s: LogSummary, label: str, loss: str, bpb: str) -> None:
-    s.final_label, s.final_val_loss, s.final_val_bpb = label, float(loss), float(bpb)
-    s.tol.update(final_val_loss=half_unit(loss), final_val_bpb=half_unit(bpb))
+def _set_final(s: LogSummary, label: str, loss: str | None, bpb: str) -> None:
+    s.final_label, s.final_val_bpb = label, float(bpb)
+    s.final_val_loss = float(loss) if loss is not None else None
+    s.tol.update(final_val_bpb=half_unit(bpb))
+    s.tol["final_val_loss"] = half_unit(loss) if loss is not None else 0.0
+
+
+def _final_generic(s: LogSummary) -> None:
+    """No family rule matched: the last line of the best kind (slot, ttt, sliding, quantized), an
+    `_exact` line before a rounded one."""
+    for kind in ("slot", "ttt", "sliding", "quantized"):
+        found = [ln for ln in s.lines if ln.kind == kind]
+        found = [ln for ln in found if ln.label.endswith("_exact")] or found
+        if found:
+            _set_final(s, found[-1].label, found[-1].val_loss, found[-1].val_bpb)
+            s.claim_source = f"family rule ({s.family}): the last {kind} line"
+            s.claim_line = found[-1].lineno
+            return
+
+
+# ----------------------------------------------------------------------------- claims
+
+# What a line carrying a val_bpb is. Claim kinds score the quantized artifact; the others never
+# are a record's score: training/eval progress, diagnostics, and the float model (pre-quantization).
+CLAIM_KINDS = ("quantized", "sliding", "ttt", "slot", "summary")
+NON_CLAIM_KINDS = ("progress", "diagnostic", "float")
+_PROGRESS = re.compile(r"^(?:\[[^\]]*\]:?\s*)?(?:step[:\s]*\d|\d+\s*/\s*\d+|\d+ \d+/\d+)|chunk|search|snapshot|candidate|rank:|progress|running|batch|epoch|window \d|\d+/\d+", re.I)
+_FLOAT = ("pre_quant", "pre-quant", "prequant", "post_ema", "post-ema", "float", "fp32", "bf16", "unquant", "post_swa",
+          "post_average", "best_averaging", "ema:", "raw_model", "before_quant")
+_LINE = re.compile(rf"^(?P<label>[^\n]*?)\bval_(?:loss|bpb)\s*[:=]\s*{NUM}[^\n]*$", re.M)
+_BPB = re.compile(rf"\bval_bpb\s*[:=]\s*({NUM})\b")
+_LOSS = re.compile(rf"\bval_loss\s*[:=]\s*({NUM})\b")
+
+
+@dataclass(frozen=True)
+class ScoreLine:
+    label: str  # what precedes the numbers, e.g. `final_int6_sliding_window_exact`, `quantized_ttt_phased`
+    kind: str  # one of CLAIM_KINDS or NON_CLAIM_KINDS
+    val_loss: str | None  # as printed
+    val_bpb: str
+    lineno: int
+
+    @property
+    def claim(self) -> bool:
+        return self.kind in CLAIM_KINDS
+
+
+def line_kind(label: str) -> str:
+    low = label.lower()
+    if "diagnostic" in low:
+        return "diagnostic"
+    if any(w in low for w in _FLOAT):
+        return "float"
+    if _PROGRESS.search(low):
+        return "progress"
+    for kind, words in (("slot", ("slot",)), ("ttt", ("ttt",)), ("sliding", ("sliding", "stride"))):
+        if any(w in low for w in words):
+            return kind
+    return "summary" if not low.strip(" :=|-") else "quantized"
+
+
+def score_lines(text: str) -> list[ScoreLine]:
+    """Every line that prints a val_bpb number, with its label and kind (source code never matches:
+    its format strings hold `{...}`, not numbers)."""
+    out = []
+    lineno, last = 1, 0
+    for m in _LINE.finditer(text):
+        line = m.group(0)
+        bpb = _BPB.search(line)
+        if bpb is None:
+            continue
+        lineno += text.count("\n", last, m.start())
+        last = m.start()
+        loss = _LOSS.search(line)
+        label = m.group("label").strip().rstrip(":=").strip()
+        label = re.sub(r"^\d{9,}(?:\.\d+)?\s+", "", label)  # a leading unix timestamp (logs/train<N>.txt of #1530 and others)
+        label = re.sub(r"(?: \w+:\S+)+$", "", label) if label.endswith("_exact") is False and " " in label and label.split()[0].endswith("_exact") else label
+        out.append(ScoreLine(label, line_kind(label), loss.group(1) if loss else None, bpb.group(1), lineno))
+    return out
+
+
+def number_matches(claimed, printed: str) -> bool:
+    """`claimed` (a JSON number) is `printed` (a log's text) to the precision either side gives:
+    rounded, or cut off, at the JSON's last decimal; or within half a unit of the log's."""
+    if not isinstance(claimed, (int, float)) or isinstance(claimed, bool):
+        return False
+    try:
+        value = float(printed)
+    except ValueError:
+        return False
+    if not math.isfinite(value) or not math.isfinite(claimed):
+        return False
+    text = repr(float(claimed))
+    decimals = len(text.split(".", 1)[1]) if "." in text and "e" not in text else 8
+    unit = 10.0 ** -decimals
+    eps = 1e-9 * max(1.0, abs(value))
+    if abs(claimed - value) <= max(unit / 2, half_unit(printed)) + eps:
+        return True
+    return abs(math.trunc(value / unit) * unit - claimed) <= eps  # cut off, not rounded
+
+
+def find_claim(s: LogSummary, bpb, loss=None) -> ScoreLine | None:
+    """The line of `s` that carries the claimed val_bpb (and val_loss, when both sides give one):
+    a claim kind before a non-claim, then the closer number, then the later line."""
+    found = [ln for ln in s.lines if number_matches(bpb, ln.val_bpb)]
+    if loss is not None:
+        found = [ln for ln in found if ln.val_loss is None or number_matches(loss, ln.val_loss)] or found
+    if not found:
+        return None
+    return max(found, key=lambda ln: (ln.claim, ln.kind != "summary", ln.label.endswith("_exact") or len(ln.val_bpb) >= 9,
+                                       -abs(float(ln.val_bpb) - bpb), ln.lineno))
+
+
+def apply_claim(s: LogSummary, line: ScoreLine, source: str) -> None:
+    """Make `line` the log's final score (the one submission.json claims)."""
+    _set_final(s, line.label, line.val_loss, line.val_bpb)
+    s.claim_source, s.claim_line = source, line.lineno
+    s.final_kind = line.kind
+    s.final_audit = s.audits.get(line.label.removesuffix("_exact"))
+    s.final_method = s.final_method if line.label == "final_score_exact" else None
 
 
 def _training(s: LogSummary, text: str) -> None:
@@ -260,7 +405,10 @@ def _sizes(s: LogSummary, text: str) -> None:
     if models:
         s.bytes_model = int(models[-1][1])
     codes = RE["code"].findall(text)
-    counted = [n for kind, n in codes if kind == "compressed"] or [n for kind, n in codes if kind != "compressed"]
+    packed = [n for kind, n in codes if kind == "compressed"]
+    if packed:
+        s.bytes_code_compressed = int(packed[-1])
+    counted = packed or [n for kind, n in codes if kind != "compressed"]
     if counted:
         s.bytes_code = int(counted[-1])
 

@@ -134,6 +134,7 @@ def build_submission(config: dict, stages: dict[int, dict]) -> dict:
         "val_loss_std": None if _std(losses) is None else round(_std(losses), 8),
         "bytes_total": max(r["artifact_bytes"] for r in rows.values()),
         "bytes_code": first["size"]["code_bytes"],
+        "code_size_convention": first["size"].get("code_size_convention", "raw"),
         "seeds": seeds,
         "seed_results": rows,
         "hardware": rec["hardware"],

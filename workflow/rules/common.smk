@@ -101,9 +101,9 @@ def data_block():
 
 STAGE_BLOCKS = {
     "train": config["train"],
-    # The size limit and GPTQ's time budget are checked later (size_gate, record); the artifact does not depend on them.
+    # The size limit (and how code counts in it) and GPTQ's time budget are checked later (size_gate, record); the artifact does not depend on them.
     "export": {
-        **{k: v for k, v in config["export"].items() if k != "size_limit_bytes"},
+        **{k: v for k, v in config["export"].items() if k not in ("size_limit_bytes", "code_size_convention")},
         "gptq": {k: v for k, v in config["export"]["gptq"].items() if k != "train_budget_seconds"},
     },
     # Which SLOT modes run, and which is the headline, does not change any one mode's result.

@@ -40,6 +40,7 @@ rule size_gate:
         limit=config["export"]["size_limit_bytes"],
         compressor=config["export"]["compressor"],
         label=f"int{config['export']['matrix_bits']}+{config['export']['compressor']}",
+        convention=config["export"].get("code_size_convention", "raw"),
     log:
         "results/logs/size/{export_id}/seed{seed}.log",
     threads: 1
@@ -47,4 +48,5 @@ rule size_gate:
         ENV
     shell:
         "pgolf size-gate --code {input.code} --model {input.artifact} --limit {params.limit}"
-        " --compressor {params.compressor} --label {params.label} --out {output} > {log} 2>&1"
+        " --compressor {params.compressor} --label {params.label} --code-size-convention {params.convention}"
+        " --out {output} > {log} 2>&1"
