@@ -30,11 +30,11 @@ def copy_workflow(dest: Path) -> Path:
     return dest
 
 
-def snakemake(workdir: Path, *args: str, configs=(".test/config.yaml",), timeout: int = 600) -> subprocess.CompletedProcess:
+def snakemake(workdir: Path, *args: str, configs=(".test/config.yaml",), timeout: int = 600, env_extra=None) -> subprocess.CompletedProcess:
     cmd = ["snakemake", "--workflow-profile", "profiles/ci-cpu"]
     if configs:
         cmd += ["--configfile", *configs]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SNAKEMAKE")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SNAKEMAKE")} | (env_extra or {})
     return subprocess.run(cmd + list(args), cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env)
 
 
