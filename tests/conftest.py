@@ -30,26 +30,33 @@ def copy_workflow(dest: Path) -> Path:
     return dest
 
 
-def snakemake(workdir: Path, *args: str, configs=(".test/config.yaml",), timeout: int = 600) -> subprocess.CompletedProcess:
+def snakemake(workdir: Path, *args: str, configs=(".test/config.yaml",), timeout: int = 600, env_extra=None) -> subprocess.CompletedProcess:
     cmd = ["snakemake", "--workflow-profile", "profiles/ci-cpu"]
     if configs:
         cmd += ["--configfile", *configs]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SNAKEMAKE")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SNAKEMAKE")} | (env_extra or {})
     return subprocess.run(cmd + list(args), cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
-    """Rule -> job count from a dry run's 'Job stats' table ({} when nothing is to be done)."""
+    """Rule -> job count from a dry run's 'Job stats' table ({} when nothing is to be done).
+
+    Fails, naming what it saw, when the output has neither the table nor "Nothing to be done", or
+    when the rows do not add up to the table's total: a plan that cannot be read is no empty plan.
+    """
     out = result.stdout + result.stderr
     if "Nothing to be done" in out:
         return {}
-    table = out.split("Job stats:", 1)[1]
-    jobs = {}
-    for line in table.splitlines()[3:]:
+    assert "Job stats:" in out, f"no 'Job stats' table in snakemake's output:\n{out[-3000:]}"
+    jobs, total = {}, None
+    for line in out.split("Job stats:", 1)[1].splitlines()[3:]:
         m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if not m or m.group(1) == "total":
+        assert m, f"unreadable row {line!r} in snakemake's 'Job stats' table:\n{out[-3000:]}"
+        if m.group(1) == "total":
+            total = int(m.group(2))
             break
         jobs[m.group(1)] = int(m.group(2))
+    assert jobs and total == sum(jobs.values()), f"'Job stats' rows {jobs} do not add up to total {total}:\n{out[-3000:]}"
     return jobs
 
 

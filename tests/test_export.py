@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 import subprocess
 
 import pytest
@@ -102,11 +103,17 @@ def test_bundle_reads_the_record_code_it_is_given_not_the_packages(tmp_path):
     assert not (tmp_path / "other.py").exists()
 
 
-def test_bundle_rule_passes_the_workflows_record_folder():
-    from conftest import REPO
+def test_bundle_rule_passes_the_workflows_record_folder(tmp_path):
+    """The workflow's bundle_code job ships the record modules of its own folder (an edit there shows)."""
+    from conftest import copy_workflow, snakemake
 
-    rule = (REPO / "workflow/rules/record.smk").read_text()
-    assert "src=lambda w, input: Path(input.code[0]).parent" in rule and "--src {params.src}" in rule
+    workdir = copy_workflow(tmp_path)
+    slot = workdir / "workflow/record/slot.py"
+    slot.write_text("# MARKER-edited-in-this-workflow\n" + slot.read_text())
+    result = snakemake(workdir, "--until", "bundle_code")
+    assert result.returncode == 0, result.stderr[-3000:]
+    [script] = workdir.glob("results/code/*/train_gpt.py")
+    assert "MARKER-edited-in-this-workflow" in script.read_text()
 
 
 # ----------------------------------------------------------------------------- size accounting
@@ -363,10 +370,44 @@ def test_gptq_time_bench_runs_on_cpu_at_a_tiny_shape():
     assert re.search(r"warm-up: shape 2x64 device:cpu calib 2x2x64 matrices:12 block_size:128 hessian_ms:\d+ quantize_ms:\d+ gptq_time_ms:\d+", r.stdout), r.stdout
 
 
-def test_shipped_script_carries_gptq_and_charges_its_time(tmp_path):
+def test_shipped_script_carries_gptq_and_charges_its_time(tmp_path, capsys, monkeypatch):
+    """train_gpt.py itself runs GPTQ in its export and logs train + GPTQ time (training stubbed out)."""
+    import importlib.util
+    import sys
+
     from pgolf.bundle import bundle
 
-    text = bundle({"train": {"model": {}}, "export": {"gptq": {"enabled": True}}, "eval": {"slot": {}}})
-    for needle in ("def gptq_quantize_rows(", "def collect_hessians(", "def calibration_batches(", "train_time_with_gptq:", "gptq_time_ms:"):
-        assert needle in text, needle
-    compile(text, "train_gpt.py", "exec")
+    gptq = {"enabled": True, "block_size": 32, "calib_batches": 2, "calib_batch_seqs": 4, "calib_seq_len": 64, "device": "cpu", "train_budget_seconds": 600}
+    config = {"train": {"model": {"num_layers": 2, "model_dim": 64, "num_heads": 4, "num_kv_heads": 2}, "device": "cpu"},
+              "export": {"passthrough_max_numel": 1024, "gptq": gptq}, "eval": {"slot": {}}}
+    path = tmp_path / "train_gpt.py"
+    path.write_text(bundle(config))
+    spec = importlib.util.spec_from_file_location("shipped_train_gpt", path)
+    script = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, script)  # its dataclasses look their module up there
+    spec.loader.exec_module(script)  # its own classes and functions, none of the record modules'
+
+    def trained(tcfg, model_cfg, manifest, seed, dist, log):
+        torch.manual_seed(seed)
+        model = script.GPT(model_cfg)
+        for p in model.parameters():
+            p.data.normal_(0, 0.05)
+        return model, {"train_time_ms": 1234.0}
+
+    class StopAfterExport(Exception):
+        pass
+
+    def stop(*args):
+        raise StopAfterExport
+
+    script.train, script.EvalSetup = trained, stop
+    manifest = tiny_dataset(tmp_path / "data")
+    with pytest.raises(StopAfterExport):
+        script.record_main(["--data", manifest, "--seed", "1", "--out-dir", str(tmp_path)], config)
+    out = capsys.readouterr().out
+    gptq_ms = re.search(r"^gptq_time_ms:(\d+) ", out, re.M)
+    assert gptq_ms and "gptq: calibration 2x4x64 train tokens, 12 matrices, device:cpu" in out, out
+    charged = re.search(r"^train_time_with_gptq:(\d+)ms \(train 1234ms \+ gptq (\d+)ms, budget 600000ms\)$", out, re.M)
+    assert charged, out
+    assert charged.group(2) == gptq_ms.group(1) and abs(int(charged.group(1)) - 1234 - int(gptq_ms.group(1))) <= 1
+    assert (tmp_path / "final_model.ptz").is_file()

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 import yaml
 
-from conftest import REPO, copy_workflow, snakemake
+from conftest import REPO, copy_workflow, planned_jobs, snakemake
 
 PROFILES = ["default", "slurm", "ci-cpu"]
 # Rules that must never go through sbatch: downloads need the network of the submitting node, the
@@ -94,7 +94,9 @@ def test_profile_dry_runs_the_tiny_overlay(workdir, name):
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-3000:]
     assert f"workflow specific profile profiles/{name}" in out
-    assert "record" in out
+    # The whole tiny run, data to record: 2 seeds, their 2 evals each, one shipped script.
+    assert planned_jobs(result) == {"data_docs": 1, "stage_config": 4, "train": 2, "quantize": 2, "eval": 4, "eval_slot": 4,
+                                    "bundle_code": 1, "size_gate": 2, "record": 1, "all": 1}
 
 
 @pytest.mark.skipif(not has_slurm_plugin, reason="no slurm plugin")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -76,9 +78,16 @@ def test_record_with_provenance_passes_pgolf_validate(sweep_run):
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="git not installed")
-def test_git_state_and_packages_rerun_nothing(sweep_run):
+def test_git_state_and_packages_rerun_nothing(sweep_run, tmp_path):
     """A commit, a dirty tree or a new package is read by the record job only: no job reruns."""
     workdir, configs = sweep_run[:2]
+    # A new package: an installed distribution's metadata on PYTHONPATH, which pip freeze lists.
+    site = tmp_path / "site"
+    (site / "pgolf_new_package-1.0.dist-info").mkdir(parents=True)
+    (site / "pgolf_new_package-1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: pgolf-new-package\nVersion: 1.0\n")
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
+    freeze = subprocess.run([sys.executable, "-m", "pip", "freeze"], capture_output=True, text=True, env={**os.environ, **env})
+    assert "pgolf-new-package==1.0" in freeze.stdout.splitlines()
     git = ["git", "-C", str(workdir), "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
     try:
         subprocess.run([*git, "init", "-q"], check=True)
@@ -86,7 +95,7 @@ def test_git_state_and_packages_rerun_nothing(sweep_run):
         subprocess.run([*git, "commit", "-q", "-m", "x"], check=True)
         (workdir / "untracked_note.txt").write_text("dirty\n")
         assert git_state(workdir)["dirty"] is True
-        result = snakemake(workdir, "all", "sweep", "-n", "--configfile", *configs, configs=())
+        result = snakemake(workdir, "all", "sweep", "-n", "--configfile", *configs, configs=(), env_extra=env)
         assert result.returncode == 0 and planned_jobs(result) == {}, result.stdout[-2000:]
     finally:
         shutil.rmtree(workdir / ".git", ignore_errors=True)

@@ -119,15 +119,28 @@ def test_default_shape_has_the_record_parameter_count():
 
 @pytest.mark.parametrize("feature", [{"xsa_last_n": 0}, {"vrl": False}, {"ve_layers": []}, {"bigram_vocab_size": 0}, {"smear_gate": False}, {"unet_skips": False}])
 def test_each_feature_can_be_switched_off(feature):
+    shape = {"vocab_size": 300, "num_layers": 4, "model_dim": 64, "num_heads": 4, "num_kv_heads": 2, "ve_layers": [2, 3]}
     torch.manual_seed(0)
-    cfg = GPTConfig(**{"vocab_size": 300, "num_layers": 4, "model_dim": 64, "num_heads": 4, "num_kv_heads": 2, "ve_layers": [2, 3], **feature})
-    model = GPT(cfg)
+    full = GPT(GPTConfig(**shape))
+    for p in full.parameters():  # trained-looking weights: zero-init projections would hide every feature
+        p.data.normal_(0, 0.1)
+    off = GPT(GPTConfig(**{**shape, **feature}))
+    # The same weights wherever both models have them: only the switched-off feature differs.
+    full_state = full.state_dict()
+    off.load_state_dict({k: v for k, v in full_state.items() if k in off.state_dict() and v.shape == off.state_dict()[k].shape}, strict=False)
     ids = torch.randint(0, 300, (2, 12))
-    assert torch.isfinite(model(ids, ids))
+    loss = off(ids, ids)
+    assert torch.isfinite(loss)
+    with torch.no_grad():
+        assert (off.hidden(ids) - full.hidden(ids)).abs().max() > 1e-3, f"{feature}: the output does not change"
+    # Parameters the feature owns go with it (XSA owns none).
+    removed = {"xsa_last_n": 0, "vrl": 3, "ve_layers": 300 * 128 + 128 * 32 + 1 + 2, "bigram_vocab_size": 1024 * 128 + 128 * 64 + 1,
+               "smear_gate": 64, "unet_skips": 2 * 64}[next(iter(feature))]
+    assert count_params(full) - count_params(off) == removed
     if feature == {"ve_layers": []}:
-        assert model.value_emb is None
+        assert off.value_emb is None
     if feature == {"bigram_vocab_size": 0}:
-        assert model.bigram is None
+        assert off.bigram is None
 
 
 def test_late_qat_trains_through_quantized_weights():

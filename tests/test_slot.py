@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from evaluate import EvalConfig, causality_audit, eval_sliding, fixed_scorer, sliding_windows, window_batch
+from evaluate import EvalConfig, causality_audit, eval_sliding, fixed_scorer, sliding_windows, target_scores, window_batch
 from model import GPT, GPTConfig
 from runtime import Dist
 from scoring import ScoreSums
@@ -117,8 +117,15 @@ def test_audit_passes_sliding_and_causal_slot_and_fails_published_slot(setup):
     sliding = causality_audit(fixed_scorer(model, NO_AUTOCAST), tokens, windows, cfg, 64, device)
     assert sliding["verdict"] == "pass" and sliding["scores_compared"] > 50 and sliding["max_abs_change"] == 0.0
     slot = SlotConfig(enabled=True, steps=4, lr=0.05, lr_min=0.005, batch_seqs=8)
-    causal = causality_audit(slot_scorer(model, SlotConfig(**{**slot.__dict__, "mode": "causal"}), NO_AUTOCAST), tokens, windows, cfg, 64, device)
+    causal_scorer = slot_scorer(model, SlotConfig(**{**slot.__dict__, "mode": "causal"}), NO_AUTOCAST)
+    causal = causality_audit(causal_scorer, tokens, windows, cfg, 64, device)
     assert causal["verdict"] == "pass" and causal["max_abs_change"] == 0.0
+    assert causal["scores_compared"] == sliding["scores_compared"] > 50
+    # The pass is no fit-nothing pass: on the audited windows causal SLOT moves the plain scores.
+    subset = windows[len(windows) // 2 :][: cfg.audit_windows]
+    plain = target_scores(fixed_scorer(model, NO_AUTOCAST), tokens, subset, cfg.seq_len, device)
+    fitted = target_scores(causal_scorer, tokens, subset, cfg.seq_len, device)
+    assert fitted.keys() == plain.keys() and max(abs(fitted[k] - plain[k]) for k in plain) > 1e-3
     published = causality_audit(slot_scorer(model, SlotConfig(**{**slot.__dict__, "mode": "published"}), NO_AUTOCAST), tokens, windows, cfg, 64, device)
     assert published["verdict"] == "fail" and published["violations"] > 0 and published["max_abs_change"] > 1e-3
 

@@ -177,7 +177,7 @@ def _set(path, value):
     (_set(["bytes_total"], 530000), "submission.json: bytes_total = 530000 but the logs say [528092, 528300, 528608]"),
     (_set(["bytes_code"], 4999), "submission.json: bytes_code = 4999 but train_seed42.log says Code size 5000 bytes"),
     (_set(["eval_method"], "sliding_window"), "submission.json: eval_method sliding_window but train_seed42.log's final score is final_slot_causal_exact"),
-    (_set(["compliance", "three_seeds"], True), None),  # true and three seeds: fine
+    (_set(["compliance", "three_seeds"], False), None),  # false with three seeds: understated, no false claim
     (_set(["significance", "passed"], False), "submission.json: significance.passed = False but the logged losses give True"),
     (_set(["significance", "t_statistic"], -12.0), "submission.json: significance.t_statistic = -12.0 but the logged losses give"),
 ])

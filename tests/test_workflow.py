@@ -129,7 +129,13 @@ def test_report_shows_the_record_plots(tiny_run):
 def test_size_json_counts_the_shipped_bytes(tiny_run):
     workdir, _ = tiny_run
     rec = record_dir(workdir)
-    for size_path in workdir.glob("results/export/*/seed*/size.json"):
+    sub = json.loads((rec / "submission.json").read_text())
+    # One export directory so far (tests further down add others), with one size report per seed.
+    found = sorted(workdir.glob("results/export/*/seed*/size.json"))
+    assert len({p.parent.parent for p in found}) == 1 and {p.parent.name for p in found} == {f"seed{s}" for s in SEEDS}, found
+    assert len(found) == len(SEEDS)
+    for size_path in found:
+        assert json.loads(size_path.read_text())["total_bytes"] == sub["seed_results"][size_path.parent.name.removeprefix("seed")]["artifact_bytes"]
         size = json.loads(size_path.read_text())
         artifact = size_path.parent / "final_model.ptz"
         assert size["model_bytes"] == artifact.stat().st_size
@@ -167,40 +173,39 @@ def test_noop_rerun_does_nothing(tiny_run):
 def test_eval_setting_reruns_eval_and_record_only(tiny_run):
     workdir, _ = tiny_run
     jobs = dry_run(workdir, overlay(workdir, "stride", {"eval": {"stride": 16}}))
-    assert jobs.get("eval") == 4 and jobs.get("eval_slot") == 4 and jobs.get("record") == 1
-    # The shipped script embeds its settings, so its bytes (and the size check) are redone too.
-    assert set(jobs) <= {"stage_config", "eval", "eval_slot", "bundle_code", "size_gate", "record", "all"}
+    # Both evals, 2 seeds x 2 stages each (stage_config: their settings files). The shipped script
+    # embeds its settings, so its bytes (and the size check) are redone too.
+    assert jobs == {"stage_config": 2, "eval": 4, "eval_slot": 4, "bundle_code": 1, "size_gate": 2, "record": 1, "all": 1}
 
 
 def test_slot_setting_reruns_slot_eval_only(tiny_run):
     workdir, _ = tiny_run
     # steps 5: a value no sweep test evaluates in this shared folder (tests/test_sweep.py uses 3).
     jobs = dry_run(workdir, overlay(workdir, "slot", {"eval": {"slot": {"steps": 5}}}))
-    assert jobs.get("eval_slot") == 4 and jobs.get("record") == 1
-    assert "eval" not in jobs and "train" not in jobs and "quantize" not in jobs
+    assert jobs == {"stage_config": 1, "eval_slot": 4, "bundle_code": 1, "size_gate": 2, "record": 1, "all": 1}
 
 
 def test_headline_switch_or_an_extra_slot_mode_costs_only_what_is_new(tiny_run):
     workdir, _ = tiny_run
     # Making published SLOT the headline reuses every eval: only the record changes.
     jobs = dry_run(workdir, overlay(workdir, "headline", {"eval": {"slot": {"mode": "published", "compare_modes": ["causal"]}}}))
-    assert set(jobs) <= {"bundle_code", "size_gate", "record", "all"} and jobs.get("record") == 1
+    # (The shipped script embeds the eval block, so it and the size check are redone.)
+    assert jobs == {"bundle_code": 1, "size_gate": 2, "record": 1, "all": 1}
     # Dropping the comparison mode: nothing to evaluate either.
     jobs = dry_run(workdir, overlay(workdir, "nocompare", {"eval": {"slot": {"compare_modes": []}}}))
-    assert "eval_slot" not in jobs and "eval" not in jobs
+    assert jobs == {"bundle_code": 1, "size_gate": 2, "record": 1, "all": 1}
 
 
 def test_export_setting_never_retrains(tiny_run):
     workdir, _ = tiny_run
     jobs = dry_run(workdir, overlay(workdir, "export", {"export": {"compress_level": 9}}))
-    assert jobs.get("quantize") == 2 and jobs.get("size_gate") == 2 and jobs.get("eval") == 4
-    assert "train" not in jobs and "data_docs" not in jobs
+    assert jobs == {"stage_config": 3, "quantize": 2, "size_gate": 2, "eval": 4, "eval_slot": 4, "bundle_code": 1, "record": 1, "all": 1}
 
 
 def test_adding_a_seed_trains_exactly_one(tiny_run):
     workdir, _ = tiny_run
     jobs = dry_run(workdir, overlay(workdir, "seeds", {"seeds": [1337, 42, 2024]}))
-    assert jobs.get("train") == 1 and jobs.get("quantize") == 1 and jobs.get("eval") == 2
+    assert jobs == {"train": 1, "quantize": 1, "size_gate": 1, "eval": 2, "eval_slot": 2, "record": 1, "all": 1}
 
 
 def _reversed(obj):
@@ -222,15 +227,23 @@ def test_reordering_config_keys_reruns_nothing(tiny_run):
         (workdir / ".test/config.yaml").write_text(tiny)
 
 
-@pytest.mark.parametrize("module,expect", [("evaluate.py", "eval"), ("slot.py", "eval_slot"), ("quantize.py", "quantize")])
+# What an edit of each module reruns (stage_config: the settings files of the stages it feeds).
+DOWNSTREAM = {"bundle_code": 1, "size_gate": 2, "record": 1, "all": 1}
+EVALS = {"eval": 4, "eval_slot": 4}
+
+
+@pytest.mark.parametrize("module,expect", [
+    ("evaluate.py", {"stage_config": 2, **EVALS, **DOWNSTREAM}),
+    ("slot.py", {"stage_config": 1, "eval_slot": 4, **DOWNSTREAM}),
+    ("quantize.py", {"stage_config": 3, "quantize": 2, **EVALS, **DOWNSTREAM}),
+])
 def test_editing_downstream_code_retrains_nothing(tiny_run, module, expect):
     workdir, _ = tiny_run
     path = workdir / "workflow/record" / module
     original = path.read_text()
     try:
         path.write_text(original + "\n# an edit\n")
-        jobs = dry_run(workdir)
-        assert expect in jobs and "train" not in jobs and "data_docs" not in jobs
+        assert dry_run(workdir) == expect
     finally:
         path.write_text(original)
 
@@ -246,7 +259,7 @@ def test_train_change_keeps_old_models_and_switching_back_reuses_them(tiny_run):
     assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in models} == before
     # Back to the original settings: everything is still there. Only the record folder (which
     # the other run rewrote for seed 42 alone) is assembled again.
-    assert set(dry_run(workdir)) <= {"record", "all"}
+    assert dry_run(workdir) == {"record": 1, "all": 1}
 
 
 def test_local_source_points_at_the_users_files_without_copying(tiny_run, tmp_path):
@@ -265,7 +278,8 @@ def test_local_source_points_at_the_users_files_without_copying(tiny_run, tmp_pa
         assert manifest["source"]["kind"] == "local" and manifest["root"] == str(user)
         assert [p.name for p in data_dir.iterdir()] == ["manifest.json"]  # nothing copied
         assert {p.name: p.stat().st_mtime_ns for p in user.iterdir()} == before  # nothing touched
-        assert "data_local" not in dry_run(workdir, local)  # the fingerprint is stable: nothing to redo
+        jobs = dry_run(workdir, local)  # the fingerprint is stable: nothing to redo in the data stage
+        assert "data_local" not in jobs and jobs.get("train") == len(SEEDS)
     finally:
         for new in set(workdir.glob("results/data/*")) - existing:
             shutil.rmtree(new)
@@ -390,3 +404,18 @@ def test_lint_is_clean(tiny_run):
     workdir, _ = tiny_run
     result = snakemake(workdir, "--lint", configs=())
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_planned_jobs_refuses_a_table_it_cannot_read():
+    """A dry run's plan parsed wrong must fail the test, not read as 'nothing to do'."""
+
+    def done(out: str) -> subprocess.CompletedProcess:
+        return subprocess.CompletedProcess([], 0, stdout="", stderr=out)
+
+    table = "Job stats:\njob       count\n------  -------\nrecord        1\nall           1\ntotal         2\n"
+    assert planned_jobs(done("Building DAG of jobs...\n" + table + "\nReasons:\n")) == {"record": 1, "all": 1}
+    assert planned_jobs(done("Nothing to be done (all requested files are present and up to date).\n")) == {}
+    for unreadable in ("Building DAG of jobs...\n", table.replace("Job stats", "Jobs"), table.replace("record        1", "record   one"),
+                       table.replace("total         2", "total         3")):
+        with pytest.raises(AssertionError):
+            planned_jobs(done(unreadable))
