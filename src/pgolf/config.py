@@ -155,6 +155,14 @@ def semantic_checks(config: dict) -> None:
         raise ConfigError(f"eval.slot.compare_modes: {s['mode']!r} is already eval.slot.mode")
     if s["lr_min"] > s["lr"]:
         raise ConfigError(f"eval.slot.lr_min: {s['lr_min']} is larger than eval.slot.lr {s['lr']}")
+    t = e["ttt"]
+    if t["headline"] and not t["enabled"]:
+        raise ConfigError("eval.ttt.headline: true needs eval.ttt.enabled: true")
+    ttt_seq_len, ttt_stride = t["seq_len"] or e["seq_len"], t["stride"] or e["stride"]
+    if ttt_stride > ttt_seq_len:
+        raise ConfigError(f"eval.ttt.stride: {ttt_stride} is larger than eval.ttt.seq_len {ttt_seq_len}")
+    if t["chunk_tokens"] < ttt_seq_len:
+        raise ConfigError(f"eval.ttt.chunk_tokens: {t['chunk_tokens']} is shorter than one training sequence (seq_len {ttt_seq_len})")
     if config.get("sweep"):
         from pgolf.sweep import check_sweep
 
