@@ -169,7 +169,7 @@ def test_eval_setting_reruns_eval_and_record_only(tiny_run):
     jobs = dry_run(workdir, overlay(workdir, "stride", {"eval": {"stride": 16}}))
     assert jobs.get("eval") == 4 and jobs.get("eval_slot") == 4 and jobs.get("record") == 1
     # The shipped script embeds its settings, so its bytes (and the size check) are redone too.
-    assert set(jobs) <= {"stage_config", "eval", "eval_slot", "bundle_code", "size_gate", "record", "all"}
+    assert set(jobs) <= {"stage_config", "eval", "eval_slot", "eval_ttt", "bundle_code", "size_gate", "record", "all"}
 
 
 def test_slot_setting_reruns_slot_eval_only(tiny_run):
