@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import statistics
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +23,7 @@ from ttt import TTTConfig, adapted_params, chunk_lr, eval_ttt, score_then_train,
 
 NO_AUTOCAST = contextlib.nullcontext
 VOCAB = 64
+SEEDS = [1337, 42]
 
 
 def tiny_model(seed: int = 0) -> GPT:
@@ -170,3 +173,71 @@ def test_two_processes_match_one(tmp_path):
     assert two["r"]["tokens"] == one["tokens"] and two["r"]["tokens_trained"] == one["tokens_trained"]
     assert two["r"]["val_loss"] == pytest.approx(one["val_loss"], rel=1e-5)
     assert two["audit"]["verdict"] == "pass" and two["audit"]["scores_compared"] == 127 + 192 + 255
+
+
+# ----------------------------------------------------------------------------- in the workflow
+
+
+def _workflow_helpers():
+    from test_workflow import dry_run, overlay, record_dir
+
+    return dry_run, overlay, record_dir
+
+
+def test_record_reports_ttt_beside_sliding_with_its_audit(tiny_run):
+    workdir, _ = tiny_run
+    _, _, record_dir = _workflow_helpers()
+    rec = record_dir(workdir)
+    sub = json.loads((rec / "submission.json").read_text())
+    assert sub["eval_method"] == "slot_causal"  # the tiny run's headline; TTT beside it
+    for seed, row in sub["seed_results"].items():
+        (stage,) = workdir.glob(f"results/ttt/*/seed{seed}/ttt.json")
+        ttt = json.loads(stage.read_text())
+        assert row["audits"]["ttt"] == ttt["audit"]["verdict"] == "pass" and ttt["audit"]["scores_compared"] > 0
+        assert row["ttt_val_bpb"] == round(ttt["val_bpb"], 8) and ttt["tokens"] == 4096 and ttt["chunks"] == 4
+        log = (rec / f"train_seed{seed}.log").read_text()
+        assert "==== pgolf stage: eval ttt" in log and f"final_ttt_exact val_loss:{ttt['val_loss']:.8f} val_bpb:{ttt['val_bpb']:.8f}" in log
+        assert " audit:pass eval_time:" in next(ln for ln in log.splitlines() if ln.startswith("final_ttt "))
+    readme = (rec / "README.md").read_text()
+    row = next(ln for ln in readme.splitlines() if ln.startswith("| `ttt`"))
+    gain = statistics.fmean(r["ttt_val_bpb"] - r["sliding_val_bpb"] for r in sub["seed_results"].values())
+    assert f"| {gain:+.5f} |" in row and row.endswith("| pass, pass |")
+
+
+def test_ttt_setting_reruns_only_ttt_and_the_record(tiny_run):
+    workdir, _ = tiny_run
+    dry_run, overlay, _ = _workflow_helpers()
+    jobs = dry_run(workdir, overlay(workdir, "ttt_lr", {"eval": {"ttt": {"lr": 0.01}}}))
+    assert jobs.get("eval_ttt") == 2 and jobs.get("record") == 1
+    assert set(jobs) <= {"stage_config", "eval_ttt", "bundle_code", "size_gate", "record", "all"}
+    # Making TTT the headline evaluates nothing new.
+    jobs = dry_run(workdir, overlay(workdir, "ttt_head", {"eval": {"ttt": {"headline": True}}}))
+    assert set(jobs) <= {"bundle_code", "size_gate", "record", "all"}
+
+
+def test_ttt_headline_record_and_its_script_reproduce_the_ttt_score(tiny_run):
+    """TTT as the headline: submission says ttt and score-first by audit; the record's single
+    train_gpt.py, run alone, gives the staged TTT score bit for bit (CPU)."""
+    from conftest import snakemake
+
+    workdir, _ = tiny_run
+    _, overlay, record_dir = _workflow_helpers()
+    extra = overlay(workdir, "ttt_headline", {"eval": {"ttt": {"headline": True}}, "record": {"name": "Tiny_TTT"}})
+    before = set(workdir.glob("results/verify/*"))
+    result = snakemake(workdir, "verify", "--configfile", ".test/config.yaml", extra, configs=())
+    (mine,) = set(workdir.glob("results/verify/*")) - before
+    try:
+        _check_ttt_headline(workdir, result, mine, record_dir(workdir, "Tiny_TTT"))
+    finally:  # test_verify counts the verify reports of the shared folder
+        shutil.rmtree(mine)
+
+
+def _check_ttt_headline(workdir, result, verify_dir, rec):
+    assert result.returncode == 0, result.stderr[-3000:]
+    sub = json.loads((rec / "submission.json").read_text())
+    assert sub["eval_method"] == "ttt" and sub["compliance"]["score_first_eval"] is True
+    assert "Score-first: yes, by construction and by the causality audit of this record (pass, pass)" in (rec / "README.md").read_text()
+    for seed in SEEDS:
+        checks = json.loads((verify_dir / f"seed{seed}/verify.json").read_text())["checks"]
+        assert checks["val_bpb"]["equal"] and checks["val_bpb"]["rerun"] == sub["seed_results"][str(seed)]["ttt_val_bpb"]
+        assert "final_score_method:ttt" in (rec / f"train_seed{seed}.log").read_text()
