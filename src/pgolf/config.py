@@ -161,8 +161,9 @@ def semantic_checks(config: dict) -> None:
     ttt_seq_len, ttt_stride = t["seq_len"] or e["seq_len"], t["stride"] or e["stride"]
     if ttt_stride > ttt_seq_len:
         raise ConfigError(f"eval.ttt.stride: {ttt_stride} is larger than eval.ttt.seq_len {ttt_seq_len}")
-    if t["chunk_tokens"] < ttt_seq_len:
-        raise ConfigError(f"eval.ttt.chunk_tokens: {t['chunk_tokens']} is shorter than one training sequence (seq_len {ttt_seq_len})")
+    for key in ("chunk_tokens", "audit_chunk_tokens"):
+        if t[key] is not None and t[key] < ttt_seq_len:
+            raise ConfigError(f"eval.ttt.{key}: {t[key]} is shorter than one training sequence (seq_len {ttt_seq_len})")
     if config.get("sweep"):
         from pgolf.sweep import check_sweep
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.distributed as tdist
@@ -50,6 +50,7 @@ class TTTConfig:
     freeze: list = field(default_factory=list)  # ... minus these, e.g. "blocks.0.*"
     compile: bool = True  # GPU: compile the training forward (the CPU always runs eagerly)
     audit_chunks: int = 3  # chunks the causality audit runs through (0 = no audit)
+    audit_chunk_tokens: int | None = None  # their length; None: chunk_tokens
 
 
 def windows_by_chunk(windows: list[Window], chunk_tokens: int, total: int) -> list[list[Window]]:
@@ -196,14 +197,16 @@ def eval_ttt(model: GPT, val_tokens: torch.Tensor, cfg: EvalConfig, ttt: TTTConf
 def ttt_audit(model: GPT, val_tokens: torch.Tensor, cfg: EvalConfig, ttt: TTTConfig, dist: Dist, autocast, vocab_size: int, run=score_then_train) -> dict:
     """Flip one target, run TTT again over the same stretch, and require that no earlier score moved.
 
-    The stretch is `audit_chunks` chunks from the middle of the stream, run by `run` (the real
-    score_then_train) from the artifact's weights each time. Flipped: the last target of the first
+    The stretch is `audit_chunks` chunks (of audit_chunk_tokens, default chunk_tokens: ordering,
+    not chunk length, is what the audit checks) from the middle of the stream, run by `run` (the
+    real score_then_train, with every other setting of the eval) from the artifact's weights each time. Flipped: the last target of the first
     chunk, and a middle and the last target of the second, i.e. targets whose chunk is trained on
     before later chunks are scored. Every target before the flipped one, in its chunk and in all
     earlier chunks, must keep its score exactly (CPU) or within 1e-6 (GPU). Later targets may
     move (through their context, and through training on the flipped chunk). Each rank checks
     the targets it scored; the counts are summed. The model's weights are restored at the end.
     """
+    ttt = replace(ttt, chunk_tokens=ttt.audit_chunk_tokens or ttt.chunk_tokens)
     total = len(val_tokens) - 1
     n = min(ttt.audit_chunks * ttt.chunk_tokens, total)
     if ttt.audit_chunks <= 0 or n <= ttt.chunk_tokens:
@@ -247,6 +250,7 @@ def ttt_audit(model: GPT, val_tokens: torch.Tensor, cfg: EvalConfig, ttt: TTTCon
     return {
         "checked": True,
         "chunks": math.ceil(n / c),
+        "chunk_tokens": c,
         "first_target": lo,
         "flipped_targets": [lo + t for t in flips],
         "scores_compared": int(counts[0]),
