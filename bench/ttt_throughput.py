@@ -3,6 +3,7 @@ PR #549's own `eval_val_sliding_ttt`, on the same val tokens and the same chunki
 
     python bench/ttt_throughput.py DATA_DIR --pr549 PATH/TO/pr549/train_gpt.py [--max-chunks 24]
     python bench/ttt_throughput.py DATA_DIR --tiny --device cpu      # smoke test: our side only
+    python bench/ttt_throughput.py DATA_DIR --tiny --device cpu --pr549 PATH   # both sides, tiny (slow)
 
 DATA_DIR holds a data stage's manifest.json (results/data/<id>/). Both sides get the first
 max_chunks * chunk_tokens targets of the val split, #549's settings (seq_len 2048, stride 64,
@@ -80,6 +81,10 @@ def pr549(args, tokens, warm, ttt, device, manifest) -> dict:
     except ImportError:
         sys.path.insert(0, str(BENCH / "fa3_standin"))
         standin = True
+    if args.tiny:  # #549 reads its hyperparameters from the environment when it is imported
+        import os
+
+        os.environ.update(NUM_LAYERS="2", MODEL_DIM="64", NUM_HEADS="4", NUM_KV_HEADS="2", ROPE_DIMS="8", VE_LAYERS="1", XSA_LAST_N="1", BIGRAM_DIM="32", VE_DIM="32")
     spec = importlib.util.spec_from_file_location("pr549", args.pr549)
     m = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(m)
@@ -106,6 +111,10 @@ def pr549(args, tokens, warm, ttt, device, manifest) -> dict:
 
     luts = m.build_sentencepiece_luts(spm.SentencePieceProcessor(model_file=str(tokenizer_path(manifest))), a.vocab_size, device)
     quiet = lambda *_a, **_k: None  # noqa: E731
+    # #549 caches its rotary tables on first use; its real run builds them in training. Built first
+    # under its scoring's inference_mode, they could not be used by its TTT training step.
+    with torch.no_grad(), torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        model.forward_logits(tokens[: args.seq_len][None].to(device))
     start = {k: v.detach().clone() for k, v in model.state_dict().items()}
     m.eval_val_sliding_ttt(a, model, 0, 1, device, warm, *luts, stride=args.stride, batch_seqs=32, log0=quiet)
     model.load_state_dict(start)
@@ -146,7 +155,7 @@ def main() -> None:
     print(f"{name}, torch {torch.__version__}; {total} val targets in {-(-total // args.chunk_tokens)} chunks of {args.chunk_tokens};"
           f" seq_len {args.seq_len}, stride {args.stride}, {args.epochs} epochs; model {'tiny 2x64' if args.tiny else '11x512'}")
     rows = [ours(args, tokens, warm, cfg, ttt, dist, manifest)]
-    if args.pr549 and not args.tiny:
+    if args.pr549:
         rows.append(pr549(args, tokens, warm, ttt, dist.device, manifest))
         if rows[-1]["standin"]:
             print("note: flash_attn_interface is the SDPA stand-in of bench/fa3_standin/ (FlashAttention 3 not installed): #549's attention runs on SDPA")

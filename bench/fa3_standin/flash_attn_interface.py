@@ -16,4 +16,4 @@ def flash_attn_func(q, k, v, causal=True, **_ignored):
     if k.size(1) != q.size(1):
         repeat = q.size(1) // k.size(1)
         k, v = k.repeat_interleave(repeat, dim=1), v.repeat_interleave(repeat, dim=1)
-    return F.scaled_dot_product_attention(q, k, v, is_causal=causal).transpose(1, 2)
+    return F.scaled_dot_product_attention(q, k, v, is_causal=causal).transpose(1, 2).contiguous()
