@@ -173,9 +173,10 @@ def test_noop_rerun_does_nothing(tiny_run):
 def test_eval_setting_reruns_eval_and_record_only(tiny_run):
     workdir, _ = tiny_run
     jobs = dry_run(workdir, overlay(workdir, "stride", {"eval": {"stride": 16}}))
-    # Both evals, 2 seeds x 2 stages each (stage_config: their settings files). The shipped script
-    # embeds its settings, so its bytes (and the size check) are redone too.
-    assert jobs == {"stage_config": 2, "eval": 4, "eval_slot": 4, "bundle_code": 1, "size_gate": 2, "record": 1, "all": 1}
+    # Every eval, 2 seeds each (stage_config: their settings files; TTT scores with the eval
+    # block's windows). The shipped script embeds its settings, so its bytes (and the size check)
+    # are redone too.
+    assert jobs == {"stage_config": 3, "eval": 4, "eval_slot": 4, "eval_ttt": 2, "bundle_code": 1, "size_gate": 2, "record": 1, "all": 1}
 
 
 def test_slot_setting_reruns_slot_eval_only(tiny_run):

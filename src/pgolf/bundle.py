@@ -16,7 +16,7 @@ from pathlib import Path
 # workflow it runs in, the files its code id covers (the package may be installed from elsewhere).
 RECORD_DIR = Path(__file__).resolve().parents[2] / "workflow" / "record"
 # Dependency order: a module only uses names defined by modules before it.
-MODULES = ["runtime", "scoring", "model", "quantize", "train", "evaluate", "slot", "entry"]
+MODULES = ["runtime", "scoring", "model", "quantize", "train", "evaluate", "slot", "ttt", "entry"]
 _SIBLING_IMPORT = re.compile(r"^from (%s) import .+$" % "|".join(MODULES))
 _FUTURE = "from __future__ import annotations"
 

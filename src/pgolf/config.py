@@ -155,6 +155,15 @@ def semantic_checks(config: dict) -> None:
         raise ConfigError(f"eval.slot.compare_modes: {s['mode']!r} is already eval.slot.mode")
     if s["lr_min"] > s["lr"]:
         raise ConfigError(f"eval.slot.lr_min: {s['lr_min']} is larger than eval.slot.lr {s['lr']}")
+    t = e["ttt"]
+    if t["headline"] and not t["enabled"]:
+        raise ConfigError("eval.ttt.headline: true needs eval.ttt.enabled: true")
+    ttt_seq_len, ttt_stride = t["seq_len"] or e["seq_len"], t["stride"] or e["stride"]
+    if ttt_stride > ttt_seq_len:
+        raise ConfigError(f"eval.ttt.stride: {ttt_stride} is larger than eval.ttt.seq_len {ttt_seq_len}")
+    for key in ("chunk_tokens", "audit_chunk_tokens"):
+        if t[key] is not None and t[key] < ttt_seq_len:
+            raise ConfigError(f"eval.ttt.{key}: {t[key]} is shorter than one training sequence (seq_len {ttt_seq_len})")
     if config.get("sweep"):
         from pgolf.sweep import check_sweep
 

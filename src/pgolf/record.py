@@ -14,6 +14,7 @@ import jsonschema
 import yaml
 
 from pgolf.config import load_configs
+from pgolf.sweep import score_method
 
 # scipy (pgolf.stats) and matplotlib (pgolf.plots) are imported where they are used: every
 # Snakemake run imports this module while it builds the DAG, and should not pay for them.
@@ -42,12 +43,12 @@ def record_dir(record_cfg: dict) -> str:
 
 
 def eval_method(eval_cfg: dict) -> str:
-    slot = eval_cfg["slot"]
-    return f"slot_{slot['mode']}" if slot["enabled"] else "sliding_window"
+    """The headline: ttt when it runs and is the headline, else the SLOT mode when on, else sliding."""
+    return score_method(eval_cfg)
 
 
 def stage_key(method: str) -> str:
-    """The stage output holding a method's result: sliding_window -> sliding, slot_<mode> -> itself."""
+    """The stage output holding a method's result: sliding_window -> sliding, slot_<mode> and ttt -> themselves."""
     return "sliding" if method == "sliding_window" else method
 
 
@@ -56,7 +57,7 @@ def score_first(method: str, verdicts: list):
 
     Every seed's audit passed: True; any failed: False. Without an audit, what is known by
     construction: sliding-window scoring adapts nothing (True), published SLOT fits on the scored
-    targets (False, PR #1240), causal SLOT is unknown (None).
+    targets (False, PR #1240), causal SLOT and TTT are unknown (None).
     """
     if "fail" in verdicts:
         return False
@@ -73,10 +74,15 @@ def _std(values: list[float]):
     return statistics.stdev(values) if len(values) > 1 else None
 
 
+def adaptive_evals(stage: dict) -> list[str]:
+    """The stage results of the evals beyond sliding: slot_<mode> and ttt."""
+    return [k for k in stage if k.startswith("slot_") or k == "ttt"]
+
+
 def seed_result(seed: int, stage: dict) -> dict:
     """One seed's row, from the stage JSONs: train, export, size, roundtrip, sliding, final."""
     t, size, final = stage["train"], stage["size"], stage["final"]
-    slot_keys = [k for k in stage if k.startswith("slot_")]
+    slot_keys = adaptive_evals(stage)
     # Every eval pass this seed's log shows, comparison SLOT modes included (a conservative count).
     eval_ms = sum(stage[k]["eval_time_ms"] for k in ("roundtrip", "sliding", *slot_keys))
     return {
@@ -182,7 +188,7 @@ def render_readme(
         sig=submission["significance"],
         verdict=verdict(submission["significance"]),
         sliding_mean=statistics.fmean(r["sliding_val_bpb"] for r in rows),
-        eval_rows=eval_rows(submission),
+        eval_rows=eval_rows(submission, stages),
         headline_verdicts=[r["audits"][submission["eval_method"]] for r in rows],
         max_train_s=max(r["train_time_s"] for r in rows),
         max_eval_s=max(r["eval_time_s"] for r in rows),
@@ -202,15 +208,19 @@ def _provenance_lines(provenance: dict) -> list[str]:
     return summary_lines(provenance)
 
 
-def eval_rows(submission: dict) -> list[dict]:
-    """One row per eval method the record ran: its mean score and each seed's audit verdict."""
+def eval_rows(submission: dict, stages: dict[int, dict]) -> list[dict]:
+    """One row per eval method the record ran: its mean score, its gain over the sliding score
+    (negative: better), its mean eval time and each seed's audit verdict."""
     rows = list(submission["seed_results"].values())
     methods = list(rows[0]["audits"])
+    bpb = lambda m: statistics.fmean(r["sliding_val_bpb" if m == "sliding_window" else f"{m}_val_bpb"] for r in rows)  # noqa: E731
     return [
         {
             "method": m,
             "headline": m == submission["eval_method"],
-            "mean_bpb": statistics.fmean(r["sliding_val_bpb" if m == "sliding_window" else f"{m}_val_bpb"] for r in rows),
+            "mean_bpb": bpb(m),
+            "gain_bpb": bpb(m) - bpb("sliding_window"),
+            "eval_time_s": statistics.fmean(st[stage_key(m)]["eval_time_ms"] for st in stages.values()) / 1000.0,
             "verdicts": [r["audits"][m] for r in rows],
         }
         for m in methods

@@ -23,18 +23,24 @@ from pgolf.config import ConfigError, merge_overlay
 # Keys of eval.slot that choose which modes run and which is the headline: they change no single
 # mode's result, so they stay out of the SLOT stage id.
 SLOT_SELECTION_KEYS = ("enabled", "mode", "compare_modes")
+# Likewise whether TTT runs and whether it is the headline.
+TTT_SELECTION_KEYS = ("enabled", "headline")
 
 
 def stage_blocks(eval_block: dict) -> dict:
-    """The settings that define the eval stage (no SLOT) and the SLOT stage for one eval block."""
-    plain = {k: v for k, v in eval_block.items() if k != "slot"}
+    """The settings that define the eval stage (no SLOT, no TTT), the SLOT stage and the TTT stage."""
+    plain = {k: v for k, v in eval_block.items() if k not in ("slot", "ttt")}
     slot = {k: v for k, v in eval_block["slot"].items() if k not in SLOT_SELECTION_KEYS}
-    return {"eval": plain, "slot": {**plain, "slot": slot}}
+    ttt = {k: v for k, v in eval_block.get("ttt", {}).items() if k not in TTT_SELECTION_KEYS}
+    return {"eval": plain, "slot": {**plain, "slot": slot}, "ttt": {**plain, "ttt": ttt}}
 
 
 def score_method(eval_block: dict) -> str:
-    """What a variant is scored by: its SLOT mode when SLOT is on, else the sliding window."""
-    slot = eval_block["slot"]
+    """What a variant is scored by: TTT when it is on and the headline, else its SLOT mode when SLOT
+    is on, else the sliding window (the record's headline, pgolf.record.eval_method, too)."""
+    ttt, slot = eval_block.get("ttt", {}), eval_block["slot"]
+    if ttt.get("enabled") and ttt.get("headline"):
+        return "ttt"
     return f"slot_{slot['mode']}" if slot["enabled"] else "sliding_window"
 
 

@@ -49,7 +49,8 @@ def run_record_script(record_dir, manifest, seed: int, workdir, timeout: int = 3
 def compare(results: dict, submission: dict, seed: int, size: dict) -> dict:
     """{name: {staged, rerun, equal}} for the artifact and every score the record states for `seed`."""
     staged = submission["seed_results"][str(seed)]
-    headline = "slot" if submission["eval_method"].startswith("slot_") else "sliding"
+    method = submission["eval_method"]
+    headline = "ttt" if method == "ttt" else "slot" if method.startswith("slot_") else "sliding"
     pairs = {
         "artifact_sha256": (size["model_file"]["sha256"], results["artifact_sha256"]),
         "model_bytes": (size["model_bytes"], results["artifact_bytes"]),

@@ -17,6 +17,7 @@ from runtime import Dist, RunLog, log_environment, read_manifest, settings_from,
 from scoring import eval_sequences
 from slot import SlotConfig, eval_slot
 from train import TrainConfig, train
+from ttt import TTTConfig, eval_ttt
 
 
 def record_main(argv, config: dict) -> None:
@@ -59,8 +60,17 @@ def record_main(argv, config: dict) -> None:
     if slot.enabled:
         results["slot"] = eval_slot(s.model, s.val_tokens, s.cfg, slot, dist, s.luts, s.autocast)
         log_score(log, f"final_slot_{slot.mode}", results["slot"])
-    headline = results["slot"] if slot.enabled else results["sliding"]
-    log(f"final_score_method:{'slot_' + slot.mode if slot.enabled else 'sliding_window'}")
+    ttt = settings_from(TTTConfig, ecfg.get("ttt", {}))
+    if ttt.enabled:  # last: TTT trains the model's weights as it goes
+        results["ttt"] = eval_ttt(s.model, s.val_tokens, s.cfg, ttt, dist, s.luts, s.autocast)
+        log_score(log, "final_ttt", results["ttt"])
+    if ttt.enabled and ttt.headline:
+        method, headline = "ttt", results["ttt"]
+    elif slot.enabled:
+        method, headline = f"slot_{slot.mode}", results["slot"]
+    else:
+        method, headline = "sliding_window", results["sliding"]
+    log(f"final_score_method:{method}")
     log(f"final_score_exact val_loss:{headline['val_loss']:.8f} val_bpb:{headline['val_bpb']:.8f}")
     if dist.is_main:
         write_json_atomic(os.path.join(args.out_dir, "results.json"), results)

@@ -20,12 +20,13 @@ except ConfigError as e:
 
 wildcard_constraints:
     seed=r"\d+",
-    stage=r"train|export|eval|slot",
+    stage=r"train|export|eval|slot|ttt",
     stage_id=r"[0-9a-f]{10}",
     train_id=r"[0-9a-f]{10}",
     export_id=r"[0-9a-f]{10}",
     eval_id=r"[0-9a-f]{10}",
     slot_id=r"[0-9a-f]{10}",
+    ttt_id=r"[0-9a-f]{10}",
     data_id=r"[0-9a-f]{10}",
     code_id=r"[0-9a-f]{10}",
 
@@ -55,7 +56,8 @@ CODE = {
     "export": record_code("runtime", "model", "quantize"),
     "eval": record_code("runtime", "scoring", "model", "quantize", "evaluate"),
     "slot": record_code("runtime", "scoring", "model", "quantize", "evaluate", "slot"),
-    "bundle": record_code("runtime", "scoring", "model", "quantize", "train", "evaluate", "slot", "entry")
+    "ttt": record_code("runtime", "scoring", "model", "quantize", "evaluate", "ttt"),
+    "bundle": record_code("runtime", "scoring", "model", "quantize", "train", "evaluate", "slot", "ttt", "entry")
     + ["src/pgolf/bundle.py"],
     "size": ["src/pgolf/size.py"],
     "verify": ["src/pgolf/verify.py"],
@@ -115,21 +117,20 @@ EXPORT_ID = short_hash(TRAIN_ID, canon(STAGE_BLOCKS["export"]), file_digest(CODE
 
 
 def eval_stage_ids(blocks):
-    """Eval and SLOT ids of one eval block's stage settings, on this run's exported checkpoints."""
-    return {
-        "eval": short_hash(EXPORT_ID, canon(blocks["eval"]), file_digest(CODE["eval"])),
-        "slot": short_hash(EXPORT_ID, canon(blocks["slot"]), file_digest(CODE["slot"])),
-    }
+    """Eval, SLOT and TTT ids of one eval block's stage settings, on this run's exported checkpoints."""
+    return {stage: short_hash(EXPORT_ID, canon(blocks[stage]), file_digest(CODE[stage])) for stage in EVAL_STAGES}
 
 
-EVAL_ID, SLOT_ID = eval_stage_ids(STAGE_BLOCKS).values()
+EVAL_STAGES = ("eval", "slot", "ttt")
+EVAL_ID, SLOT_ID, TTT_ID = eval_stage_ids(STAGE_BLOCKS).values()
 RECORD_SETTINGS = {k: config[k] for k in ("train", "export", "eval")}
 CODE_ID = short_hash(canon(RECORD_SETTINGS), file_digest(CODE["bundle"]))
-STAGE_IDS = {"train": TRAIN_ID, "export": EXPORT_ID, "eval": EVAL_ID, "slot": SLOT_ID}
+STAGE_IDS = {"train": TRAIN_ID, "export": EXPORT_ID, "eval": EVAL_ID, "slot": SLOT_ID, "ttt": TTT_ID}
 SEEDS = config["seeds"]
 SLOT_MODES = (
     [config["eval"]["slot"]["mode"], *config["eval"]["slot"]["compare_modes"]] if config["eval"]["slot"]["enabled"] else []
 )
+TTT_ON = config["eval"]["ttt"]["enabled"]
 RECORD_DIR = pgrecord.record_dir(config["record"])
 
 
@@ -143,7 +144,7 @@ for _variant in SWEEP_VARIANTS:
 # Every stage directory's settings by id: the main stages' and each sweep variant's.
 STAGE_BLOCKS_BY_ID = {(stage, STAGE_IDS[stage]): block for stage, block in STAGE_BLOCKS.items()}
 for _variant in SWEEP_VARIANTS:
-    for _stage in ("eval", "slot"):
+    for _stage in EVAL_STAGES:
         STAGE_BLOCKS_BY_ID[(_stage, _variant["ids"][_stage])] = _variant["blocks"][_stage]
 
 
@@ -164,6 +165,18 @@ def eval_hparams(wildcards):
 
 def slot_hparams(wildcards):
     return canon(stage_block("slot", wildcards.slot_id))
+
+
+def ttt_hparams(wildcards):
+    return canon(stage_block("ttt", wildcards.ttt_id))
+
+
+def ttt_nproc(wildcards):
+    return stage_block("ttt", wildcards.ttt_id)["nproc_per_node"]
+
+
+def ttt_gpus(wildcards):
+    return gpus(stage_block("ttt", wildcards.ttt_id))
 
 
 def eval_nproc(wildcards):
@@ -266,6 +279,8 @@ def seed_stage_files(seed):
     }
     for mode in SLOT_MODES:
         files[f"slot_{mode}"] = f"results/slot/{SLOT_ID}/seed{seed}/{mode}.json"
+    if TTT_ON:
+        files["ttt"] = f"results/ttt/{TTT_ID}/seed{seed}/ttt.json"
     return files
 
 
@@ -279,6 +294,8 @@ def seed_logs(seed):
     ]
     for mode in SLOT_MODES:
         logs.append((f"eval slot {mode}", f"results/logs/slot/{SLOT_ID}/seed{seed}.{mode}.log"))
+    if TTT_ON:
+        logs.append(("eval ttt", f"results/logs/ttt/{TTT_ID}/seed{seed}.log"))
     return logs
 
 
@@ -318,6 +335,8 @@ def sweep_score_file(variant, seed):
     ids = variant["ids"]
     if variant["method"] == "sliding_window":
         return f"results/eval/{ids['eval']}/seed{seed}/sliding.json"
+    if variant["method"] == "ttt":
+        return f"results/ttt/{ids['ttt']}/seed{seed}/ttt.json"
     return f"results/slot/{ids['slot']}/seed{seed}/{variant['eval']['slot']['mode']}.json"
 
 
@@ -336,6 +355,7 @@ def sweep_description():
             "eval": v["eval"],
             "eval_id": v["ids"]["eval"],
             "slot_id": v["ids"]["slot"],
+            "ttt_id": v["ids"]["ttt"],
             "score_files": {str(s): sweep_score_file(v, s) for s in SEEDS},
         }
         for v in SWEEP_VARIANTS

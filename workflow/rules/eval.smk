@@ -66,3 +66,33 @@ rule eval_slot:
         "{params.cache}torchrun --standalone --nproc_per_node {params.nproc} workflow/record/slot.py --mode {wildcards.mode}"
         " --hparams {input.hp} --artifact {input.artifact} --export-json {input.export} --data {input.manifest} --out {output}"
         " 2>&1 | tee {log}"
+
+
+# Score-first TTT (workflow/record/ttt.py): its own id, so a TTT setting reruns only this and the record.
+rule eval_ttt:
+    message:
+        "Eval TTT, seed {wildcards.seed}"
+    input:
+        artifact=f"results/export/{EXPORT_ID}/seed{{seed}}/final_model.ptz",
+        export=f"results/export/{EXPORT_ID}/seed{{seed}}/export.json",
+        manifest=f"results/data/{DATA_ID}/manifest.json",
+        hp="results/ttt/{ttt_id}/config.json",
+        code=CODE["ttt"],
+    output:
+        "results/ttt/{ttt_id}/seed{seed}/ttt.json",
+    params:
+        hp=ttt_hparams,
+        nproc=ttt_nproc,
+    log:
+        "results/logs/ttt/{ttt_id}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/ttt/{ttt_id}/seed{seed}.tsv"
+    threads: 1
+    resources:
+        gpu=ttt_gpus,
+    conda:
+        ENV
+    shell:
+        "torchrun --standalone --nproc_per_node {params.nproc} workflow/record/ttt.py"
+        " --hparams {input.hp} --artifact {input.artifact} --export-json {input.export} --data {input.manifest} --out {output}"
+        " 2>&1 | tee {log}"
