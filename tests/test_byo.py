@@ -156,7 +156,7 @@ def test_over_limit_artifact_fails_the_size_check(byo_workdir):
     configs = byo_overlay(byo_workdir, "Too_Big", env={"ITERATIONS": 5, "ARTIFACT_PAD_BYTES": 16_000_000})
     line = _one_error_line(snakemake(byo_workdir, "byo", configs=configs))
     code = (REPO / SCRIPT).stat().st_size
-    m = re.fullmatch(r"error: \S+final_model\.int6\.ptz: artifact over the size limit: code (\d+) \+ model (\d+) = (\d+) bytes > limit 16000000 \(over by (\d+)\)", line)
+    m = re.fullmatch(r"error: \S+final_model\.int6\.ptz: artifact over the size limit: code (\d+) \(raw\) \+ model (\d+) = (\d+) bytes > limit 16000000 \(over by (\d+)\)", line)
     assert m, line
     assert int(m.group(1)) == code and int(m.group(2)) > 16_000_000 and int(m.group(3)) == code + int(m.group(2))
     assert record_dir(byo_workdir, "Too_Big") is None

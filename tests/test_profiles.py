@@ -94,8 +94,8 @@ def test_profile_dry_runs_the_tiny_overlay(workdir, name):
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-3000:]
     assert f"workflow specific profile profiles/{name}" in out
-    # The whole tiny run, data to record: 2 seeds, their 2 evals each, one shipped script.
-    assert planned_jobs(result) == {"data_docs": 1, "stage_config": 4, "train": 2, "quantize": 2, "eval": 4, "eval_slot": 4,
+    # The whole tiny run, data to record: 2 seeds, their 2 evals, SLOT and TTT each, one shipped script.
+    assert planned_jobs(result) == {"data_docs": 1, "stage_config": 5, "train": 2, "quantize": 2, "eval": 4, "eval_slot": 4, "eval_ttt": 2,
                                     "bundle_code": 1, "size_gate": 2, "record": 1, "all": 1}
 
 

@@ -255,7 +255,7 @@ def test_size_gate_passes_and_fails_with_the_numbers(tmp_path):
     report = gate([code], model, out, limit=1000)
     assert report["ok"] and json.loads(out.read_text())["total_bytes"] == 1000
     out.unlink()
-    with pytest.raises(SizeError, match=r"code 100 \+ model 900 = 1000 bytes > limit 999 \(over by 1\)"):
+    with pytest.raises(SizeError, match=r"code 100 \(raw\) \+ model 900 = 1000 bytes > limit 999 \(over by 1\)"):
         gate([code], model, out, limit=999)
     assert not out.exists()
 

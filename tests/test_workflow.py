@@ -85,7 +85,7 @@ def test_submission_numbers_match_the_logs(tiny_run):
         assert _exact(log, "final_score") == (loss, bpb) and "final_score_method:slot_causal" in log
         assert row["slot_published_val_bpb"] == pytest.approx(_exact(log, "final_slot_published")[1], abs=1e-8)
         # The causality audit ran on every eval: the fixed predictor and causal SLOT pass, #1313's SLOT fails.
-        assert row["audits"] == {"sliding_window": "pass", "slot_causal": "pass", "slot_published": "fail"}
+        assert row["audits"] == {"sliding_window": "pass", "slot_causal": "pass", "slot_published": "fail", "ttt": "pass"}
         assert "audit:fail" in log and "audit:pass" in log
         assert row["val_bpb"] == pytest.approx(bpb, abs=1e-8) and row["val_loss"] == pytest.approx(loss, abs=1e-8)
         assert row["sliding_val_bpb"] == pytest.approx(_exact(log, "final_sliding_window")[1], abs=1e-8)
@@ -200,13 +200,13 @@ def test_headline_switch_or_an_extra_slot_mode_costs_only_what_is_new(tiny_run):
 def test_export_setting_never_retrains(tiny_run):
     workdir, _ = tiny_run
     jobs = dry_run(workdir, overlay(workdir, "export", {"export": {"compress_level": 9}}))
-    assert jobs == {"stage_config": 3, "quantize": 2, "size_gate": 2, "eval": 4, "eval_slot": 4, "bundle_code": 1, "record": 1, "all": 1}
+    assert jobs == {"stage_config": 4, "quantize": 2, "size_gate": 2, "eval": 4, "eval_slot": 4, "eval_ttt": 2, "bundle_code": 1, "record": 1, "all": 1}
 
 
 def test_adding_a_seed_trains_exactly_one(tiny_run):
     workdir, _ = tiny_run
     jobs = dry_run(workdir, overlay(workdir, "seeds", {"seeds": [1337, 42, 2024]}))
-    assert jobs == {"train": 1, "quantize": 1, "size_gate": 1, "eval": 2, "eval_slot": 2, "record": 1, "all": 1}
+    assert jobs == {"train": 1, "quantize": 1, "size_gate": 1, "eval": 2, "eval_slot": 2, "eval_ttt": 1, "record": 1, "all": 1}
 
 
 def _reversed(obj):
@@ -230,13 +230,13 @@ def test_reordering_config_keys_reruns_nothing(tiny_run):
 
 # What an edit of each module reruns (stage_config: the settings files of the stages it feeds).
 DOWNSTREAM = {"bundle_code": 1, "size_gate": 2, "record": 1, "all": 1}
-EVALS = {"eval": 4, "eval_slot": 4}
+EVALS = {"eval": 4, "eval_slot": 4, "eval_ttt": 2}  # ttt imports evaluate.py and quantize.py
 
 
 @pytest.mark.parametrize("module,expect", [
-    ("evaluate.py", {"stage_config": 2, **EVALS, **DOWNSTREAM}),
+    ("evaluate.py", {"stage_config": 3, **EVALS, **DOWNSTREAM}),
     ("slot.py", {"stage_config": 1, "eval_slot": 4, **DOWNSTREAM}),
-    ("quantize.py", {"stage_config": 3, "quantize": 2, **EVALS, **DOWNSTREAM}),
+    ("quantize.py", {"stage_config": 4, "quantize": 2, **EVALS, **DOWNSTREAM}),
 ])
 def test_editing_downstream_code_retrains_nothing(tiny_run, module, expect):
     workdir, _ = tiny_run
@@ -333,7 +333,7 @@ def test_oversize_artifact_fails_export_and_writes_no_record(tiny_run):
     result = snakemake(workdir, configs=(".test/config.yaml", small))
     assert result.returncode != 0
     out = result.stdout + result.stderr
-    m = re.search(r"error: artifact over the size limit: code (\d+) \+ model (\d+) = (\d+) bytes > limit 1000", out)
+    m = re.search(r"error: artifact over the size limit: code (\d+) \(raw\) \+ model (\d+) = (\d+) bytes > limit 1000", out)
     assert m and int(m.group(1)) + int(m.group(2)) == int(m.group(3))
     assert not list((workdir / "results/records").rglob("*_Oversize"))
 

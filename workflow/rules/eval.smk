@@ -81,6 +81,7 @@ rule eval_ttt:
     output:
         "results/ttt/{ttt_id}/seed{seed}/ttt.json",
     params:
+        cache=COMPILE_CACHE,
         hp=ttt_hparams,
         nproc=ttt_nproc,
     log:
@@ -93,6 +94,6 @@ rule eval_ttt:
     conda:
         ENV
     shell:
-        "torchrun --standalone --nproc_per_node {params.nproc} workflow/record/ttt.py"
+        "{params.cache}torchrun --standalone --nproc_per_node {params.nproc} workflow/record/ttt.py"
         " --hparams {input.hp} --artifact {input.artifact} --export-json {input.export} --data {input.manifest} --out {output}"
         " 2>&1 | tee {log}"
