@@ -73,7 +73,7 @@ def test_downloads_settings_and_assembly_are_local_rules(rule_names):
 def test_slurm_profile_gives_training_one_node_and_no_tasks():
     profile = load("slurm")
     assert profile["executor"] == "slurm"
-    for rule in ("train", "eval", "eval_slot"):
+    for rule in ("train", "eval", "eval_slot", "eval_ttt"):
         res = profile["set-resources"][rule]
         assert res["nodes"] == 1
         assert not {"tasks", "tasks_per_gpu", "tasks_per_node", "mpi"} & set(res), rule

@@ -22,7 +22,7 @@ import yaml
 
 from conftest import REPO, copy_workflow
 
-SLURM_RULES = {"data_docs", "train", "quantize", "size_gate", "eval", "eval_slot"}
+SLURM_RULES = {"data_docs", "train", "quantize", "size_gate", "eval", "eval_slot", "eval_ttt"}
 LOCAL_RULES = {"stage_config", "bundle_code", "record"}
 
 
