@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -78,12 +80,43 @@ def test_compile_cache_points_inductor_at_the_keyed_folder(tmp_path, monkeypatch
     assert "TORCHINDUCTOR_CACHE_DIR" not in os.environ
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H200")
     folder = use_compile_cache(torch.device("cuda", 0))
-    key = compile_cache_key(runtime.record_code_files(), torch.__version__, "NVIDIA H200")
+    key = compile_cache_key(runtime.record_code_set(), torch.__version__, "NVIDIA H200")
     assert folder == str((tmp_path / "cc" / key).resolve()) and os.path.isdir(folder)
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == os.path.join(folder, "inductor")
     assert os.environ["TRITON_CACHE_DIR"] == os.path.join(folder, "triton")
     monkeypatch.delenv("PGOLF_COMPILE_CACHE")
     assert use_compile_cache(torch.device("cuda", 0)) is None
+
+
+CACHE_FOLDER_OF_STAGE = """
+import sys, torch
+sys.path.insert(0, sys.argv[1])
+import importlib
+importlib.import_module(sys.argv[2])  # the stage's entry module and whatever it imports
+import runtime
+torch.cuda.get_device_name = lambda device=None: "NVIDIA H200"
+print(runtime.use_compile_cache(torch.device("cuda", 0)))
+"""
+
+
+def cache_folder_of_stage(record: Path, module: str, env: dict) -> str:
+    out = subprocess.run([sys.executable, "-c", CACHE_FOLDER_OF_STAGE, str(record), module], env=env, capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def test_every_stage_gets_the_same_compile_cache_folder(tmp_path):
+    """The train, eval, SLOT and TTT stages import different parts of the record code; the cache
+    folder must not depend on that, or no stage would find what another compiled."""
+    env = {**os.environ, "PGOLF_COMPILE_CACHE": str(tmp_path / "cc")}
+    record = REPO / "workflow" / "record"
+    folders = {m: cache_folder_of_stage(record, m, env) for m in ("train", "evaluate", "slot", "ttt", "runtime")}
+    assert len(set(folders.values())) == 1, folders
+    assert Path(folders["train"]).parent == (tmp_path / "cc").resolve()
+    # A bundled record is one file: its own bytes name its folder.
+    bundled = tmp_path / "record"
+    bundled.mkdir()
+    shutil.copy(record / "runtime.py", bundled / "runtime.py")
+    assert cache_folder_of_stage(bundled, "runtime", env) not in folders.values()
 
 
 def test_rules_share_one_compile_cache_across_gpu_stages():

@@ -244,3 +244,11 @@ def _check_ttt_headline(workdir, result, verify_dir, rec):
         checks = json.loads((verify_dir / f"seed{seed}/verify.json").read_text())["checks"]
         assert checks["val_bpb"]["equal"] and checks["val_bpb"]["rerun"] == sub["seed_results"][str(seed)]["ttt_val_bpb"]
         assert "final_score_method:ttt" in (rec / f"train_seed{seed}.log").read_text()
+
+
+def test_ttt_reports_progress_by_chunk(capsys):
+    eval_ttt(tiny_model(), repetitive_tokens(1025), CFG, TTT, Dist("cpu"), LUTS, NO_AUTOCAST)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("ttt:")]
+    # 8 chunks: a line at every chunk that crosses the next 10%, the last at 8 of 8
+    assert [int(line.split()[1]) for line in lines] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert lines[-1].startswith("ttt: 8 of 8 chunks (100%)") and lines[-1].endswith("ETA 0s")

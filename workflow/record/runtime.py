@@ -53,11 +53,21 @@ class RunLog:
                 f.write(msg + "\n")
 
 
+RECORD_MODULES = ("runtime", "scoring", "model", "quantize", "train", "evaluate", "slot", "ttt", "entry")
+
+
 def record_code_files() -> list[Path]:
     """The record code this process runs: the modules loaded from this folder (in a record, train_gpt.py)."""
-    names = ("__main__", "runtime", "scoring", "model", "quantize", "train", "evaluate", "slot", "entry")
-    files = {getattr(sys.modules.get(n), "__file__", None) for n in names}
+    files = {getattr(sys.modules.get(n), "__file__", None) for n in ("__main__", *RECORD_MODULES)}
     return sorted(Path(f).resolve() for f in files if f and Path(f).is_file())
+
+
+def record_code_set() -> list[Path]:
+    """All of the record code, whichever stage imported which part of it: the module files beside
+    this one (workflow/record/), or this one file when it is a bundled train_gpt.py."""
+    here = Path(__file__).resolve()
+    siblings = [here.parent / f"{n}.py" for n in RECORD_MODULES]
+    return siblings if all(p.is_file() for p in siblings) else [here]
 
 
 def log_environment(log: RunLog) -> None:
@@ -103,7 +113,10 @@ def use_compile_cache(device: torch.device) -> str | None:
     root = os.environ.get("PGOLF_COMPILE_CACHE")
     if not root or device.type != "cuda":
         return None
-    key = compile_cache_key(record_code_files(), torch.__version__, torch.cuda.get_device_name(device))
+    # Keyed by all of the record code, not by what this stage imported: the train, eval, SLOT and
+    # TTT stages then share one folder, and the graphs one stage compiled (the eval forward, the
+    # same for every eval at one batch shape) load from disk in the next.
+    key = compile_cache_key(record_code_set(), torch.__version__, torch.cuda.get_device_name(device))
     folder = Path(root).resolve() / key
     folder.mkdir(parents=True, exist_ok=True)
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder / "inductor")
