@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 configs=(config/fineweb-8xh100.yaml config/gpu-smoke.yaml)
 
 nvidia-smi -L
-python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'gpus', torch.cuda.device_count())"
+python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'gpus', torch.cuda.device_count())"
 pgolf doctor "${configs[@]}"   # the workflow's own preflight, as a table; stops here when it fails
 
 start=$(date +%s.%N)
@@ -22,9 +22,13 @@ end=$(date +%s.%N)
 record=$(ls -d results/records/track_non_record_16mb/*_GPUSmoke_NotARecord | sort | tail -n 1)
 pgolf size "$record"
 pgolf validate "$record"
-python - "$start" "$end" <<'PY'
-import sys
+python3 - "$start" "$end" <<'PY'
+import glob, sys
 print(f"wall time: {float(sys.argv[2]) - float(sys.argv[1]):.1f} s (snakemake, from the data stage to the record)")
+for path in sorted(glob.glob("results/benchmarks/**/*.tsv", recursive=True)):
+    with open(path) as f:
+        rows = f.read().split("\n")
+    print(f"  {path}: {rows[1].split()[0]} s" if len(rows) > 1 and rows[1] else f"  {path}: empty")
 PY
 echo "record: $record"
 if [ -n "${OUT:-}" ]; then

@@ -4,13 +4,18 @@
     python bench/speed_vs_1313.py --tiny --device cpu --data DATA_DIR   # our side only, a CPU smoke run
 
 Parts (each one's failure is reported and the rest still run; results go to OUT/results.json):
-  attention  SDPA kernels at the training shape, forward+backward, against fp32 math (cuDNN, flash)
-  train      our workflow/record/train.py (once per SDPA backend) and #1313's script, each in its
-             own process, record shape: 786,432 tokens a step as 8 micro-batches of 48 x 2048;
-             ms/step over the steps after the 10th, tokens/s, peak memory, MFU, loss agreement
+  attention  attention kernels at the training shape, forward+backward, against fp64 math: SDPA's
+             cuDNN and flash, and flash-attn-4's CuTe kernels where that package is importable
+  profile    our train step in one process on random tokens (--profile-variants): GPU time by
+             kernel kind (attention, GEMM, Triton-fused, ...) for forward+backward and for the
+             optimizers+EMA, against wall time, and the compile warm-up
+  train      our workflow/record/train.py (--train-variants: SDPA backend / compile_scope) and
+             #1313's script, each in its own process, record shape: 786,432 tokens a step as 8
+             micro-batches of 48 x 2048; ms/step over the steps after the 10th, tokens/s, peak
+             memory, MFU, loss agreement, and the time the job spent outside its timed window
   eval       our eval stage code in fresh processes (random weights, seed 0): cold compile cache,
              warm cache (time to the first scored batch; sliding and published-SLOT ms/window,
-             torch.profiler's top kernels), and the other SDPA backend (today's default: flash)
+             torch.profiler's top kernels), and each other SDPA backend of --backends
   ref_slot   #1313's own eval_val_slot on the same windows, cold (its compile) and warm
 A table is printed last. MFU counts 6 x params FLOPs per token plus causal attention
 (6 x 2 x layers x seq_len x model_dim per token, half of the full square), against 989 TFLOP/s
@@ -66,20 +71,35 @@ def part_attention(device) -> dict:
         q[sub].double(), k[sub].double().repeat_interleave(2, 1), v[sub].double().repeat_interleave(2, 1), is_causal=True
     )
 
-    def run(name):
+    def sdpa(name):
         backend = SDPBackend.CUDNN_ATTENTION if name == "cudnn" else SDPBackend.FLASH_ATTENTION
         kk, vv = (k.repeat_interleave(2, 1), v.repeat_interleave(2, 1)) if name == "cudnn" else (k, v)
         with sdpa_kernel(backend):
             return F.scaled_dot_product_attention(q, kk, vv, is_causal=True, enable_gqa=kk.size(1) != H)
 
-    for name in ("flash", "cudnn"):
+    kernels = {"flash": lambda: sdpa("flash"), "cudnn": lambda: sdpa("cudnn")}
+    try:  # flash-attn-4's CuTe kernels (it has SM90 forward and backward), where carried
+        from flash_attn.cute.interface import flash_attn_func as fa4
+
+        def run_fa4():
+            y = fa4(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), causal=True)
+            return (y[0] if isinstance(y, tuple) else y).transpose(1, 2)
+
+        kernels["fa4"] = run_fa4
+    except Exception as e:  # noqa: BLE001 - not installed is a result
+        out["fa4"] = dict(error=f"not importable: {type(e).__name__}: {e}"[:300])
+    for name, fn in kernels.items():
         try:
-            y = run(name)
+            t0 = time.time()
+            y = fn()
+            torch.cuda.synchronize()
+            first_call_s = time.time() - t0  # FA4 compiles its kernels on first use
             err = ((y[sub].double() - ref).norm() / ref.norm()).item()
-            fwd = do_bench(lambda: run(name), return_mode="median")
-            fb = do_bench(lambda: torch.autograd.grad(run(name), (q, k, v), dy), return_mode="median")
+            fwd = do_bench(fn, return_mode="median")
+            fb = do_bench(lambda: torch.autograd.grad(fn(), (q, k, v), dy), return_mode="median")
             attn_flop = 4 * B * H * T * T * D / 2  # causal: half the square, QK^T and PV
-            out[name] = dict(fwd_ms=fwd, fwd_bwd_ms=fb, rel_err_vs_fp64=err, fwd_tflops=attn_flop / fwd / 1e9, fwd_bwd_tflops=3.5 * attn_flop / fb / 1e9)
+            out[name] = dict(fwd_ms=fwd, fwd_bwd_ms=fb, rel_err_vs_fp64=err, fwd_tflops=attn_flop / fwd / 1e9, fwd_bwd_tflops=3.5 * attn_flop / fb / 1e9,
+                             first_call_s=first_call_s)
         except Exception as e:  # noqa: BLE001 - a backend the machine lacks is a result, not a crash
             out[name] = dict(error=f"{type(e).__name__}: {e}"[:300])
     return out
@@ -145,14 +165,15 @@ def our_train_hparams(args, tiny: bool) -> dict:
     return {**train, "model": model, "device": args.device}
 
 
-def part_train_ours(args, backend: str, out: Path, tiny: bool) -> dict:
-    hp = out / f"train_hp_{backend}.json"
+def part_train_ours(args, backend: str, out: Path, tiny: bool, scope: str = "model") -> dict:
+    hp = out / f"train_hp_{backend}_{scope}.json"
     hparams = our_train_hparams(args, tiny)
+    hparams["compile_scope"] = scope
     hp.write_text(json.dumps(hparams))
     env = {**os.environ, "PGOLF_SDPA_BACKEND": backend, "PYTHONUNBUFFERED": "1"}
     t0 = time.time()
     log = run_logged([sys.executable, "workflow/record/train.py", "--hparams", str(hp), "--data", str(Path(args.data) / "manifest.json"),
-                      "--seed", "1337", "--out-dir", str(out / f"train_{backend}")], env, out / f"train_ours_{backend}.log")
+                      "--seed", "1337", "--out-dir", str(out / f"train_{backend}")], env, out / f"train_ours_{backend}_{scope}.log")
     r = step_stats(log, first=2 if tiny else 10, tokens_per_step=hparams["batch_tokens"])
     r["wall_s"] = time.time() - t0
     m = re.search(r"^outside_timed_window (.*)$", log, re.M)
@@ -175,6 +196,105 @@ def part_train_ref(args, out: Path) -> dict:
     r = step_stats(log)
     r["wall_s"] = time.time() - t0
     return r
+
+
+# ----------------------------------------------------------------------------- where a train step's GPU time goes
+
+
+KERNEL_KINDS = (  # first match wins; names as the profiler reports CUDA kernels
+    ("attention", re.compile(r"fmha|flash|sdpa|attn|cudnn", re.I)),
+    ("gemm", re.compile(r"gemm|nvjet|xmma|cutlass|cublas|wgmma|splitk", re.I)),
+    ("triton (fused)", re.compile(r"^triton_")),
+    ("copy/fill", re.compile(r"memcpy|memset|copy|fill|cat", re.I)),
+    ("foreach/optim", re.compile(r"multi_tensor|foreach|adam", re.I)),
+)
+
+
+def kernel_kind(name: str) -> str:
+    return next((kind for kind, pat in KERNEL_KINDS if pat.search(name)), "other")
+
+
+def profile_child(args) -> None:
+    """Our train step at the record shape on random tokens, profiled: GPU time by kernel kind, for
+    the 8 forward+backward micro-steps and for the optimizer+EMA part, against the step's wall time."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from model import GPT, GPTConfig, compile_regions
+    from runtime import autocast_for
+    from train import EMA, TrainConfig, build_optimizers
+
+    device = torch.device("cuda")
+    torch.set_float32_matmul_precision("high")
+    torch.manual_seed(0)
+    cfg = TrainConfig(grad_accum_steps=8)
+    base = GPT(GPTConfig()).to(device)
+    model = base
+    if args.scope == "blocks":
+        compile_regions(base)
+    else:
+        model = torch.compile(base, dynamic=False)
+    optimizers, _ = build_optimizers(base, cfg)
+    ema = EMA(base, cfg.ema_decay)
+    autocast = autocast_for(device)
+    micro, accum = 48, 8
+    g = torch.Generator(device=device).manual_seed(1)
+    batches = [torch.randint(0, 1024, (micro, 2049), device=device, generator=g) for _ in range(accum)]
+
+    def fwd_bwd():
+        for b in batches:
+            with autocast():
+                loss = model(b[:, :-1], b[:, 1:]) / accum
+            loss.backward()
+
+    def update():
+        torch.nn.utils.clip_grad_norm_(base.parameters(), cfg.grad_clip_norm)
+        for opt in optimizers:
+            opt.step()
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
+        ema.update()
+
+    t0 = time.time()
+    for _ in range(3):  # compile and warm up
+        fwd_bwd()
+        update()
+    torch.cuda.synchronize()
+    res = {"scope": args.scope, "backend": os.environ.get("PGOLF_SDPA_BACKEND", "auto"), "warmup_s": time.time() - t0}
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    for part, fn in (("fwd_bwd", fwd_bwd), ("update", update), ("step", lambda: (fwd_bwd(), update()))):
+        start.record()
+        for _ in range(5):
+            fn()
+        end.record()
+        torch.cuda.synchronize()
+        res[f"{part}_ms"] = start.elapsed_time(end) / 5
+    for part, fn in (("fwd_bwd", fwd_bwd), ("update", update)):
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            fn()
+            torch.cuda.synchronize()
+        kinds: dict[str, float] = {}
+        top: dict[str, float] = {}
+        for e in prof.events():
+            if e.device_type != torch.autograd.DeviceType.CUDA:
+                continue
+            us = getattr(e, "device_time", None) or e.cuda_time
+            kinds[kernel_kind(e.name)] = kinds.get(kernel_kind(e.name), 0.0) + us / 1000
+            top[e.name[:90]] = top.get(e.name[:90], 0.0) + us / 1000
+        res[f"{part}_kinds_ms"] = dict(sorted(kinds.items(), key=lambda kv: -kv[1]))
+        res[f"{part}_top_ms"] = dict(sorted(top.items(), key=lambda kv: -kv[1])[:12])
+    res["peak_alloc_mib"] = torch.cuda.max_memory_allocated() // 2**20
+    print("BENCH_RESULT " + json.dumps(res), flush=True)
+
+
+def part_profile(args, backend: str, scope: str, out: Path) -> dict:
+    env = {**os.environ, "PGOLF_SDPA_BACKEND": backend, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, __file__, "--child-profile", "--data", args.data, "--scope", scope]
+    log = run_logged(cmd, env, out / f"profile_{backend}_{scope}.log")
+    m = re.search(r"^BENCH_RESULT (.*)$", log, re.M)
+    if not m:
+        raise RuntimeError("profile child wrote no result:\n" + log[-2000:])
+    return json.loads(m.group(1))
 
 
 # ----------------------------------------------------------------------------- eval (our side, own process)
@@ -350,11 +470,23 @@ def table(results: dict) -> str:
             lines.append(f"{'#1313 eval_val_slot':28s} error: {rs['error'][:200]}")
         else:
             lines.append(f"{'#1313 eval_val_slot':28s} cold {rs['cold_s']:.1f}s warm {rs['warm_s']:.2f}s = {rs['ms_per_window']:.3f} ms/win over {rs['windows']} windows, bpb {rs['warm_bpb']:.6f}")
+    for name, r in results.get("profile", {}).items():
+        lines.append(f"== GPU time of one train step, ours {name} (record shape, random tokens) ==")
+        if "error" in r:
+            lines.append(f"error: {r['error'][:300]}")
+            continue
+        lines.append(f"step {r['step_ms']:.1f} ms = forward+backward x8 {r['fwd_bwd_ms']:.1f} + clip/optimizers/EMA {r['update_ms']:.1f};"
+                     f" compile+3 warm-up steps {r['warmup_s']:.0f}s; peak {r['peak_alloc_mib']} MiB")
+        for part in ("fwd_bwd", "update"):
+            kinds = r[f"{part}_kinds_ms"]
+            busy = sum(kinds.values())
+            lines.append(f"  {part}: kernels {busy:.1f} ms of {r[part + '_ms']:.1f} ms wall: " + ", ".join(f"{k} {v:.1f}" for k, v in kinds.items()))
     att = results.get("attention", {})
     if att:
         lines.append("== SDPA at 48 x 8 heads x 2048 x 64 (GQA 8/4), bf16 ==")
         for name, r in att.items():
-            lines.append(f"{name:8s} " + (r["error"] if "error" in r else f"fwd {r['fwd_ms']:.2f} ms ({r['fwd_tflops']:.0f} TF/s), fwd+bwd {r['fwd_bwd_ms']:.2f} ms, rel err vs fp64 {r['rel_err_vs_fp64']:.1e}"))
+            lines.append(f"{name:8s} " + (r["error"] if "error" in r else f"fwd {r['fwd_ms']:.2f} ms ({r['fwd_tflops']:.0f} TF/s), fwd+bwd {r['fwd_bwd_ms']:.2f} ms"
+                                          f" ({r['fwd_bwd_tflops']:.0f} TF/s), rel err vs fp64 {r['rel_err_vs_fp64']:.1e}, first call {r['first_call_s']:.1f}s"))
     return "\n".join(lines)
 
 
@@ -365,12 +497,17 @@ def main() -> None:
     ap.add_argument("--out", default="results/bench_speed")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--tiny", action="store_true", help="tiny model, our side only: a smoke run for the CPU")
-    ap.add_argument("--parts", default="attention,train,eval,ref_slot")
+    ap.add_argument("--parts", default="attention,profile,train,eval,ref_slot")
     ap.add_argument("--backends", default="auto,cudnn,flash", help="SDPA backends of our code to measure; the first is the candidate default")
     ap.add_argument("--compile-mode", default="default", help="eval forward: default (reduce-overhead, as the stage) or a torch.compile mode")
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--eval-tokens", type=int, default=245760)
+    ap.add_argument("--train-variants", default="auto/model,cudnn/model,flash/model",
+                    help="our trainer's runs as BACKEND/SCOPE (SDPA backend; compile_scope model or blocks)")
+    ap.add_argument("--profile-variants", default="cudnn/blocks", help="BACKEND/SCOPE of the 'profile' part")
+    ap.add_argument("--scope", default="model", help=argparse.SUPPRESS)
+    ap.add_argument("--child-profile", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--child-eval", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -378,6 +515,8 @@ def main() -> None:
         ap.error(f"--data {args.data}: not a pgolf data dir (no manifest.json); build one with the data stage")
     if args.child_eval:
         return eval_child(args)
+    if args.child_profile:
+        return profile_child(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.tiny:
@@ -405,9 +544,14 @@ def main() -> None:
     if "attention" in parts:
         attempt("attention", "all", lambda: part_attention("cuda"))
         results["attention"] = results["attention"]["all"]
+    if "profile" in parts and not args.tiny:
+        for v in args.profile_variants.split(","):
+            b, scope = v.split("/")
+            attempt("profile", f"{b}_{scope}", lambda b=b, scope=scope: part_profile(args, b, scope, out))
     if "train" in parts:
-        for b in backends:
-            attempt("train", f"ours_{b}", lambda b=b: part_train_ours(args, b, out, args.tiny))
+        variants = [v.split("/") for v in args.train_variants.split(",")] if not args.tiny else [["flash", "model"], ["flash", "blocks"]]
+        for b, scope in variants:
+            attempt("train", f"ours_{b}_{scope}", lambda b=b, scope=scope: part_train_ours(args, b, out, args.tiny, scope))
         if not args.tiny:
             attempt("train", "ref", lambda: part_train_ref(args, out))
     if "eval" in parts:

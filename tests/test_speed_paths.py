@@ -126,3 +126,37 @@ def test_rules_share_one_compile_cache_across_gpu_stages():
         assert launches and text.count("{params.cache}torchrun --standalone") == launches == text.count("cache=COMPILE_CACHE,"), rule
     common = (REPO / "workflow" / "rules" / "common.smk").read_text()
     assert 'COMPILE_CACHE = "PGOLF_COMPILE_CACHE=results/compile_cache "' in common
+
+
+def test_regional_compile_shares_one_graph_among_like_blocks_and_computes_the_same():
+    """compile_scope: blocks. Five blocks, value embeddings in the last two: three block graphs
+    (layer 0 without the value residual, the plain ones, the value-embedding ones), plus the
+    embedding and the head+loss, whatever the depth; and the same loss and gradients as eager."""
+    import torch._dynamo
+
+    from model import compile_regions
+
+    torch._dynamo.reset()
+    cfg = GPTConfig(vocab_size=64, num_layers=5, model_dim=32, num_heads=2, num_kv_heads=1, ve_layers=[3, 4], bigram_dim=16, ve_dim=16)
+    torch.manual_seed(0)
+    eager = GPT(cfg)
+    regional = GPT(cfg)
+    regional.load_state_dict(eager.state_dict())
+    graphs = []
+
+    def counting_backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    compile_regions(regional, backend=counting_backend)
+    x = torch.randint(0, 64, (2, 24))
+    y = torch.randint(0, 64, (2, 24))
+    want, got = eager(x, y), regional(x, y)
+    want.backward()
+    got.backward()
+    assert len(graphs) == 5, [g.code[:200] for g in graphs]
+    assert torch.equal(got, want)
+    for (name, a), b in zip(eager.named_parameters(), regional.parameters()):
+        assert torch.equal(a.grad, b.grad), name
+    regional(x, y)  # a second batch of the same shape compiles nothing new
+    assert len(graphs) == 5

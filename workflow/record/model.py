@@ -231,14 +231,21 @@ class Block(nn.Module):
         self.mlp_scale = nn.Parameter(torch.ones(dim))
         # resid_mix[0] weighs the running stream, resid_mix[1] the embedding stream x0.
         self.resid_mix = nn.Parameter(torch.stack((torch.ones(dim), torch.zeros(dim))))
-        self.norm_scale = 1.0 / math.sqrt(layer + 1) if cfg.ln_scale else 1.0
+        # A tensor, not a float: compiled one block at a time, every layer then shares one graph
+        # (a float differing per layer would be a constant of each layer's own compile). Not
+        # saved: it follows from the layer index.
+        self.register_buffer("norm_scale", torch.tensor(1.0 / math.sqrt(layer + 1) if cfg.ln_scale else 1.0), persistent=False)
+
+    def scaled_norm(self, x: torch.Tensor) -> torch.Tensor:
+        # In fp32 and rounded once, as a bf16 tensor times a Python float is.
+        return (rms_norm(x).float() * self.norm_scale).to(x.dtype)
 
     def forward(self, x, x0, v_embed=None, v_first=None):
         mix = self.resid_mix.to(x.dtype)
         x = mix[0] * x + mix[1] * x0
-        a, v_raw = self.attn(rms_norm(x) * self.norm_scale, v_embed, v_first)
+        a, v_raw = self.attn(self.scaled_norm(x), v_embed, v_first)
         x = x + self.attn_scale.to(x.dtype) * a
-        return x + self.mlp_scale.to(x.dtype) * self.mlp(rms_norm(x) * self.norm_scale), v_raw
+        return x + self.mlp_scale.to(x.dtype) * self.mlp(self.scaled_norm(x)), v_raw
 
 
 class BigramHash(nn.Module):
@@ -351,10 +358,12 @@ class GPT(nn.Module):
         cap = self.cfg.logit_softcap
         return cap * torch.tanh(z / cap)
 
+    def nll_from_hidden(self, h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(self.logits(h).flatten(0, 1), targets.flatten(), reduction="none").view_as(targets)
+
     def token_nll(self, ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Negative log-likelihood (nats) of each target, shape [B, T], computed in fp32."""
-        logits = self.logits(self.hidden(ids))
-        return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none").view_as(targets)
+        return self.nll_from_hidden(self.hidden(ids), targets)
 
     def forward(self, ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return self.token_nll(ids, targets).mean()
@@ -364,6 +373,18 @@ class GPT(nn.Module):
         for m in self.modules():
             if isinstance(m, QATLinear):
                 m.qat_bits = bits
+
+
+def compile_regions(model: GPT, **compile_kw) -> None:
+    """torch.compile one region at a time: each block, the embedding and the head+loss. Blocks that
+    differ only in their weights share one compiled graph (three graphs for the preset's eleven
+    blocks: layer 0, the plain ones, the value-embedding ones), so compiling costs a fraction of
+    one whole-model graph; the U-Net skip additions between blocks run uncompiled."""
+    compile_kw.setdefault("dynamic", False)
+    for block in model.blocks:
+        block.compile(**compile_kw)
+    model.embed = torch.compile(model.embed, **compile_kw)
+    model.nll_from_hidden = torch.compile(model.nll_from_hidden, **compile_kw)
 
 
 def count_params(model: nn.Module) -> int:

@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
-from model import GPT, GPTConfig, attention_backend, count_params
+from model import GPT, GPTConfig, attention_backend, compile_regions, count_params
 from runtime import Dist, RunLog, TrainLoader, UserError, autocast_for, load_hparams, load_val_tokens, log_environment, manifest_paths, now, peak_memory_line, read_manifest, run_main, sync, tokenizer_path, torch_bytes, write_bytes_atomic, write_json_atomic, settings_from
 from scoring import byte_luts, eval_sequences
 
@@ -46,6 +46,7 @@ class TrainConfig:
     val_max_tokens: int = 0  # 0: the whole validation split
     warmup_steps: int = 0  # compile warm-up steps, undone afterwards and outside the timer
     compile: str = "auto"  # torch.compile: "auto" = on GPU only, "on", "off"
+    compile_scope: str = "model"  # "model": one graph of the whole model; "blocks": each block alone (model.compile_regions)
     late_qat_threshold: float = 0.15  # fake-quantize matrices once the LR multiplier drops below this (0 = never)
     qat_bits: int = 6
 
@@ -166,7 +167,13 @@ def train(cfg: TrainConfig, model_cfg: GPTConfig, manifest: dict, seed: int, dis
         torch.use_deterministic_algorithms(True)
     base = GPT(model_cfg).to(dist.device)
     use_compile = cfg.compile == "on" or (cfg.compile == "auto" and dist.device.type == "cuda")
-    compiled = torch.compile(base, dynamic=False) if use_compile else base
+    if cfg.compile_scope not in ("model", "blocks"):
+        raise UserError(f"train.compile_scope: expected model or blocks, got {cfg.compile_scope!r}")
+    compiled = base
+    if use_compile and cfg.compile_scope == "blocks":
+        compile_regions(base)
+    elif use_compile:
+        compiled = torch.compile(base, dynamic=False)
     model = DistributedDataParallel(compiled) if dist.enabled else compiled
     optimizers, muon = build_optimizers(base, cfg)
     autocast = autocast_for(dist.device)
@@ -184,7 +191,7 @@ def train(cfg: TrainConfig, model_cfg: GPTConfig, manifest: dict, seed: int, dis
     luts = byte_luts(tokenizer_path(manifest), model_cfg.vocab_size, dist.device)
 
     log(f"model_params:{count_params(base)}")
-    log(f"attention:{attention_backend(dist.device)} compile:{use_compile} autocast:{'bf16' if dist.device.type == 'cuda' else 'off'}")
+    log(f"attention:{attention_backend(dist.device)} compile:{use_compile}{' scope:' + cfg.compile_scope if use_compile else ''} autocast:{'bf16' if dist.device.type == 'cuda' else 'off'}")
     log(f"world_size:{dist.world_size} grad_accum_steps:{accum}")
     log(f"embed_lr:{cfg.embed_lr} matrix_lr:{cfg.matrix_lr} scalar_lr:{cfg.scalar_lr}")
     log(
