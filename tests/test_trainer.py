@@ -10,6 +10,7 @@ import itertools
 import json
 import lzma
 import os
+import re
 import subprocess
 import sys
 
@@ -83,6 +84,10 @@ def test_wallclock_cap_stops_training(data, tmp_path):
     assert m["stopped_early"] is True and 0 < m["steps"] < 1_000_000
     assert 1000 <= m["train_time_ms"] < 1000 + 20 * m["step_avg_ms"] + 500
     assert "stopping_early: wallclock_cap train_time:" in r["log"] and f"step:{m['steps']}/1000000" in r["log"]
+    # The stopping step is logged like any other, so the log's last step_avg is the run's: pgolf
+    # validate compares it with submission.json's step_avg_ms (from train.json).
+    step, avg = re.findall(r"^step:(\d+)/1000000 train_loss:\S+ train_time:\d+ms step_avg:([\d.]+)ms$", r["log"], re.M)[-1]
+    assert int(step) == m["steps"] and float(avg) == pytest.approx(m["step_avg_ms"], abs=0.006)
 
 
 def test_warmup_steps_are_undone(data, tmp_path):

@@ -274,15 +274,16 @@ def train(cfg: TrainConfig, model_cfg: GPTConfig, manifest: dict, seed: int, dis
 
         sync(dist.device)
         elapsed_ms = 1000.0 * (now() - t0)
-        if step <= 10 or step % cfg.train_log_every == 0 or step == cfg.iterations:
+        cap_hit = dist.any_true(cfg.max_wallclock_seconds > 0 and elapsed_ms >= 1000.0 * cfg.max_wallclock_seconds)
+        # The last step is always logged, so the log's last step_avg is the run's (train.json's).
+        if step <= 10 or step % cfg.train_log_every == 0 or step == cfg.iterations or cap_hit:
             train_loss = dist.all_reduce_sum(loss).item() / dist.world_size  # mean over all ranks' batches
             curve.append([step, round(train_loss, 6)])
             log(
                 f"step:{step}/{cfg.iterations} train_loss:{train_loss:.4f} train_time:{elapsed_ms:.0f}ms"
                 f" step_avg:{elapsed_ms / step:.2f}ms"
             )
-        cap_hit = cfg.max_wallclock_seconds > 0 and elapsed_ms >= 1000.0 * cfg.max_wallclock_seconds
-        if dist.any_true(cap_hit):
+        if cap_hit:
             stopped_early = step < cfg.iterations
             if stopped_early:
                 log(f"stopping_early: wallclock_cap train_time:{elapsed_ms:.0f}ms step:{step}/{cfg.iterations}")
