@@ -34,7 +34,7 @@ unpack)
     mkdir -p "$site"
     ir=nvidia_cutlass_dsl/dsl_packages/cutlass/_mlir/_mlir_libs/_cutlass_ir.cu13.cpython-312-x86_64-linux-gnu.so
     rt=nvidia_cutlass_dsl/cu13/lib/libcute_dsl_runtime.so
-    for w in "$src"/*.whl; do [ -e "$w" ] && unzip -q -o "$w" -d "$site"; done
+    for w in "$src"/*.whl; do [ -e "$w" ] && python3 -m zipfile -e "$w" "$site"; done  # no unzip there
     [ -e "$src/cu13_rest.tar" ] && tar -C "$site" -xf "$src/cu13_rest.tar"
     if [ -e "$src/cutlass_ir.so.xz" ]; then mkdir -p "$(dirname "$site/$ir")"; xz -dc "$src/cutlass_ir.so.xz" > "$site/$ir"; chmod +x "$site/$ir"; fi
     if [ -e "$src/cute_dsl_runtime.so.xz" ]; then mkdir -p "$(dirname "$site/$rt")"; xz -dc "$src/cute_dsl_runtime.so.xz" > "$site/$rt"; chmod +x "$site/$rt"; fi

@@ -165,12 +165,20 @@ def our_train_hparams(args, tiny: bool) -> dict:
     return {**train, "model": model, "device": args.device}
 
 
+def attention_env(backend: str) -> dict:
+    """Environment that makes model.py use `backend`: fa4 (flash-attn-4, where importable) or an
+    SDPA kernel (auto, cudnn, flash) with flash-attn-4 switched off."""
+    if backend == "fa4":
+        return {"PGOLF_FA4": "1", "PGOLF_SDPA_BACKEND": "auto"}
+    return {"PGOLF_FA4": "0", "PGOLF_SDPA_BACKEND": backend}
+
+
 def part_train_ours(args, backend: str, out: Path, tiny: bool, scope: str = "model") -> dict:
     hp = out / f"train_hp_{backend}_{scope}.json"
     hparams = our_train_hparams(args, tiny)
     hparams["compile_scope"] = scope
     hp.write_text(json.dumps(hparams))
-    env = {**os.environ, "PGOLF_SDPA_BACKEND": backend, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, **attention_env(backend), "PYTHONUNBUFFERED": "1"}
     t0 = time.time()
     log = run_logged([sys.executable, "workflow/record/train.py", "--hparams", str(hp), "--data", str(Path(args.data) / "manifest.json"),
                       "--seed", "1337", "--out-dir", str(out / f"train_{backend}")], env, out / f"train_ours_{backend}_{scope}.log")
@@ -180,6 +188,8 @@ def part_train_ours(args, backend: str, out: Path, tiny: bool, scope: str = "mod
     r["outside_timed_window"] = m.group(1) if m else None
     p = re.search(r"^model_params:(\d+)", log, re.M)
     r["params"] = int(p.group(1))
+    a = re.search(r"^attention:(\S+)", log, re.M)
+    r["attention"] = a.group(1) if a else None
     (out / f"train_{backend}" / "model.pt").unlink(missing_ok=True)
     return r
 
@@ -220,7 +230,7 @@ def profile_child(args) -> None:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from model import GPT, GPTConfig, compile_regions
+    from model import GPT, GPTConfig, attention_backend, compile_regions
     from runtime import autocast_for
     from train import EMA, TrainConfig, build_optimizers
 
@@ -260,7 +270,7 @@ def profile_child(args) -> None:
         fwd_bwd()
         update()
     torch.cuda.synchronize()
-    res = {"scope": args.scope, "backend": os.environ.get("PGOLF_SDPA_BACKEND", "auto"), "warmup_s": time.time() - t0}
+    res = {"scope": args.scope, "attention": attention_backend(device), "warmup_s": time.time() - t0}
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     for part, fn in (("fwd_bwd", fwd_bwd), ("update", update), ("step", lambda: (fwd_bwd(), update()))):
         start.record()
@@ -288,7 +298,7 @@ def profile_child(args) -> None:
 
 
 def part_profile(args, backend: str, scope: str, out: Path) -> dict:
-    env = {**os.environ, "PGOLF_SDPA_BACKEND": backend, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, **attention_env(backend), "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, __file__, "--child-profile", "--data", args.data, "--scope", scope]
     log = run_logged(cmd, env, out / f"profile_{backend}_{scope}.log")
     m = re.search(r"^BENCH_RESULT (.*)$", log, re.M)
@@ -372,7 +382,7 @@ def eval_child(args) -> None:
 
 
 def part_eval_ours(args, backend: str, cache: Path | None, label: str, out: Path, profile: bool = False) -> dict:
-    env = {**os.environ, "PGOLF_SDPA_BACKEND": backend, "PYTHONUNBUFFERED": "1", "BENCH_T0": str(time.time())}
+    env = {**os.environ, **attention_env(backend), "PYTHONUNBUFFERED": "1", "BENCH_T0": str(time.time())}
     if cache is not None:
         env["PGOLF_COMPILE_CACHE"] = str(cache)
     cmd = [sys.executable, __file__, "--child-eval", "--data", args.data, "--device", args.device, "--eval-tokens", str(args.eval_tokens),
@@ -396,7 +406,11 @@ def part_ref_slot(args) -> dict:
     spec.loader.exec_module(ref)
     a = ref.Hyperparameters()
     device = torch.device("cuda")
-    torch.backends.cuda.enable_cudnn_sdp(False)  # as its main() sets them
+    # As its main() sets them. TF32 matters most: its SLOT fit is fp32 matmuls, about 2x slower on
+    # plain fp32 (4.09 ms/window measured so on 2026-12-02, against 2.25 in perf-notes).
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cuda.enable_cudnn_sdp(False)
     torch.backends.cuda.enable_flash_sdp(True)
     torch.backends.cuda.enable_mem_efficient_sdp(False)
     torch.backends.cuda.enable_math_sdp(False)

@@ -8,6 +8,7 @@ import os
 import socket
 import stat
 import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -175,3 +176,24 @@ def test_workflow_stops_before_any_job_on_too_few_gpus(tmp_path):
     assert "config/gpu-smoke.yaml" in last
     assert "  train      fail" in result.stderr
     assert not (workdir / "results").exists(), "no job may run, not even the data stage"
+
+
+@pytest.mark.parametrize(
+    "files, want",
+    [
+        ([], ("warn", "FlashAttention not installed")),
+        (["flash_attn/cute/__init__.py"], ("ok", "flash-attn-4 (flash_attn.cute) importable")),
+        (["flash_attn/__init__.py", "flash_attn/flash_attn_interface.py"], ("ok", "FlashAttention 2 (flash_attn.flash_attn_interface) importable")),
+        (["flash_attn_interface.py", "flash_attn/cute/__init__.py"], ("ok", "FlashAttention 3 (flash_attn_interface) importable")),
+    ],
+)
+def test_attention_check_names_the_flash_attention_that_model_py_will_use(tmp_path, monkeypatch, files, want):
+    """flash-attn-4 installs a `flash_attn` package of its CuTe kernels alone: that is not FA2."""
+    for f in files:
+        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / f).write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in [m for m in sys.modules if m.startswith("flash_attn")]:
+        monkeypatch.delitem(sys.modules, name)
+    check = doctor.attention_check(PRESET, machine_gpus=8, cluster=False)
+    assert (check.status, check.detail[: len(want[1])]) == want

@@ -212,12 +212,23 @@ def hub_check(config: dict, data_ready: bool, env=None, probe=probe_hub) -> Chec
     return Check("hub", "ok", f"{endpoint} answers ({hub['repo_id']}@{hub['revision']})")
 
 
+def module_importable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ImportError:  # a dotted name whose parent package is missing
+        return False
+
+
 def attention_check(config: dict, machine_gpus: int, cluster: bool) -> Check | None:
     train = config["train"]
     if train["device"] == "cpu" or (not cluster and stage_gpus(train, machine_gpus) == 0):
         return None
-    for module, name in (("flash_attn_interface", "FlashAttention 3"), ("flash_attn", "FlashAttention 2")):
-        if importlib.util.find_spec(module) is not None:
+    # The order model.py tries them in; flash-attn-4 also installs a `flash_attn` package (its
+    # CuTe kernels only), so FlashAttention 2 is its flash_attn_interface module.
+    kinds = (("flash_attn_interface", "FlashAttention 3"), ("flash_attn.flash_attn_interface", "FlashAttention 2"),
+             ("flash_attn.cute", "flash-attn-4"))
+    for module, name in kinds:
+        if module_importable(module):
             return Check("attention", "ok", f"{name} ({module}) importable")
     detail = "FlashAttention not installed: attention runs on PyTorch SDPA (#1313 used FlashAttention 3)"
     return Check("attention", "warn", detail)

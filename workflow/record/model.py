@@ -56,10 +56,46 @@ def rms_norm(x: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------- attention backends
 
 
+def _flash_attention_4():
+    """flash-attn-4's CuTe kernels (SM90 forward and backward) as one torch custom op with its
+    backward, so torch.compile treats it as a single opaque kernel. Causal, [B, T, H, D] in and
+    out, k/v with fewer heads (GQA) taken as they are."""
+    from flash_attn.cute.interface import _flash_attn_bwd, _flash_attn_fwd
+
+    @torch.library.custom_op("pgolf::fa4_causal", mutates_args=())
+    def fa4_causal(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out, lse = _flash_attn_fwd(q, k, v, causal=True, return_lse=True)[:2]
+        return out, lse
+
+    @fa4_causal.register_fake
+    def _(q, k, v):
+        B, T, H, _ = q.shape
+        return torch.empty_like(q), q.new_empty((B, H, T), dtype=torch.float32)
+
+    @torch.library.custom_op("pgolf::fa4_causal_bwd", mutates_args=())
+    def fa4_causal_bwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, dout: torch.Tensor, lse: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        dq, dk, dv = _flash_attn_bwd(q, k, v, out, dout, lse, causal=True)[:3]
+        return dq, dk, dv
+
+    @fa4_causal_bwd.register_fake
+    def _(q, k, v, out, dout, lse):
+        return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs, *output)
+
+    def backward(ctx, dout, dlse):
+        q, k, v, out, lse = ctx.saved_tensors
+        return fa4_causal_bwd(q, k, v, out, dout.contiguous(), lse)
+
+    fa4_causal.register_autograd(backward, setup_context=setup_context)
+    return lambda q, k, v, causal=True: fa4_causal(q, k, v)[0]
+
+
 def _load_flash_attention():
-    """FlashAttention 3, else 2, else None (PyTorch SDPA); which one ran is logged by the trainer.
-    Neither is installable on the lent H200 (torch 2.11, no flash-attn wheels), so the FA3 branch
-    has never run there: every measured number in bench/ is PyTorch SDPA."""
+    """FlashAttention 3, else 2, else flash-attn-4 (CuTe), else None (PyTorch SDPA); which one ran
+    is logged by the trainer. FA3 and FA2 have no wheel for the lent H200's torch 2.11 / CUDA 13,
+    so those branches have never run there; flash-attn-4 4.0.0b36 ran there (bench/carry_fa4.sh)."""
     try:
         from flash_attn_interface import flash_attn_func
 
@@ -71,7 +107,13 @@ def _load_flash_attention():
 
         return "flash_attn_2", flash_attn_func
     except ImportError:
-        return "sdpa", None
+        pass
+    if os.environ.get("PGOLF_FA4", "1") == "1":
+        try:
+            return "flash_attn_4", _flash_attention_4()
+        except ImportError:
+            pass
+    return "sdpa", None
 
 
 FLASH_NAME, FLASH_FUNC = _load_flash_attention()
