@@ -182,7 +182,7 @@ def test_workflow_stops_before_any_job_on_too_few_gpus(tmp_path):
     "files, want",
     [
         ([], ("warn", "FlashAttention not installed")),
-        (["flash_attn/cute/__init__.py"], ("ok", "flash-attn-4 (flash_attn.cute) importable")),
+        (["flash_attn/cute/__init__.py"], ("warn", "flash-attn-4 (flash_attn.cute) importable but off: PGOLF_FA4=1")),
         (["flash_attn/__init__.py", "flash_attn/flash_attn_interface.py"], ("ok", "FlashAttention 2 (flash_attn.flash_attn_interface) importable")),
         (["flash_attn_interface.py", "flash_attn/cute/__init__.py"], ("ok", "FlashAttention 3 (flash_attn_interface) importable")),
     ],

@@ -160,3 +160,35 @@ def test_regional_compile_shares_one_graph_among_like_blocks_and_computes_the_sa
         assert torch.equal(a.grad, b.grad), name
     regional(x, y)  # a second batch of the same shape compiles nothing new
     assert len(graphs) == 5
+
+
+FA4_CHECK = """
+import sys, torch
+import torch.nn.functional as F
+sys.path.insert(0, sys.argv[1])
+import model
+assert model.FLASH_NAME == "flash_attn_4", model.FLASH_NAME
+torch.manual_seed(0)
+q, k, v = (torch.randn(2, 24, h, 16, requires_grad=True) for h in (4, 2, 2))
+ref = F.scaled_dot_product_attention(*(t.transpose(1, 2) for t in (q, k, v)), is_causal=True, enable_gqa=True).transpose(1, 2)
+want = torch.autograd.grad(ref.square().sum(), (q, k, v))
+for name, fn in (("eager", model.FLASH_FUNC), ("compiled", torch.compile(model.FLASH_FUNC, backend="aot_eager", fullgraph=True))):
+    y = fn(q, k, v, causal=True)
+    got = torch.autograd.grad(y.square().sum(), (q, k, v))
+    assert (y - ref).abs().max() < 1e-5, name
+    assert all((a - b).abs().max() < 1e-4 for a, b in zip(got, want)), [(a - b).abs().max() for a, b in zip(got, want)]
+print("ok")
+"""
+
+
+def test_flash_attention_4_wrapper_is_one_op_with_the_same_values_and_gradients(tmp_path):
+    """model.py's flash-attn-4 path (PGOLF_FA4=1) over a CPU stand-in of the two FA4 functions it
+    calls: the custom op gives SDPA's output and gradients, eagerly and traced whole (fullgraph) by
+    torch.compile through its fake. The real kernels ran on an H200 in bench/speed_vs_1313.py only."""
+    env = {**os.environ, "PGOLF_FA4": "1", "PYTHONPATH": str(REPO / "tests" / "data" / "fa4_standin")}
+    r = subprocess.run([sys.executable, "-c", FA4_CHECK, str(REPO / "workflow" / "record")], env=env, capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-3000:]
+    env["PGOLF_FA4"] = "0"  # switched off: SDPA
+    r = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); import model; print(model.FLASH_NAME)",
+                        str(REPO / "workflow" / "record")], env=env, capture_output=True, text=True)
+    assert r.stdout.strip() == "sdpa", r.stderr[-2000:]

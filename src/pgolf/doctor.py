@@ -228,8 +228,11 @@ def attention_check(config: dict, machine_gpus: int, cluster: bool) -> Check | N
     kinds = (("flash_attn_interface", "FlashAttention 3"), ("flash_attn.flash_attn_interface", "FlashAttention 2"),
              ("flash_attn.cute", "flash-attn-4"))
     for module, name in kinds:
-        if module_importable(module):
-            return Check("attention", "ok", f"{name} ({module}) importable")
+        if not module_importable(module):
+            continue
+        if name == "flash-attn-4" and os.environ.get("PGOLF_FA4") != "1":
+            return Check("attention", "warn", f"{name} ({module}) importable but off: PGOLF_FA4=1 turns it on; SDPA runs")
+        return Check("attention", "ok", f"{name} ({module}) importable")
     detail = "FlashAttention not installed: attention runs on PyTorch SDPA (#1313 used FlashAttention 3)"
     return Check("attention", "warn", detail)
 

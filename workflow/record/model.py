@@ -93,9 +93,12 @@ def _flash_attention_4():
 
 
 def _load_flash_attention():
-    """FlashAttention 3, else 2, else flash-attn-4 (CuTe), else None (PyTorch SDPA); which one ran
-    is logged by the trainer. FA3 and FA2 have no wheel for the lent H200's torch 2.11 / CUDA 13,
-    so those branches have never run there; flash-attn-4 4.0.0b36 ran there (bench/carry_fa4.sh)."""
+    """FlashAttention 3, else 2, else (opt-in, PGOLF_FA4=1) flash-attn-4's CuTe kernels, else None
+    (PyTorch SDPA); which one ran is logged by the trainer. FA3 and FA2 have no wheel for the lent
+    H200's torch 2.11 / CUDA 13, so those branches have never run there. flash-attn-4 4.0.0b36 did
+    (carried with bench/carry_fa4.sh; bench/speed_vs_1313.py, 2026-12-02): at the training shape
+    1.95 ms forward+backward against cuDNN's 2.51. It stays opt-in: the one train run tried with it
+    printed nothing in 170 s and was stopped, undiagnosed (no device time was left)."""
     try:
         from flash_attn_interface import flash_attn_func
 
@@ -108,7 +111,7 @@ def _load_flash_attention():
         return "flash_attn_2", flash_attn_func
     except ImportError:
         pass
-    if os.environ.get("PGOLF_FA4", "1") == "1":
+    if os.environ.get("PGOLF_FA4", "0") == "1":
         try:
             return "flash_attn_4", _flash_attention_4()
         except ImportError:
