@@ -208,6 +208,16 @@ def test_muon_step_matches_the_per_matrix_rule():
         torch.testing.assert_close(p.detach(), e, rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("setting, compiles", [("off", False), ("on", True), ("auto", False)])  # auto: GPU only; this is the CPU
+def test_train_compile_setting_reaches_muon(setting, compiles):
+    """train.compile: off compiles nothing, Muon's Newton-Schulz iteration included."""
+    from train import build_optimizers
+
+    _, muon = build_optimizers(GPT(GPTConfig(vocab_size=64, num_layers=2, model_dim=32, num_heads=2, num_kv_heads=1, ve_layers=[1])),
+                               TrainConfig(compile=setting))
+    assert muon.compile_ns is compiles
+
+
 def test_lr_schedule_step_and_time_based():
     cfg = TrainConfig(iterations=100, warmdown_iters=20, max_wallclock_seconds=0)
     assert lr_multiplier(cfg, 0, 0) == 1.0 and lr_multiplier(cfg, 80, 0) == 1.0
