@@ -6,7 +6,7 @@
 #
 #   bash bench/gpu_smoke_record.sh
 #
-# Prints the wall time and the record path; with $OUT set, copies the record and every log there.
+# Prints the wall time and the record path; with $PGOLF_SMOKE_OUT set, copies the record and every log there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 configs=(config/fineweb-8xh100.yaml config/gpu-smoke.yaml)
@@ -31,8 +31,8 @@ for path in sorted(glob.glob("results/benchmarks/**/*.tsv", recursive=True)):
     print(f"  {path}: {rows[1].split()[0]} s" if len(rows) > 1 and rows[1] else f"  {path}: empty")
 PY
 echo "record: $record"
-if [ -n "${OUT:-}" ]; then
-    mkdir -p "$OUT"
-    cp -r "$record" "$OUT/record"
-    cp -r results/logs results/benchmarks "$OUT/"
+if [ -n "${PGOLF_SMOKE_OUT:-}" ]; then
+    mkdir -p "$PGOLF_SMOKE_OUT"
+    cp -r "$record" "$PGOLF_SMOKE_OUT/record"
+    cp -r results/logs results/benchmarks "$PGOLF_SMOKE_OUT/"
 fi

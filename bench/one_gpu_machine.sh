@@ -8,7 +8,7 @@
 #   WHEELS=.whl bash bench/one_gpu_machine.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
-out=${OUT:-results/one_gpu_machine}
+out=${PGOLF_CHECK_OUT:-results/one_gpu_machine}
 mkdir -p "$out"
 torch_version() { python3 -c "import torch; print(torch.__version__)"; }
 
@@ -31,7 +31,7 @@ preset_s=$(python3 -c "import time; print(f'{time.time() - $t0:.1f}')")
 preset_line=$(grep -m1 '^preflight: ' "$out/real_preset.log" || tail -n 1 "$out/real_preset.log")
 
 t0=$(date +%s.%N)
-OUT="$out/smoke" bash bench/gpu_smoke_record.sh > "$out/smoke.log" 2>&1
+PGOLF_SMOKE_OUT="$out/smoke" bash bench/gpu_smoke_record.sh > "$out/smoke.log" 2>&1
 smoke_rc=$?
 smoke_s=$(python3 -c "import time; print(f'{time.time() - $t0:.0f}')")
 
