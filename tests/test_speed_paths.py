@@ -192,3 +192,36 @@ def test_flash_attention_4_wrapper_is_one_op_with_the_same_values_and_gradients(
     r = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); import model; print(model.FLASH_NAME)",
                         str(REPO / "workflow" / "record")], env=env, capture_output=True, text=True)
     assert r.stdout.strip() == "sdpa", r.stderr[-2000:]
+
+
+def test_validation_in_the_train_job_runs_eagerly_and_compiles_nothing():
+    """With compile_scope: blocks the model's own blocks are compiled; the train job's validation
+    batch has another shape, and must not recompile them (train.eval_uncompiled)."""
+    import contextlib
+
+    import torch._dynamo
+
+    from model import compile_regions
+    from runtime import Dist
+    from scoring import eval_sequences
+    from train import TrainConfig, eval_uncompiled
+
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=64, num_layers=3, model_dim=32, num_heads=2, num_kv_heads=1, ve_layers=[2], bigram_dim=16, ve_dim=16))
+    graphs = []
+
+    def counting_backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    compile_regions(model, backend=counting_backend)
+    model(torch.randint(0, 64, (2, 24)), torch.randint(0, 64, (2, 24)))  # a training-shape step
+    compiled = len(graphs)
+    luts = (torch.ones(64, dtype=torch.int16), torch.zeros(64, dtype=torch.bool), torch.zeros(64, dtype=torch.bool))
+    val = torch.randint(0, 64, (24 * 5 + 1,))
+    cfg = TrainConfig(seq_len=24, val_batch_seqs=3)
+    got = eval_uncompiled(model, val, cfg, Dist("cpu"), luts, contextlib.nullcontext)
+    assert len(graphs) == compiled
+    want = eval_sequences(model, val, 24, 3, Dist("cpu"), luts, contextlib.nullcontext)  # compiled: new graphs
+    assert len(graphs) > compiled and got["val_loss"] == pytest.approx(want["val_loss"], rel=1e-6)
