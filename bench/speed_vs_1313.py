@@ -132,6 +132,15 @@ def run_logged(cmd, env, log_path: Path, stop_pattern: str | None = None, timeou
     return "".join(lines)
 
 
+def child_result(cmd, env, log_path: Path, what: str) -> dict:
+    """Runs one of this script's --child-* modes and returns the JSON of its BENCH_RESULT line."""
+    log = run_logged(cmd, env, log_path)
+    m = re.search(r"^BENCH_RESULT (.*)$", log, re.M)
+    if not m:
+        raise RuntimeError(f"{what} child wrote no result:\n" + log[-2000:])
+    return json.loads(m.group(1))
+
+
 def step_stats(log: str, first: int = 10, tokens_per_step: int = TOKENS_PER_STEP) -> dict:
     steps = [(int(a), float(b), int(c)) for a, b, c in STEP_RE.findall(log)]
     if len(steps) < 2:
@@ -300,11 +309,7 @@ def profile_child(args) -> None:
 def part_profile(args, backend: str, scope: str, out: Path) -> dict:
     env = {**os.environ, **attention_env(backend), "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, __file__, "--child-profile", "--data", args.data, "--scope", scope]
-    log = run_logged(cmd, env, out / f"profile_{backend}_{scope}.log")
-    m = re.search(r"^BENCH_RESULT (.*)$", log, re.M)
-    if not m:
-        raise RuntimeError("profile child wrote no result:\n" + log[-2000:])
-    return json.loads(m.group(1))
+    return child_result(cmd, env, out / f"profile_{backend}_{scope}.log", "profile")
 
 
 # ----------------------------------------------------------------------------- eval (our side, own process)
@@ -387,11 +392,7 @@ def part_eval_ours(args, backend: str, cache: Path | None, label: str, out: Path
         env["PGOLF_COMPILE_CACHE"] = str(cache)
     cmd = [sys.executable, __file__, "--child-eval", "--data", args.data, "--device", args.device, "--eval-tokens", str(args.eval_tokens),
            "--compile-mode", args.compile_mode] + (["--tiny"] if args.tiny else []) + (["--profile"] if profile else [])
-    log = run_logged(cmd, env, out / f"eval_{label}.log")
-    m = re.search(r"^BENCH_RESULT (.*)$", log, re.M)
-    if not m:
-        raise RuntimeError("eval child wrote no result:\n" + log[-2000:])
-    return json.loads(m.group(1))
+    return child_result(cmd, env, out / f"eval_{label}.log", "eval")
 
 
 # ----------------------------------------------------------------------------- #1313's own SLOT

@@ -128,6 +128,17 @@ def test_rules_share_one_compile_cache_across_gpu_stages():
     assert 'COMPILE_CACHE = "PGOLF_COMPILE_CACHE=results/compile_cache "' in common
 
 
+def graph_counter():
+    """A torch.compile backend that runs each graph as traced and keeps it: (the graphs, the backend)."""
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    return graphs, backend
+
+
 def test_regional_compile_shares_one_graph_among_like_blocks_and_computes_the_same():
     """compile_scope: blocks. Five blocks, value embeddings in the last two: three block graphs
     (layer 0 without the value residual, the plain ones, the value-embedding ones), plus the
@@ -142,12 +153,7 @@ def test_regional_compile_shares_one_graph_among_like_blocks_and_computes_the_sa
     eager = GPT(cfg)
     regional = GPT(cfg)
     regional.load_state_dict(eager.state_dict())
-    graphs = []
-
-    def counting_backend(gm, example_inputs):
-        graphs.append(gm)
-        return gm.forward
-
+    graphs, counting_backend = graph_counter()
     compile_regions(regional, backend=counting_backend)
     x = torch.randint(0, 64, (2, 24))
     y = torch.randint(0, 64, (2, 24))
@@ -209,12 +215,7 @@ def test_validation_in_the_train_job_runs_eagerly_and_compiles_nothing():
     torch._dynamo.reset()
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=64, num_layers=3, model_dim=32, num_heads=2, num_kv_heads=1, ve_layers=[2], bigram_dim=16, ve_dim=16))
-    graphs = []
-
-    def counting_backend(gm, example_inputs):
-        graphs.append(gm)
-        return gm.forward
-
+    graphs, counting_backend = graph_counter()
     compile_regions(model, backend=counting_backend)
     model(torch.randint(0, 64, (2, 24)), torch.randint(0, 64, (2, 24)))  # a training-shape step
     compiled = len(graphs)

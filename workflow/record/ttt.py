@@ -144,13 +144,14 @@ def ttt_windows(ttt: TTTConfig, cfg: EvalConfig) -> tuple[int, int]:
     return ttt.seq_len or cfg.seq_len, ttt.stride or cfg.stride
 
 
-def score_then_train(model: GPT, tokens: torch.Tensor, ttt: TTTConfig, cfg: EvalConfig, dist: Dist, autocast, on_scored, progress: StageProgress | None = None) -> dict:
+def score_then_train(model: GPT, tokens: torch.Tensor, ttt: TTTConfig, cfg: EvalConfig, dist: Dist, autocast, on_scored, progress: str | None = None) -> dict:
     """The TTT pass over `tokens`: every chunk scored (on_scored(windows, batch, nll) per batch),
     then trained on, except the last. Changes the model's weights. Returns what it did.
-    progress, if given, is told the number of chunks done (scored and trained) after each one."""
+    progress: a label under which chunks done (scored and trained) are reported (StageProgress)."""
     seq_len, stride = ttt_windows(ttt, cfg)
     total = len(tokens) - 1
     chunks = windows_by_chunk(sliding_windows(total, seq_len, stride, cfg.as_published), ttt.chunk_tokens, total)
+    report = StageProgress(len(chunks), progress, unit="chunks", rank=dist.rank, device=dist.device) if progress else None
     trainer = ChunkTrainer(model, ttt, seq_len, dist, autocast)
     score = fixed_scorer(model, autocast)
     pad = ttt.score_batch_seqs if static_shapes(dist.device) else 0
@@ -170,8 +171,8 @@ def score_then_train(model: GPT, tokens: torch.Tensor, ttt: TTTConfig, cfg: Eval
             trainer.train(tokens, lo, min(lo + ttt.chunk_tokens, total), chunk_lr(ttt, k, len(chunks)))
             sync(dist.device)
             train_s += now() - t1
-        if progress is not None:
-            progress.update(k + 1)
+        if report is not None:
+            report.update(k + 1)
     return {
         "chunks": len(chunks),
         "tokens_trained": trainer.tokens_trained,
@@ -186,11 +187,9 @@ def eval_ttt(model: GPT, val_tokens: torch.Tensor, cfg: EvalConfig, ttt: TTTConf
     t0 = now()
     sums = ScoreSums(dist.device)
     tokens = val_tokens.to(dist.device)
-    seq_len, stride = ttt_windows(ttt, cfg)
-    n_chunks = math.ceil((len(tokens) - 1) / ttt.chunk_tokens)
-    progress = StageProgress(n_chunks, "ttt", unit="chunks", rank=dist.rank, device=dist.device)
-    done = score_then_train(model, tokens, ttt, cfg, dist, autocast, lambda w, b, nll: sums.add(nll, b.x[b.rows, b.cols], b.y[b.rows, b.cols], luts), progress)
+    done = score_then_train(model, tokens, ttt, cfg, dist, autocast, lambda w, b, nll: sums.add(nll, b.x[b.rows, b.cols], b.y[b.rows, b.cols], luts), "ttt")
     result = sums.result(dist)
+    seq_len, stride = ttt_windows(ttt, cfg)
     result.update(eval_time_ms=int(1000 * (now() - t0)), **done, chunk_tokens=ttt.chunk_tokens, seq_len=seq_len, stride=stride)
     result.update(optimizer=ttt.optimizer, lr=ttt.lr, epochs=ttt.epochs)
     return result
