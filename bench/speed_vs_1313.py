@@ -331,16 +331,20 @@ def random_model(tiny: bool, device, vocab_size: int):
 def eval_child(args) -> None:
     """One eval stage's work in this fresh process: sliding, then published SLOT, on our code."""
     import torch
+    import evaluate as ev
     from evaluate import EvalConfig, compile_hidden, eval_sliding
     from runtime import Dist, autocast_for, load_val_tokens, manifest_paths, read_manifest, tokenizer_path
     from scoring import byte_luts
     from slot import SlotConfig, eval_slot
 
     t_start = float(os.environ.get("BENCH_T0", time.time()))
+    phases = {"imports": time.time() - t_start}  # seconds after the parent started this process
     tiny = args.tiny
     dist = Dist(args.device)
+    phases["device_ready"] = time.time() - t_start
     manifest = read_manifest(str(Path(args.data) / "manifest.json"))
     model = random_model(tiny, dist.device, manifest["tokenizer"]["vocab_size"])
+    phases["model_built"] = time.time() - t_start
     seq_len = 128 if tiny else 2048
     if args.compile_mode == "default":
         compile_hidden(model)
@@ -349,12 +353,12 @@ def eval_child(args) -> None:
     val = load_val_tokens(manifest_paths(manifest, "val"), seq_len)[: args.eval_tokens + 1]
     luts = byte_luts(tokenizer_path(manifest), model.cfg.vocab_size, dist.device)
     autocast = autocast_for(dist.device)
+    phases["data_loaded"] = time.time() - t_start
     cfg = EvalConfig(seq_len=seq_len, stride=96 if not tiny else 32, batch_seqs=32 if not tiny else 4, as_published=True)
     slot = SlotConfig(enabled=True, mode="published", steps=24, lr=0.012, lr_min=0.001, batch_seqs=cfg.batch_seqs)
-    res = {"compile_cache": dist.compile_cache}
+    res = {"compile_cache": dist.compile_cache, "last_layer_tail": ev.TAIL, "phases": phases}
 
     first = {}
-    import evaluate as ev
 
     real_add = ev.ScoreSums.add
 
@@ -386,8 +390,9 @@ def eval_child(args) -> None:
     print("BENCH_RESULT " + json.dumps(res), flush=True)
 
 
-def part_eval_ours(args, backend: str, cache: Path | None, label: str, out: Path, profile: bool = False) -> dict:
-    env = {**os.environ, **attention_env(backend), "PYTHONUNBUFFERED": "1", "BENCH_T0": str(time.time())}
+def part_eval_ours(args, backend: str, cache: Path | None, label: str, out: Path, profile: bool = False, tail: bool = True) -> dict:
+    """tail=False: the last layer on every position (PGOLF_EVAL_TAIL=0), to measure what the tail saves."""
+    env = {**os.environ, **attention_env(backend), "PYTHONUNBUFFERED": "1", "PGOLF_EVAL_TAIL": "1" if tail else "0", "BENCH_T0": str(time.time())}
     if cache is not None:
         env["PGOLF_COMPILE_CACHE"] = str(cache)
     cmd = [sys.executable, __file__, "--child-eval", "--data", args.data, "--device", args.device, "--eval-tokens", str(args.eval_tokens),
@@ -480,6 +485,9 @@ def table(results: dict) -> str:
         ratio = f"{rs['ms_per_window'] / r['slot_ms_per_window']:.2f}x #1313" if "ms_per_window" in rs else ""
         lines.append(f"{name:28s} first batch {r['first_batch_s']:6.1f}s stage {r['stage_s']:6.1f}s  sliding {r['sliding_ms_per_window']:.3f} ms/win"
                      f"  SLOT {r['slot_ms_per_window']:.3f} ms/win (cold {r['slot_cold_s']:.1f}s) {ratio}  bpb sliding {r['sliding_bpb']:.6f} slot {r['slot_bpb']:.6f}")
+        if "phases" in r:
+            lines.append(f"{'':28s} last layer on the tail: {r['last_layer_tail']}; reached at (s): "
+                         + ", ".join(f"{k} {v:.1f}" for k, v in r["phases"].items()) + f", first batch {r['first_batch_s']:.1f}")
     if rs:
         if "error" in rs:
             lines.append(f"{'#1313 eval_val_slot':28s} error: {rs['error'][:200]}")
@@ -574,6 +582,7 @@ def main() -> None:
         b0 = backends[0]
         attempt("eval", f"ours_{b0}_cold_cache", lambda: part_eval_ours(args, b0, cache, f"{b0}_cold", out))
         attempt("eval", f"ours_{b0}_warm_cache", lambda: part_eval_ours(args, b0, cache, f"{b0}_warm", out, profile=not args.tiny))
+        attempt("eval", f"ours_{b0}_warm_full_last", lambda: part_eval_ours(args, b0, cache, f"{b0}_warm_full_last", out, tail=False))
         for b in backends[1:]:
             attempt("eval", f"ours_{b}_cold_cache", lambda b=b: part_eval_ours(args, b, cache, f"{b}_cold", out))
     if "ref_slot" in parts and not args.tiny:

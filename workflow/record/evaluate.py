@@ -10,6 +10,7 @@ re-runs with one target changed.
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import dataclass
 
 import torch
@@ -72,6 +73,7 @@ class WindowBatch:
     rows: torch.Tensor  # the scored targets, row-major: window index ...
     cols: torch.Tensor  # ... and position within the window
     firsts: list[int]  # each window's first scored position
+    lowest_col: int  # the earliest scored position in any window (seq_len if none is scored)
 
     def context(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Row-major positions strictly before each window's first scored position."""
@@ -101,7 +103,8 @@ def window_batch(tokens: torch.Tensor, batch: list[Window], seq_len: int, device
     keep = valid.to(at)
     x, y = torch.where(keep, tokens[idx], 0), torch.where(keep, tokens[idx + 1], 0)
     put = lambda t: t.to(device, non_blocking=True)  # noqa: E731
-    return WindowBatch(put(x), put(y), put(rows), put(cols), firsts.tolist())
+    lowest = int(cols.min()) if len(cols) else seq_len
+    return WindowBatch(put(x), put(y), put(rows), put(cols), firsts.tolist(), lowest)
 
 
 def rank_share(items: list, dist: Dist) -> list:
@@ -113,15 +116,31 @@ def rank_share(items: list, dist: Dist) -> list:
 # method is a scorer, so the scoring loop and the causality audit run the real code.
 
 
-def fixed_scorer(model: GPT, autocast):
-    """The model as a fixed predictor: nothing adapts at eval time."""
+# The last layer runs for the scored tail of each window only (GPT.hidden's tail), where every
+# scored position of a batch lies in its windows' last `stride` positions: all batches but the
+# stream's first and last. The same function; PGOLF_EVAL_TAIL=0 turns it off, for benchmarks.
+TAIL = os.environ.get("PGOLF_EVAL_TAIL", "1") != "0"
+
+
+def scored_hidden(model: GPT, b: WindowBatch, tail: int) -> torch.Tensor:
+    """Final hidden states at the batch's scored positions, [scored targets, D], row-major; with
+    tail > 0, from GPT.hidden's tail form whenever every scored position lies in the last `tail`."""
+    T = b.x.size(1)
+    if TAIL and 0 < tail < T and b.lowest_col >= T - tail:
+        return model.hidden(b.x, tail)[b.rows, b.cols - (T - tail)]
+    return model.hidden(b.x)[b.rows, b.cols]
+
+
+def fixed_scorer(model: GPT, autocast, tail: int = 0):
+    """The model as a fixed predictor: nothing adapts at eval time. tail: the eval's stride (see
+    scored_hidden)."""
 
     @torch.no_grad()
     def score(b: WindowBatch):
         # Only the scored positions go through the output head (about stride of seq_len per
         # window): the same NLLs as model.token_nll(b.x, b.y)[b.rows, b.cols], for less work.
         with autocast():
-            logits = model.logits(model.hidden(b.x)[b.rows, b.cols])
+            logits = model.logits(scored_hidden(model, b, tail))
         return F.cross_entropy(logits, b.y[b.rows, b.cols], reduction="none")
 
     return score
@@ -145,7 +164,7 @@ def eval_sliding(model: GPT, val_tokens: torch.Tensor, cfg: EvalConfig, dist: Di
     model.eval()
     t0 = now()
     windows = sliding_windows(len(val_tokens) - 1, cfg.seq_len, cfg.stride, cfg.as_published)
-    result = eval_windows(fixed_scorer(model, autocast), val_tokens, windows, cfg.batch_seqs, cfg.seq_len, dist, luts, "sliding")
+    result = eval_windows(fixed_scorer(model, autocast, cfg.stride), val_tokens, windows, cfg.batch_seqs, cfg.seq_len, dist, luts, "sliding")
     result.update(eval_time_ms=int(1000 * (now() - t0)), windows=len(windows), stride=cfg.stride, seq_len=cfg.seq_len)
     return result
 
@@ -270,7 +289,7 @@ def eval_main(argv=None) -> None:
             return "final_roundtrip", {"method": "roundtrip", **r}, ""
         r = eval_sliding(s.model, s.val_tokens, s.cfg, s.dist, s.luts, s.autocast)
         windows = sliding_windows(len(s.val_tokens) - 1, s.cfg.seq_len, s.cfg.stride, s.cfg.as_published)
-        r["audit"] = causality_audit(fixed_scorer(s.model, s.autocast), s.val_tokens, windows, s.cfg, s.model.cfg.vocab_size, s.dist.device)
+        r["audit"] = causality_audit(fixed_scorer(s.model, s.autocast, s.cfg.stride), s.val_tokens, windows, s.cfg, s.model.cfg.vocab_size, s.dist.device)
         return "final_sliding_window", {"method": "sliding", **r}, f" stride:{s.cfg.stride} windows:{r['windows']} audit:{r['audit']['verdict']}"
 
     run_eval_stage(args, load_hparams(args.hparams), score)

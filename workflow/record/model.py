@@ -146,8 +146,21 @@ def expand_kv(t: torch.Tensor, num_heads: int) -> torch.Tensor:
     return t.repeat_interleave(num_heads // t.size(1), dim=1)
 
 
+def tail_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Causal attention of the last Tq positions' queries over all Tk keys: q [B, Tq, H, D], k and v
+    [B, Tk, Hkv, D] -> [B, Tq, H, D], query i sitting at position Tk - Tq + i. An explicit mask,
+    since SDPA's is_causal aligns a short query block with the first keys, not the last."""
+    Tq, Tk = q.size(1), k.size(1)
+    mask = torch.arange(Tk, device=q.device)[None, :] <= torch.arange(Tk - Tq, Tk, device=q.device)[:, None]
+    q, k, v = q.transpose(1, 2), expand_kv(k.transpose(1, 2), q.size(2)), expand_kv(v.transpose(1, 2), q.size(2))
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2)
+
+
 def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """q [B, T, H, D], k and v [B, T, Hkv, D] -> [B, T, H, D]."""
+    """q [B, T, H, D], k and v [B, T, Hkv, D] -> [B, T, H, D]; a q of fewer positions than k holds
+    the last ones (tail_attention)."""
+    if q.size(1) != k.size(1):
+        return tail_attention(q, k, v)
     if FLASH_FUNC is not None and q.is_cuda:
         out = FLASH_FUNC(q, k, v, causal=True)
         return out[0] if isinstance(out, tuple) else out
@@ -194,15 +207,16 @@ class Rotary(nn.Module):
         super().__init__()
         self.dims, self.base, self.train_seq_len = dims, base, train_seq_len
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, seq_len: int = 0) -> torch.Tensor:
+        """x holds the last x.size(1) positions of a sequence of seq_len (default: all of it)."""
         if self.dims == 0:
             return x
-        T, d = x.size(1), self.dims
+        T, d = seq_len or x.size(1), self.dims
         base = self.base
         if T > self.train_seq_len:  # stretch the wavelengths to cover the longer context
             base = base * (T / self.train_seq_len) ** (d / (d - 2))
         inv_freq = 1.0 / (base ** (torch.arange(0, d, 2, dtype=torch.float32, device=x.device) / d))
-        freqs = torch.outer(torch.arange(T, device=x.device, dtype=torch.float32), inv_freq)
+        freqs = torch.outer(torch.arange(T - x.size(1), T, device=x.device, dtype=torch.float32), inv_freq)
         cos, sin = freqs.cos()[None, :, None, :].to(x.dtype), freqs.sin()[None, :, None, :].to(x.dtype)
         rot, rest = x[..., :d], x[..., d:]
         a, b = rot[..., : d // 2], rot[..., d // 2 :]
@@ -226,10 +240,13 @@ class Attention(nn.Module):
         # Value residual: sigmoid(gate) of layer 0's values is mixed into this layer's.
         self.vrl_gate = nn.Parameter(torch.tensor(-1.5)) if cfg.vrl and layer > 0 else None
 
-    def forward(self, x: torch.Tensor, v_embed: torch.Tensor | None, v_first: torch.Tensor | None):
-        """Returns (output, this layer's raw values before any mixing)."""
+    def forward(self, x: torch.Tensor, v_embed: torch.Tensor | None, v_first: torch.Tensor | None, tail: int = 0):
+        """Returns (output, this layer's raw values before any mixing). tail > 0: the output at the
+        last `tail` positions only (their queries attend to every position's keys and values)."""
         B, T, _ = x.shape
-        q = self.q(x).view(B, T, self.num_heads, self.head_dim)
+        xq = x[:, -tail:] if tail else x
+        Tq = xq.size(1)
+        q = self.q(xq).view(B, Tq, self.num_heads, self.head_dim)
         k = self.k(x).view(B, T, self.num_kv_heads, self.head_dim)
         v_raw = self.v(x)
         v = v_raw if v_embed is None else v_raw + v_embed
@@ -238,12 +255,12 @@ class Attention(nn.Module):
             v = (1 - g) * v + g * v_first
         v = v.view(B, T, self.num_kv_heads, self.head_dim)
         # Normalising q and k bounds the logits; the learned gain sets their temperature per head.
-        q = self.rotary(rms_norm(q)) * self.q_gain.to(q.dtype)[None, None, :, None]
+        q = self.rotary(rms_norm(q), T) * self.q_gain.to(q.dtype)[None, None, :, None]
         k = self.rotary(rms_norm(k))
         y = causal_attention(q, k, v)
         if self.xsa:
-            y = self._remove_self_value(y, v)
-        return self.proj(y.reshape(B, T, -1)), v_raw
+            y = self._remove_self_value(y, v[:, T - Tq :])
+        return self.proj(y.reshape(B, Tq, -1)), v_raw
 
     def _remove_self_value(self, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """XSA: drop from each head's output its projection on its own position's (unit) value."""
@@ -285,10 +302,13 @@ class Block(nn.Module):
         # In fp32 and rounded once, as a bf16 tensor times a Python float is.
         return (rms_norm(x).float() * self.norm_scale).to(x.dtype)
 
-    def forward(self, x, x0, v_embed=None, v_first=None):
+    def forward(self, x, x0, v_embed=None, v_first=None, tail: int = 0):
+        """tail > 0: the block's output at the last `tail` positions only."""
         mix = self.resid_mix.to(x.dtype)
         x = mix[0] * x + mix[1] * x0
-        a, v_raw = self.attn(self.scaled_norm(x), v_embed, v_first)
+        a, v_raw = self.attn(self.scaled_norm(x), v_embed, v_first, tail)
+        if tail:
+            x = x[:, -tail:]
         x = x + self.attn_scale.to(x.dtype) * a
         return x + self.mlp_scale.to(x.dtype) * self.mlp(self.scaled_norm(x)), v_raw
 
@@ -380,8 +400,16 @@ class GPT(nn.Module):
             x = x.to(torch.get_autocast_dtype(x.device.type))
         return x
 
-    def hidden(self, ids: torch.Tensor) -> torch.Tensor:
-        """Final normalised hidden states [B, T, D]: everything but the output head."""
+    def hidden(self, ids: torch.Tensor, tail: int = 0) -> torch.Tensor:
+        """Final normalised hidden states [B, T, D]: everything but the output head.
+
+        tail > 0: those of the last `tail` positions only, [B, tail, D], the same values as
+        hidden(ids)[:, -tail:]. Every layer but the last still runs on all positions (the next
+        layer's keys and values need them); the last computes its queries, attention output and MLP
+        for the tail alone, which saves nearly one layer in num_layers when a sliding window scores
+        only its last `stride` targets.
+        """
+        tail = tail if 0 < tail < ids.size(1) else 0
         x0 = self.embed(ids)
         ve = self.value_emb(ids) if self.value_emb is not None else None
         x, skips, v_first = x0, [], None
@@ -391,7 +419,7 @@ class GPT(nn.Module):
             v_embed = None
             if ve is not None and i in self.value_emb.slot:
                 v_embed = ve * self.value_emb.layer_scales[self.value_emb.slot[i]].to(ve.dtype)
-            x, v_raw = block(x, x0, v_embed, v_first)
+            x, v_raw = block(x, x0, v_embed, v_first, tail if i == len(self.blocks) - 1 else 0)
             if i == 0 and self.cfg.vrl:
                 v_first = v_raw
             if i < self.num_encoder:

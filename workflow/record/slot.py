@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from evaluate import EvalConfig, causality_audit, eval_cli, eval_windows, run_eval_stage, sliding_windows, static_shapes
+from evaluate import EvalConfig, causality_audit, eval_cli, eval_windows, run_eval_stage, scored_hidden, sliding_windows, static_shapes
 from runtime import Dist, load_hparams, now, run_main, settings_from
 
 
@@ -86,13 +86,15 @@ def fit_sizes(seq_len: int, stride: int, batch_seqs: int) -> tuple[int, ...]:
     return tuple(sorted({b * stride, seq_len + (b - 1) * stride, b * max(seq_len - stride, 1), b * seq_len}))
 
 
-def slot_scorer(model, slot: SlotConfig, autocast, sizes: tuple[int, ...] = ()):
+def slot_scorer(model, slot: SlotConfig, autocast, sizes: tuple[int, ...] = (), tail: int = 0):
     """SLOT as a scorer: fit a per-window hidden offset [D] and logit bias [V], then score.
 
     Only the positions that carry loss are pushed through the output head: the scored slice in
     published mode (about `stride` of seq_len positions), the context in causal mode. The result
     equals the all-positions computation of #1313, whose masked-out positions add nothing.
     sizes: pad the fit positions to these counts (fit_sizes; on GPU, where the fit is compiled).
+    tail: the eval's stride; published mode needs the hidden states of the scored positions alone,
+    so the last layer runs for those (evaluate.scored_hidden).
     """
     weight = model.tok_emb.weight.detach().float()
     cap = model.cfg.logit_softcap
@@ -101,29 +103,34 @@ def slot_scorer(model, slot: SlotConfig, autocast, sizes: tuple[int, ...] = ()):
 
     @torch.no_grad()
     def score(b):
-        with autocast():
-            h = model.hidden(b.x)
-        h = h.float()
         n = b.x.size(0)
-        # published: the scored targets themselves; causal: each window's context, everything
-        # before its first scored position.
-        rows, cols = (b.rows, b.cols) if slot.mode == "published" else b.context()
+        # published: fit on the scored targets themselves; causal: on each window's context,
+        # everything before its first scored position.
+        y_scored = b.y[b.rows, b.cols]
+        if slot.mode == "published":
+            with autocast():
+                h_scored = scored_hidden(model, b, tail).float()
+            rows, h_fit, y_fit = b.rows, h_scored, y_scored
+        else:
+            with autocast():
+                h = model.hidden(b.x)
+            h = h.float()
+            rows, cols = b.context()
+            h_scored, h_fit, y_fit = h[b.rows, b.cols], h[rows, cols], b.y[rows, cols]
         count = len(rows)
         if count:
-            h_fit, y_fit = h[rows, cols], b.y[rows, cols]
             pad = next((s for s in sizes if s >= count), count) - count
             if pad:  # padding positions fit an extra window row (index n), dropped below
                 h_fit = torch.cat([h_fit, h_fit.new_zeros(pad, h_fit.size(1))])
                 y_fit = torch.cat([y_fit, y_fit.new_zeros(pad)])
                 rows = torch.cat([rows, rows.new_full((pad,), n)])
-            count_t = torch.full((), float(count), device=h.device)
+            count_t = torch.full((), float(count), device=h_fit.device)
             delta, bias = fit_fn(h_fit, y_fit, rows, n + 1 if sizes else n, weight, cap, lrs, count_t)
             delta, bias = delta[:n], bias[:n]
         else:
-            delta, bias = h.new_zeros(n, h.size(-1)), h.new_zeros(n, weight.size(0))
-        rows, cols = b.rows, b.cols
-        logits = cap * torch.tanh((F.linear(h[rows, cols] + delta[rows], weight) + bias[rows]) / cap)
-        return F.cross_entropy(logits, b.y[rows, cols], reduction="none")
+            delta, bias = h_scored.new_zeros(n, h_scored.size(-1)), h_scored.new_zeros(n, weight.size(0))
+        logits = cap * torch.tanh((F.linear(h_scored + delta[b.rows], weight) + bias[b.rows]) / cap)
+        return F.cross_entropy(logits, y_scored, reduction="none")
 
     return score
 
@@ -133,7 +140,7 @@ def eval_slot(model, val_tokens: torch.Tensor, cfg: EvalConfig, slot: SlotConfig
     t0 = now()
     windows = sliding_windows(len(val_tokens) - 1, cfg.seq_len, cfg.stride, cfg.as_published)
     sizes = fit_sizes(cfg.seq_len, cfg.stride, slot.batch_seqs) if static_shapes(dist.device) else ()
-    result = eval_windows(slot_scorer(model, slot, autocast, sizes), val_tokens, windows, slot.batch_seqs, cfg.seq_len, dist, luts, f"slot {slot.mode}")
+    result = eval_windows(slot_scorer(model, slot, autocast, sizes, cfg.stride), val_tokens, windows, slot.batch_seqs, cfg.seq_len, dist, luts, f"slot {slot.mode}")
     result.update(eval_time_ms=int(1000 * (now() - t0)), windows=len(windows), stride=cfg.stride, mode=slot.mode, steps=slot.steps, lr=slot.lr)
     return result
 
@@ -149,7 +156,7 @@ def slot_main(argv=None) -> None:
         r = eval_slot(s.model, s.val_tokens, s.cfg, slot, s.dist, s.luts, s.autocast)
         windows = sliding_windows(len(s.val_tokens) - 1, s.cfg.seq_len, s.cfg.stride, s.cfg.as_published)
         sizes = fit_sizes(s.cfg.seq_len, s.cfg.stride, slot.batch_seqs) if static_shapes(s.dist.device) else ()
-        scorer = slot_scorer(s.model, slot, s.autocast, sizes)
+        scorer = slot_scorer(s.model, slot, s.autocast, sizes, s.cfg.stride)
         r["audit"] = causality_audit(scorer, s.val_tokens, windows, s.cfg, s.model.cfg.vocab_size, s.dist.device, slot.batch_seqs)
         extra = f" steps:{slot.steps} lr:{slot.lr} stride:{s.cfg.stride} audit:{r['audit']['verdict']}"
         return f"final_slot_{slot.mode}", {"method": f"slot_{slot.mode}", **r}, extra

@@ -153,7 +153,7 @@ def score_then_train(model: GPT, tokens: torch.Tensor, ttt: TTTConfig, cfg: Eval
     chunks = windows_by_chunk(sliding_windows(total, seq_len, stride, cfg.as_published), ttt.chunk_tokens, total)
     report = StageProgress(len(chunks), progress, unit="chunks", rank=dist.rank, device=dist.device) if progress else None
     trainer = ChunkTrainer(model, ttt, seq_len, dist, autocast)
-    score = fixed_scorer(model, autocast)
+    score = fixed_scorer(model, autocast, stride)
     pad = ttt.score_batch_seqs if static_shapes(dist.device) else 0
     score_s = train_s = 0.0
     for k, windows in enumerate(chunks):
