@@ -114,6 +114,7 @@ def test_sliding_and_published_slot_score_the_same_with_the_last_layer_on_the_ta
     slot = SlotConfig(enabled=True, mode="published", steps=4, lr=0.05, lr_min=0.001, batch_seqs=4)
     for name, make in (("sliding", lambda tail: fixed_scorer(model, no_autocast, tail)), ("slot", lambda tail: slot_scorer(model, slot, no_autocast, (), tail))):
         full, tailed = make(0), make(stride)
+        middles = 0
         for i in range(0, len(windows), 4):
             b = window_batch(tokens, windows[i : i + 4], seq_len, torch.device("cpu"))
             calls.clear()
@@ -124,6 +125,8 @@ def test_sliding_and_published_slot_score_the_same_with_the_last_layer_on_the_ta
             middle = 0 < i and all(length == seq_len for _, length, _ in windows[i : i + 4])
             assert calls == ([stride] if middle else [0]), (name, i, calls)
             torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+            middles += middle
+        assert middles >= 5 and i > 0, (name, middles)  # 8 batches: the first, 5 middle ones, 2 at the end
 
 
 def test_compile_cache_key_changes_with_code_torch_and_gpu(tmp_path):
