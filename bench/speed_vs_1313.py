@@ -365,6 +365,9 @@ def eval_child(args) -> None:
     cfg = EvalConfig(seq_len=seq_len, stride=96 if not tiny else 32, batch_seqs=32 if not tiny else 4, as_published=True)
     slot = SlotConfig(enabled=True, mode="published", steps=24, lr=0.012, lr_min=0.001, batch_seqs=cfg.batch_seqs)
     res = {"compile_cache": dist.compile_cache, "last_layer_tail": ev.TAIL, "phases": phases}
+    # What the cache held when this process started: a "cold" row run on an earlier call's cache
+    # (--compile-cache) is warm, and says so.
+    res["cache_files_at_start"] = sum(1 for p in Path(dist.compile_cache).rglob("*") if p.is_file()) if dist.compile_cache else None
 
     first = {}
 
@@ -494,7 +497,8 @@ def table(results: dict) -> str:
         lines.append(f"{name:28s} first batch {r['first_batch_s']:6.1f}s stage {r['stage_s']:6.1f}s  sliding {r['sliding_ms_per_window']:.3f} ms/win"
                      f"  SLOT {r['slot_ms_per_window']:.3f} ms/win (cold {r['slot_cold_s']:.1f}s) {ratio}  bpb sliding {r['sliding_bpb']:.6f} slot {r['slot_bpb']:.6f}")
         if "phases" in r:
-            lines.append(f"{'':28s} last layer on the tail: {r['last_layer_tail']}; reached at (s): "
+            held = r.get("cache_files_at_start")
+            lines.append(f"{'':28s} last layer on the tail: {r['last_layer_tail']}; compile cache files at start: {held}; reached at (s): "
                          + ", ".join(f"{k} {v:.1f}" for k, v in r["phases"].items()) + f", first batch {r['first_batch_s']:.1f}")
     if rs:
         if "error" in rs:

@@ -296,3 +296,28 @@ def test_validation_in_the_train_job_runs_eagerly_and_compiles_nothing():
     assert len(graphs) == compiled
     want = eval_sequences(model, val, 24, 3, Dist("cpu"), luts, contextlib.nullcontext)  # compiled: new graphs
     assert len(graphs) > compiled and got["val_loss"] == pytest.approx(want["val_loss"], rel=1e-6)
+
+
+def test_speed_bench_cpu_smoke_mode_times_both_sides_of_the_tail_switch(tiny_run, tmp_path):
+    """bench/speed_vs_1313.py --tiny on the CPU: our trainer twice (whole-model and per-block
+    compile scope) and the eval child three times (cold, warm, last layer on every position), with
+    the same val_bpb whether the last layer ran on the tail or not."""
+    workdir, _ = tiny_run
+    data = next((workdir / "results" / "data").glob("*/manifest.json")).parent
+    out = tmp_path / "bench"
+    r = subprocess.run([sys.executable, str(REPO / "bench" / "speed_vs_1313.py"), "--tiny", "--device", "cpu", "--data", str(data), "--out", str(out)],
+                       capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    res = json.loads((out / "results.json").read_text())
+    assert set(res["train"]) == {"ours_flash_model", "ours_flash_blocks"}
+    assert all(t["ms_per_step"] > 0 and t["attention"] == "sdpa" for t in res["train"].values()), res["train"]
+    ev = res["eval"]
+    assert [ev[k]["last_layer_tail"] for k in ("ours_flash_cold_cache", "ours_flash_warm_cache", "ours_flash_warm_full_last")] == [True, True, False]
+    tail, full = ev["ours_flash_warm_cache"], ev["ours_flash_warm_full_last"]
+    assert tail["windows"] == full["windows"] > 10
+    assert tail["sliding_bpb"] == pytest.approx(full["sliding_bpb"], abs=1e-6)
+    assert tail["slot_bpb"] == pytest.approx(full["slot_bpb"], abs=1e-5) and tail["slot_bpb"] < tail["sliding_bpb"]
+    phases = tail["phases"]
+    assert list(phases) == ["imports", "device_ready", "model_built", "data_loaded"]
+    assert all(a <= b for a, b in zip(phases.values(), list(phases.values())[1:])) and phases["data_loaded"] <= tail["first_batch_s"]
+    assert "last layer on the tail: False" in (out / "table.txt").read_text()
