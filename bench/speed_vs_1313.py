@@ -365,9 +365,6 @@ def eval_child(args) -> None:
     cfg = EvalConfig(seq_len=seq_len, stride=96 if not tiny else 32, batch_seqs=32 if not tiny else 4, as_published=True)
     slot = SlotConfig(enabled=True, mode="published", steps=24, lr=0.012, lr_min=0.001, batch_seqs=cfg.batch_seqs)
     res = {"compile_cache": dist.compile_cache, "last_layer_tail": ev.TAIL, "phases": phases}
-    # What the cache held when this process started: a "cold" row run on an earlier call's cache
-    # (--compile-cache) is warm, and says so.
-    res["cache_files_at_start"] = sum(1 for p in Path(dist.compile_cache).rglob("*") if p.is_file()) if dist.compile_cache else None
 
     first = {}
 
@@ -403,12 +400,18 @@ def eval_child(args) -> None:
 
 def part_eval_ours(args, backend: str, cache: Path | None, label: str, out: Path, profile: bool = False, tail: bool = True) -> dict:
     """tail=False: the last layer on every position (PGOLF_EVAL_TAIL=0), to measure what the tail saves."""
+    # What the cache held before this child started, counted here before BENCH_T0 starts its clock:
+    # a "cold" row run on an earlier call's cache (--compile-cache) is warm, and says so. The CPU
+    # compiles nothing and uses no cache.
+    held = sum(1 for p in cache.rglob("*") if p.is_file()) if cache is not None and cache.exists() else 0
     env = {**os.environ, **attention_env(backend), "PYTHONUNBUFFERED": "1", "PGOLF_EVAL_TAIL": "1" if tail else "0", "BENCH_T0": str(time.time())}
     if cache is not None:
         env["PGOLF_COMPILE_CACHE"] = str(cache)
     cmd = [sys.executable, __file__, "--child-eval", "--data", args.data, "--device", args.device, "--eval-tokens", str(args.eval_tokens),
            "--compile-mode", args.compile_mode] + (["--tiny"] if args.tiny else []) + (["--profile"] if profile else [])
-    return child_result(cmd, env, out / f"eval_{label}.log", "eval")
+    r = child_result(cmd, env, out / f"eval_{label}.log", "eval")
+    r["cache_files_at_start"] = held if r["compile_cache"] else None
+    return r
 
 
 # ----------------------------------------------------------------------------- #1313's own SLOT
