@@ -19,6 +19,12 @@ Parts (each one's failure is reported and the rest still run; results go to OUT/
              published-SLOT ms/window, torch.profiler's top kernels), warm with the last layer
              on every position (PGOLF_EVAL_TAIL=0), and each other backend of --backends
   ref_slot   #1313's own eval_val_slot on the same windows, cold (its compile) and warm
+  fusions    liger-kernel's fused head+cross-entropy, RMSNorm and partial RoPE against our compiled
+             code for the same function, each alone at the training micro-batch (liger carried)
+  bandwidth  inductor's own bandwidth profile (TORCHINDUCTOR_PROFILE=1) of one forward+backward
+             micro-step: each generated Triton kernel's TB/s, against a plain copy's
+  aoti       the eval forward in fresh processes: torch.compile cold and warm, AOTInductor cold
+             (export + compile into a package) and warm (load the package): time to first output
 A table is printed last. MFU counts 6 x params FLOPs per token plus causal attention
 (6 x 2 x layers x seq_len x model_dim per token, half of the full square), against 989 TFLOP/s
 dense bf16 (the H100/H200 datasheet; ~800 is what a large bf16 matmul reaches on the lent H200).
@@ -105,6 +111,110 @@ def part_attention(device) -> dict:
         except Exception as e:  # noqa: BLE001 - a backend the machine lacks is a result, not a crash
             out[name] = dict(error=f"{type(e).__name__}: {e}"[:300])
     return out
+
+
+# ----------------------------------------------------------------------------- library kernels against ours
+
+
+def part_fusions(device) -> dict:
+    """liger-kernel's fused kernels against the compiled code they would replace, at the training
+    micro-batch (48 x 2048 tokens), forward+backward, each alone: the head (tied linear, softcap 30,
+    mean cross-entropy) as FusedLinearCrossEntropy against our compiled GPT.nll_from_hidden path;
+    RMSNorm; partial rotary (16 of 64 dims) on q and k. liger-kernel must be importable (carried:
+    it is pure Python on Triton). Its RoPE rotates the other way round, so it gets -sin."""
+    import torch
+    import torch.nn.functional as F
+    from triton.testing import do_bench
+
+    from model import Rotary, rms_norm
+
+    out = {"bandwidth": copy_bandwidth(device)}
+    try:
+        from liger_kernel.ops import LigerFusedLinearCrossEntropyFunction as FLCE
+        from liger_kernel.ops import LigerRMSNormFunction, LigerRopeFunction
+    except Exception as e:  # noqa: BLE001 - not carried is a result
+        out["error"] = f"liger-kernel not importable: {type(e).__name__}: {e}"[:300]
+        return out
+    g = torch.Generator(device=device).manual_seed(0)
+    N, D, V, cap = 48 * 2048, 512, 1024, 30.0
+    bf = torch.bfloat16
+    h = torch.randn(N, D, device=device, dtype=bf, generator=g).requires_grad_()
+    w = (0.05 * torch.randn(V, D, device=device, generator=g)).requires_grad_()  # fp32, as tok_emb
+    y = torch.randint(0, V, (N,), device=device, generator=g)
+
+    def ours_head(h, w, y):
+        z = F.linear(h, w.to(h.dtype)).float()
+        return F.cross_entropy(cap * torch.tanh(z / cap), y)
+
+    ours_head_c = torch.compile(ours_head, dynamic=False)
+
+    def liger_head(h, w, y):
+        return FLCE.apply(h, w.to(h.dtype), y, None, None, -100, 0.0, 0.0, "mean", cap)
+
+    x = torch.randn(48, 2048, D, device=device, dtype=bf, generator=g).requires_grad_()
+    ones = torch.ones(D, device=device, dtype=bf)
+    eps = torch.finfo(bf).eps  # F.rms_norm's default for bf16 inputs, as model.rms_norm uses
+    ours_norm = torch.compile(lambda x: rms_norm(x), dynamic=False)
+
+    def liger_norm(x):
+        return LigerRMSNormFunction.apply(x, ones, eps, 0.0, "llama", False)
+
+    rot = Rotary(16, 10000.0, 1024)
+    q = torch.randn(48, 2048, 8, 64, device=device, dtype=bf, generator=g).requires_grad_()
+    k = torch.randn(48, 2048, 4, 64, device=device, dtype=bf, generator=g).requires_grad_()
+    ours_rope = torch.compile(lambda q, k: (rot(q), rot(k)), dynamic=False)
+    T, d = 2048, 16
+    base = 10000.0 * (T / 1024) ** (d / (d - 2))
+    inv = 1.0 / (base ** (torch.arange(0, d, 2, device=device, dtype=torch.float32) / d))
+    f = torch.outer(torch.arange(T, device=device, dtype=torch.float32), inv)
+    cos, sin = torch.cat((f, f), -1).cos()[None].to(bf), torch.cat((f, f), -1).sin()[None].to(bf)
+
+    def liger_rope(q, k):  # [B, H, T, D] views of [B, T, H, D] storage, rotated in place: clones first
+        qq, kk = LigerRopeFunction.apply(q.clone().transpose(1, 2), k.clone().transpose(1, 2), cos, -sin, None, 1, d)
+        return qq.transpose(1, 2), kk.transpose(1, 2)
+
+    def ours_rope_cl(q, k):  # the same clones, so both sides pay them
+        return ours_rope(q.clone(), k.clone())
+
+    cases = {
+        "head_ce": (ours_head_c, liger_head, (h, w, y)),
+        "rms_norm": (ours_norm, liger_norm, (x,)),
+        "rope_q_k": (ours_rope_cl, liger_rope, (q, k)),
+    }
+    for name, (ours, theirs, args) in cases.items():
+        r = {}
+        try:
+            leaves = [a for a in args if a.requires_grad]
+            outs, cot = {}, None
+            for side, fn in (("ours", ours), ("liger", theirs)):
+                res = fn(*args)
+                res = res if isinstance(res, tuple) else (res,)
+                if cot is None:  # one set of output gradients for both sides, so their gradients compare
+                    cot = [torch.ones_like(t) if t.dim() == 0 else torch.randn_like(t) for t in res]
+                outs[side] = (res, torch.autograd.grad(res, leaves, cot))
+                r[f"{side}_fwd_ms"] = do_bench(lambda: fn(*args), return_mode="median")
+                r[f"{side}_fwd_bwd_ms"] = do_bench(lambda: torch.autograd.grad(fn(*args), leaves, cot), return_mode="median")
+            rel = lambda a, b: ((a.float() - b.float()).norm() / b.float().norm().clamp_min(1e-30)).item()  # noqa: E731
+            (ro, go), (rl, gl) = outs["ours"], outs["liger"]
+            r["out_rel_err"] = max(rel(a, b) for a, b in zip(ro, rl))
+            r["grad_rel_err"] = max(rel(a, b) for a, b in zip(go, gl))
+            r["speedup_fwd_bwd"] = r["ours_fwd_bwd_ms"] / r["liger_fwd_bwd_ms"]
+        except Exception as e:  # noqa: BLE001 - a kernel that fails on this shape is a result
+            r["error"] = f"{type(e).__name__}: {e}"[:300]
+        out[name] = r
+    return out
+
+
+def copy_bandwidth(device) -> dict:
+    """What a plain device-to-device copy of 1 GiB reaches: the practical ceiling for kernels that
+    only move memory (the H200's datasheet says 4.8 TB/s)."""
+    import torch
+    from triton.testing import do_bench
+
+    a = torch.empty(2**29, device=device, dtype=torch.bfloat16)
+    b = torch.empty_like(a)
+    ms = do_bench(lambda: b.copy_(a), return_mode="median")
+    return {"copy_1gib_ms": ms, "copy_tb_per_s": 2 * a.numel() * 2 / (ms / 1e3) / 1e12}
 
 
 # ----------------------------------------------------------------------------- training
@@ -301,17 +411,71 @@ def profile_child(args) -> None:
             fn()
             torch.cuda.synchronize()
         kinds: dict[str, float] = {}
-        top: dict[str, float] = {}
+        top: dict[str, list] = {}  # kernel name -> [ms, launches]
         for e in prof.events():
             if e.device_type != torch.autograd.DeviceType.CUDA:
                 continue
             us = getattr(e, "device_time", None) or e.cuda_time
             kinds[kernel_kind(e.name)] = kinds.get(kernel_kind(e.name), 0.0) + us / 1000
-            top[e.name[:90]] = top.get(e.name[:90], 0.0) + us / 1000
+            t = top.setdefault(e.name[:90], [0.0, 0])
+            t[0] += us / 1000
+            t[1] += 1
         res[f"{part}_kinds_ms"] = dict(sorted(kinds.items(), key=lambda kv: -kv[1]))
-        res[f"{part}_top_ms"] = dict(sorted(top.items(), key=lambda kv: -kv[1])[:12])
+        res[f"{part}_top_ms"] = dict(sorted(top.items(), key=lambda kv: -kv[1][0])[:40])
     res["peak_alloc_mib"] = torch.cuda.max_memory_allocated() // 2**20
     print("BENCH_RESULT " + json.dumps(res), flush=True)
+
+
+def bandwidth_child(args) -> None:
+    """One forward+backward micro-step (48 x 2048) with inductor's bandwidth profiling on
+    (TORCHINDUCTOR_PROFILE=1, set by the parent before torch is imported): every Triton kernel that
+    inductor generated is timed alone (L2 flushed) against the bytes it must move. Reports their
+    total time, bytes and achieved TB/s, by kernel, against a plain copy's TB/s."""
+    import torch
+    from torch._inductor.runtime import triton_heuristics as th
+
+    from model import GPT, GPTConfig, compile_regions
+    from runtime import autocast_for
+
+    device = torch.device("cuda")
+    torch.manual_seed(0)
+    base = GPT(GPTConfig()).to(device)
+    model = base
+    if args.scope == "blocks":
+        compile_regions(base)
+    else:
+        model = torch.compile(base, dynamic=False)
+    autocast = autocast_for(device)
+    b = torch.randint(0, 1024, (48, 2049), device=device)
+    t0 = time.time()
+    with autocast():
+        loss = model(b[:, :-1], b[:, 1:])
+    loss.backward()
+    torch.cuda.synchronize()
+    calls = list(getattr(th, "collected_calls", None) or [])  # (ms, GB, GB/s, name) per launch, each kernel timed once
+    if not calls:
+        raise RuntimeError("inductor collected no bandwidth calls: is TORCHINDUCTOR_PROFILE=1 honoured by this torch?")
+    by: dict[str, list] = {}
+    for ms, gb, _, name in calls:
+        t = by.setdefault(name, [0.0, 0.0, 0])
+        t[0] += ms
+        t[1] += gb
+        t[2] += 1
+    total_ms, total_gb = sum(c[0] for c in calls), sum(c[1] for c in calls)
+    res = {"scope": args.scope, "compile_and_run_s": time.time() - t0, "launches": len(calls), "kernels": len(by),
+           "triton_ms": total_ms, "triton_gb": total_gb, "triton_tb_per_s": total_gb / total_ms if total_ms else None,
+           "copy": copy_bandwidth(device),
+           "top": {n: [round(v[0], 3), round(v[1], 3), v[2], round(v[1] / v[0], 3)] for n, v in sorted(by.items(), key=lambda kv: -kv[1][0])[:25]}}
+    print("BENCH_RESULT " + json.dumps(res), flush=True)
+
+
+def part_bandwidth(args, scope: str, out: Path) -> dict:
+    # Its own inductor cache: the profiling build of each kernel must not reach the shared one.
+    env = {**os.environ, **attention_env("auto"), "PYTHONUNBUFFERED": "1", "TORCHINDUCTOR_PROFILE": "1",
+           "TORCHINDUCTOR_CACHE_DIR": str(out / "bandwidth_cache" / "inductor"), "TRITON_CACHE_DIR": str(out / "bandwidth_cache" / "triton")}
+    env.pop("PGOLF_COMPILE_CACHE", None)
+    cmd = [sys.executable, __file__, "--child-bandwidth", "--data", args.data, "--scope", scope]
+    return child_result(cmd, env, out / f"bandwidth_{scope}.log", "bandwidth")
 
 
 def part_profile(args, backend: str, scope: str, out: Path) -> dict:
@@ -412,6 +576,99 @@ def part_eval_ours(args, backend: str, cache: Path | None, label: str, out: Path
     r = child_result(cmd, env, out / f"eval_{label}.log", "eval")
     r["cache_files_at_start"] = held if r["compile_cache"] else None
     return r
+
+
+# ----------------------------------------------------------------------------- eval forward, ahead of time
+
+
+def aoti_child(args) -> None:
+    """The eval forward (GPT.hidden with the stride-96 tail, batch 32 x 2048, bf16 autocast) in a
+    fresh process, made ready one of two ways: torch.compile as the eval stage does it
+    (reduce-overhead, on the inductor cache the parent names), or AOTInductor: torch.export, then
+    aoti_compile_and_package into --aoti-package once, and aoti_load_package in every later process,
+    which loads the compiled library without dynamo tracing anything. Reports when each phase ended
+    (seconds after the parent started this process), the first output, ms per window, and the
+    output's error against the eager forward."""
+    import torch
+
+    from model import GPT, GPTConfig
+
+    t_start = float(os.environ["BENCH_T0"])
+    phases = {"imports": time.time() - t_start}
+    device = torch.device("cuda")
+    torch.zeros(1, device=device)
+    phases["device_ready"] = time.time() - t_start
+    torch.manual_seed(0)
+    model = GPT(GPTConfig()).to(device).eval()
+    for p in model.parameters():
+        p.data.normal_(0, 0.02)
+
+    class Forward(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, ids):
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                return self.m.hidden(ids, 96)
+
+    fwd = Forward(model)
+    phases["model_built"] = time.time() - t_start
+    g = torch.Generator(device=device).manual_seed(1)
+    x = torch.randint(0, 1024, (32, 2048), device=device, generator=g)
+    res = {"mode": args.aoti_mode}
+    pkg = Path(args.aoti_package)
+    with torch.no_grad():
+        if args.aoti_mode == "aoti":
+            if not pkg.exists():
+                t0 = time.time()
+                ep = torch.export.export(fwd, (x,))
+                res["export_s"] = time.time() - t0
+                t0 = time.time()
+                torch._inductor.aoti_compile_and_package(ep, package_path=str(pkg))
+                res["aoti_compile_s"] = time.time() - t0
+                phases["compiled"] = time.time() - t_start
+            run = torch._inductor.aoti_load_package(str(pkg))
+            phases["package_loaded"] = time.time() - t_start
+            res["package_mib"] = pkg.stat().st_size / 2**20
+        else:
+            run = torch.compile(fwd, dynamic=False, mode="reduce-overhead")
+        y = run(x)
+        torch.cuda.synchronize()
+        res["first_output_s"] = time.time() - t_start
+        for _ in range(3):
+            run(x)
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(30):
+            y = run(x)
+        torch.cuda.synchronize()
+        res["ms_per_window"] = 1000 * (time.perf_counter() - t0) / (30 * 32)
+        ref = fwd(x)
+        res["rel_err_vs_eager"] = ((y.float() - ref.float()).norm() / ref.float().norm()).item()
+    res["phases"] = phases
+    print("BENCH_RESULT " + json.dumps(res), flush=True)
+
+
+def part_aoti(args, out: Path) -> dict:
+    """compile cold, compile warm (same inductor cache), AOTI cold (builds the package), AOTI warm."""
+    root = out / "aoti"
+    if root.exists():
+        import shutil
+
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    res = {}
+    for label, mode in (("compile_cold", "compile"), ("compile_warm", "compile"), ("aoti_cold", "aoti"), ("aoti_warm", "aoti")):
+        env = {**os.environ, **attention_env("auto"), "PYTHONUNBUFFERED": "1", "BENCH_T0": str(time.time()),
+               "TORCHINDUCTOR_CACHE_DIR": str(root / "cache" / "inductor"), "TRITON_CACHE_DIR": str(root / "cache" / "triton")}
+        env.pop("PGOLF_COMPILE_CACHE", None)
+        cmd = [sys.executable, __file__, "--child-aoti", "--data", args.data, "--aoti-mode", mode, "--aoti-package", str(root / "hidden.pt2")]
+        try:
+            res[label] = child_result(cmd, env, out / f"aoti_{label}.log", "aoti")
+        except Exception as e:  # noqa: BLE001 - the next mode still runs
+            res[label] = {"error": f"{type(e).__name__}: {e}"[-600:]}
+    return res
 
 
 # ----------------------------------------------------------------------------- #1313's own SLOT
@@ -519,6 +776,43 @@ def table(results: dict) -> str:
             kinds = r[f"{part}_kinds_ms"]
             busy = sum(kinds.values())
             lines.append(f"  {part}: kernels {busy:.1f} ms of {r[part + '_ms']:.1f} ms wall: " + ", ".join(f"{k} {v:.1f}" for k, v in kinds.items()))
+        top = r.get("fwd_bwd_top_ms", {})
+        if top and isinstance(next(iter(top.values())), list):
+            lines.append("  fwd_bwd top kernels (ms per step, launches):")
+            lines += [f"    {v[0]:7.1f} {v[1]:5d}  {n}" for n, v in list(top.items())[:20]]
+    for name, r in results.get("bandwidth", {}).items():
+        lines.append(f"== inductor's Triton kernels, each timed alone, one forward+backward micro-step (48 x 2048), scope {name} ==")
+        if "error" in r:
+            lines.append(f"error: {r['error'][:300]}")
+            continue
+        lines.append(f"{r['launches']} launches of {r['kernels']} kernels: {r['triton_ms']:.1f} ms, {r['triton_gb']:.1f} GB, {r['triton_tb_per_s']:.2f} TB/s;"
+                     f" a plain 1 GiB copy: {r['copy']['copy_tb_per_s']:.2f} TB/s")
+        lines += [f"    {v[0]:7.2f} ms {v[1]:6.2f} GB x{v[2]:<3d} {v[3]:5.2f} TB/s  {n[:80]}" for n, v in list(r["top"].items())[:15]]
+    fu = results.get("fusions", {})
+    if fu:
+        lines.append("== liger-kernel against our compiled code, each alone, 48 x 2048 tokens, forward+backward ==")
+        if "bandwidth" in fu:
+            lines.append(f"plain 1 GiB copy: {fu['bandwidth']['copy_tb_per_s']:.2f} TB/s")
+        if "error" in fu:
+            lines.append(f"error: {fu['error'][:300]}")
+        for name, r in fu.items():
+            if name in ("bandwidth", "error"):
+                continue
+            if "error" in r:
+                lines.append(f"{name:10s} error: {r['error'][:250]}")
+                continue
+            lines.append(f"{name:10s} ours fwd {r['ours_fwd_ms']:.3f} fwd+bwd {r['ours_fwd_bwd_ms']:.3f} ms | liger fwd {r['liger_fwd_ms']:.3f} fwd+bwd"
+                         f" {r['liger_fwd_bwd_ms']:.3f} ms | ours/liger {r['speedup_fwd_bwd']:.2f}x | rel err out {r['out_rel_err']:.1e} grad {r['grad_rel_err']:.1e}")
+    ao = results.get("aoti", {})
+    if ao:
+        lines.append("== eval forward (hidden, tail 96, 32 x 2048) in a fresh process: torch.compile against AOTInductor ==")
+        for name, r in ao.items():
+            if "error" in r:
+                lines.append(f"{name:13s} error: {r['error'][-250:]}")
+                continue
+            extra = "".join(f" {k} {r[k]:.1f}s" for k in ("export_s", "aoti_compile_s") if k in r)
+            lines.append(f"{name:13s} first output {r['first_output_s']:5.1f}s  {r['ms_per_window']:.3f} ms/win  rel err {r['rel_err_vs_eager']:.1e}{extra}; reached at (s): "
+                         + ", ".join(f"{k} {v:.1f}" for k, v in r["phases"].items()))
     att = results.get("attention", {})
     if att:
         lines.append("== SDPA at 48 x 8 heads x 2048 x 64 (GQA 8/4), bf16 ==")
@@ -550,6 +844,11 @@ def main() -> None:
     ap.add_argument("--child-profile", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--child-eval", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--child-bandwidth", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--child-aoti", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--aoti-mode", default="aoti", help=argparse.SUPPRESS)
+    ap.add_argument("--aoti-package", help=argparse.SUPPRESS)
+    ap.add_argument("--bandwidth-scope", default="blocks", help="compile scope of the 'bandwidth' part (model or blocks)")
     args = ap.parse_args()
     if not args.data or not (Path(args.data) / "manifest.json").is_file():
         ap.error(f"--data {args.data}: not a pgolf data dir (no manifest.json); build one with the data stage")
@@ -557,6 +856,10 @@ def main() -> None:
         return eval_child(args)
     if args.child_profile:
         return profile_child(args)
+    if args.child_bandwidth:
+        return bandwidth_child(args)
+    if args.child_aoti:
+        return aoti_child(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.tiny:
@@ -584,6 +887,14 @@ def main() -> None:
     if "attention" in parts:
         attempt("attention", "all", lambda: part_attention("cuda"))
         results["attention"] = results["attention"]["all"]
+    if "fusions" in parts and not args.tiny:
+        attempt("fusions", "all", lambda: part_fusions("cuda"))
+        results["fusions"] = results["fusions"]["all"]
+    if "bandwidth" in parts and not args.tiny:
+        attempt("bandwidth", args.bandwidth_scope, lambda: part_bandwidth(args, args.bandwidth_scope, out))
+    if "aoti" in parts and not args.tiny:
+        attempt("aoti", "all", lambda: part_aoti(args, out))
+        results["aoti"] = results["aoti"]["all"]
     if "profile" in parts and not args.tiny:
         for v in args.profile_variants.split(","):
             b, scope = v.split("/")
