@@ -149,7 +149,7 @@ def part_fusions(device) -> dict:
     ours_head_c = torch.compile(ours_head, dynamic=False)
 
     def liger_head(h, w, y):
-        return FLCE.apply(h, w.to(h.dtype), y, None, None, -100, 0.0, 0.0, "mean", cap)
+        return FLCE.apply(h, w.to(h.dtype), y, None, None, -100, 0.0, 0.0, "mean", cap)[0]  # (loss, z_loss, ...)
 
     x = torch.randn(48, 2048, D, device=device, dtype=bf, generator=g).requires_grad_()
     ones = torch.ones(D, device=device, dtype=bf)
@@ -191,7 +191,8 @@ def part_fusions(device) -> dict:
                 res = res if isinstance(res, tuple) else (res,)
                 if cot is None:  # one set of output gradients for both sides, so their gradients compare
                     cot = [torch.ones_like(t) if t.dim() == 0 else torch.randn_like(t) for t in res]
-                outs[side] = (res, torch.autograd.grad(res, leaves, cot))
+                # Cloned: liger's RoPE backward rotates the incoming gradient in place, and returns it.
+                outs[side] = ([t.detach().clone() for t in res], [t.clone() for t in torch.autograd.grad(res, leaves, [c.clone() for c in cot])])
                 r[f"{side}_fwd_ms"] = do_bench(lambda: fn(*args), return_mode="median")
                 r[f"{side}_fwd_bwd_ms"] = do_bench(lambda: torch.autograd.grad(fn(*args), leaves, cot), return_mode="median")
             rel = lambda a, b: ((a.float() - b.float()).norm() / b.float().norm().clamp_min(1e-30)).item()  # noqa: E731
@@ -437,6 +438,17 @@ def bandwidth_child(args) -> None:
     from model import GPT, GPTConfig, compile_regions
     from runtime import autocast_for
 
+    # Each compiled graph's wrapper calls start_graph() (which empties collected_calls) and
+    # end_graph(); it imports both when it is generated, so patched here, before anything compiles,
+    # end_graph keeps every graph's calls.
+    calls: list = []
+    real_end = th.end_graph
+
+    def end_graph(output_file):
+        calls.extend(th.collected_calls)
+        return real_end(output_file)
+
+    th.end_graph = end_graph
     device = torch.device("cuda")
     torch.manual_seed(0)
     base = GPT(GPTConfig()).to(device)
@@ -451,8 +463,7 @@ def bandwidth_child(args) -> None:
     with autocast():
         loss = model(b[:, :-1], b[:, 1:])
     loss.backward()
-    torch.cuda.synchronize()
-    calls = list(getattr(th, "collected_calls", None) or [])  # (ms, GB, GB/s, name) per launch, each kernel timed once
+    torch.cuda.synchronize()  # calls: (ms, GB, GB/s, name) per launch, each kernel timed once
     if not calls:
         raise RuntimeError("inductor collected no bandwidth calls: is TORCHINDUCTOR_PROFILE=1 honoured by this torch?")
     by: dict[str, list] = {}
