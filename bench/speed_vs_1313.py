@@ -635,9 +635,11 @@ def aoti_child(args) -> None:
                 t0 = time.time()
                 ep = torch.export.export(fwd, (x,))
                 res["export_s"] = time.time() - t0
+                print(f"aoti: exported in {res['export_s']:.1f}s", flush=True)
                 t0 = time.time()
                 torch._inductor.aoti_compile_and_package(ep, package_path=str(pkg))
                 res["aoti_compile_s"] = time.time() - t0
+                print(f"aoti: compiled in {res['aoti_compile_s']:.1f}s", flush=True)
                 phases["compiled"] = time.time() - t_start
             run = torch._inductor.aoti_load_package(str(pkg))
             phases["package_loaded"] = time.time() - t_start
