@@ -23,8 +23,9 @@ Parts (each one's failure is reported and the rest still run; results go to OUT/
              code for the same function, each alone at the training micro-batch (liger carried)
   bandwidth  inductor's own bandwidth profile (TORCHINDUCTOR_PROFILE=1) of one forward+backward
              micro-step: each generated Triton kernel's TB/s, against a plain copy's
-  aoti       the eval forward in fresh processes: torch.compile cold and warm, AOTInductor cold
-             (export + compile into a package) and warm (load the package): time to first output
+  startup    the eval forward in fresh processes (--startup-modes): torch.compile of the whole
+             forward, model.compile_regions, or AOTInductor (export + package, then load), cold
+             and warm: time to first output, ms/window, error against eager
 A table is printed last. MFU counts 6 x params FLOPs per token plus causal attention
 (6 x 2 x layers x seq_len x model_dim per token, half of the full square), against 989 TFLOP/s
 dense bf16 (the H100/H200 datasheet; ~800 is what a large bf16 matmul reaches on the lent H200).
@@ -592,7 +593,7 @@ def part_eval_ours(args, backend: str, cache: Path | None, label: str, out: Path
 # ----------------------------------------------------------------------------- eval forward, ahead of time
 
 
-def aoti_child(args) -> None:
+def startup_child(args) -> None:
     """The eval forward (GPT.hidden with the stride-96 tail, batch 32 x 2048, bf16 autocast) in a
     fresh process, made ready one of two ways: torch.compile as the eval stage does it
     (reduce-overhead, on the inductor cache the parent names), or AOTInductor: torch.export, then
@@ -627,10 +628,10 @@ def aoti_child(args) -> None:
     phases["model_built"] = time.time() - t_start
     g = torch.Generator(device=device).manual_seed(1)
     x = torch.randint(0, 1024, (32, 2048), device=device, generator=g)
-    res = {"mode": args.aoti_mode}
+    res = {"mode": args.startup_mode}
     pkg = Path(args.aoti_package)
     with torch.no_grad():
-        if args.aoti_mode == "aoti":
+        if args.startup_mode == "aoti":
             if not pkg.exists():
                 t0 = time.time()
                 ep = torch.export.export(fwd, (x,))
@@ -644,6 +645,11 @@ def aoti_child(args) -> None:
             run = torch._inductor.aoti_load_package(str(pkg))
             phases["package_loaded"] = time.time() - t_start
             res["package_mib"] = pkg.stat().st_size / 2**20
+        elif args.startup_mode == "regions":  # each block its own graph, shared by like blocks (model.compile_regions)
+            from model import compile_regions
+
+            compile_regions(model, mode="reduce-overhead")
+            run = fwd
         else:
             run = torch.compile(fwd, dynamic=False, mode="reduce-overhead")
         y = run(x)
@@ -663,22 +669,25 @@ def aoti_child(args) -> None:
     print("BENCH_RESULT " + json.dumps(res), flush=True)
 
 
-def part_aoti(args, out: Path) -> dict:
-    """compile cold, compile warm (same inductor cache), AOTI cold (builds the package), AOTI warm."""
-    root = out / "aoti"
+def part_startup(args, out: Path) -> dict:
+    """--startup-modes in order, each in a fresh process on one inductor cache: a mode listed twice
+    runs the second time warm. compile: torch.compile of the whole forward (as the eval stage);
+    regions: model.compile_regions; aoti: export + AOTInductor package, loaded from then on."""
+    root = out / "startup"
     if root.exists():
         import shutil
 
         shutil.rmtree(root)
     root.mkdir(parents=True)
     res = {}
-    for label, mode in (("compile_cold", "compile"), ("compile_warm", "compile"), ("aoti_cold", "aoti"), ("aoti_warm", "aoti")):
+    for mode in args.startup_modes.split(","):
+        label = f"{mode}_warm" if f"{mode}_cold" in res else f"{mode}_cold"
         env = {**os.environ, **attention_env("auto"), "PYTHONUNBUFFERED": "1", "BENCH_T0": str(time.time()),
                "TORCHINDUCTOR_CACHE_DIR": str(root / "cache" / "inductor"), "TRITON_CACHE_DIR": str(root / "cache" / "triton")}
         env.pop("PGOLF_COMPILE_CACHE", None)
-        cmd = [sys.executable, __file__, "--child-aoti", "--data", args.data, "--aoti-mode", mode, "--aoti-package", str(root / "hidden.pt2")]
+        cmd = [sys.executable, __file__, "--child-startup", "--data", args.data, "--startup-mode", mode, "--aoti-package", str(root / "hidden.pt2")]
         try:
-            res[label] = child_result(cmd, env, out / f"aoti_{label}.log", "aoti")
+            res[label] = child_result(cmd, env, out / f"startup_{label}.log", "startup")
         except Exception as e:  # noqa: BLE001 - the next mode still runs
             res[label] = {"error": f"{type(e).__name__}: {e}"[-600:]}
     return res
@@ -816,9 +825,9 @@ def table(results: dict) -> str:
                 continue
             lines.append(f"{name:10s} ours fwd {r['ours_fwd_ms']:.3f} fwd+bwd {r['ours_fwd_bwd_ms']:.3f} ms | liger fwd {r['liger_fwd_ms']:.3f} fwd+bwd"
                          f" {r['liger_fwd_bwd_ms']:.3f} ms | ours/liger {r['speedup_fwd_bwd']:.2f}x | rel err out {r['out_rel_err']:.1e} grad {r['grad_rel_err']:.1e}")
-    ao = results.get("aoti", {})
+    ao = results.get("startup", {})
     if ao:
-        lines.append("== eval forward (hidden, tail 96, 32 x 2048) in a fresh process: torch.compile against AOTInductor ==")
+        lines.append("== eval forward (hidden, tail 96, 32 x 2048) in a fresh process: whole-model compile, regional compile, AOTInductor ==")
         for name, r in ao.items():
             if "error" in r:
                 lines.append(f"{name:13s} error: {r['error'][-250:]}")
@@ -858,9 +867,11 @@ def main() -> None:
     ap.add_argument("--child-eval", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--child-bandwidth", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--child-aoti", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--aoti-mode", default="aoti", help=argparse.SUPPRESS)
+    ap.add_argument("--child-startup", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--startup-mode", default="aoti", help=argparse.SUPPRESS)
     ap.add_argument("--aoti-package", help=argparse.SUPPRESS)
+    ap.add_argument("--startup-modes", default="compile,compile,regions,regions",
+                    help="the 'startup' part's runs: compile, regions or aoti; a mode listed twice runs again warm")
     ap.add_argument("--bandwidth-scope", default="blocks", help="compile scope of the 'bandwidth' part (model or blocks)")
     args = ap.parse_args()
     if not args.data or not (Path(args.data) / "manifest.json").is_file():
@@ -871,8 +882,8 @@ def main() -> None:
         return profile_child(args)
     if args.child_bandwidth:
         return bandwidth_child(args)
-    if args.child_aoti:
-        return aoti_child(args)
+    if args.child_startup:
+        return startup_child(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.tiny:
@@ -905,9 +916,9 @@ def main() -> None:
         results["fusions"] = results["fusions"]["all"]
     if "bandwidth" in parts and not args.tiny:
         attempt("bandwidth", args.bandwidth_scope, lambda: part_bandwidth(args, args.bandwidth_scope, out))
-    if "aoti" in parts and not args.tiny:
-        attempt("aoti", "all", lambda: part_aoti(args, out))
-        results["aoti"] = results["aoti"]["all"]
+    if "startup" in parts and not args.tiny:
+        attempt("startup", "all", lambda: part_startup(args, out))
+        results["startup"] = results["startup"]["all"]
     if "profile" in parts and not args.tiny:
         for v in args.profile_variants.split(","):
             b, scope = v.split("/")
