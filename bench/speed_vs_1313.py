@@ -645,10 +645,12 @@ def startup_child(args) -> None:
             run = torch._inductor.aoti_load_package(str(pkg))
             phases["package_loaded"] = time.time() - t_start
             res["package_mib"] = pkg.stat().st_size / 2**20
-        elif args.startup_mode == "regions":  # each block its own graph, shared by like blocks (model.compile_regions)
+        elif args.startup_mode in ("regions", "regions_graphs"):  # model.compile_regions: like blocks share one graph
             from model import compile_regions
 
-            compile_regions(model, mode="reduce-overhead")
+            # regions_graphs: each region also a CUDA graph (fails on torch 2.11: the blocks share
+            # one graph, so each block's replay overwrites the outputs the next one reads).
+            compile_regions(model, **({"mode": "reduce-overhead"} if args.startup_mode == "regions_graphs" else {}))
             run = fwd
         else:
             run = torch.compile(fwd, dynamic=False, mode="reduce-overhead")
