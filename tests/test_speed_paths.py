@@ -321,3 +321,39 @@ def test_speed_bench_cpu_smoke_mode_times_both_sides_of_the_tail_switch(tiny_run
     assert list(phases) == ["imports", "device_ready", "model_built", "data_loaded"]
     assert all(a <= b for a, b in zip(phases.values(), list(phases.values())[1:])) and phases["data_loaded"] <= tail["first_batch_s"]
     assert "last layer on the tail: False" in (out / "table.txt").read_text()
+
+
+def load_bench():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("speed_vs_1313", REPO / "bench" / "speed_vs_1313.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+def test_speed_bench_table_reports_library_kernels_bandwidth_startup_and_kernel_launches():
+    """The GPU-only parts (fusions, bandwidth, startup, profile's kernel list) print what they
+    measured, failures included; a startup mode run three times gets three labels."""
+    bench = load_bench()
+    assert [bench.run_label("regions", d) for d in ({}, {"regions_cold": 1}, {"regions_cold": 1, "regions_warm": 1}, {"regions_graphs_cold": 1})] == [
+        "regions_cold", "regions_warm", "regions_warm2", "regions_cold"]
+    res = {
+        "profile": {"fa4_model": {"step_ms": 611.4, "fwd_bwd_ms": 609.5, "update_ms": 3.1, "warmup_s": 76, "peak_alloc_mib": 23767,
+                                  "fwd_bwd_kinds_ms": {"attention": 182.3}, "update_kinds_ms": {"gemm": 0.7},
+                                  "fwd_bwd_top_ms": {"flash_bwd_sm90": [107.8, 88]}}},
+        "bandwidth": {"blocks": {"launches": 500, "kernels": 73, "triton_ms": 34.2, "triton_gb": 91.6, "triton_tb_per_s": 2.68,
+                                 "copy": {"copy_tb_per_s": 4.25}, "top": {"triton_poi_fused_leaky_relu": [3.88, 9.97, 11, 2.57]}}},
+        "fusions": {"bandwidth": {"copy_tb_per_s": 4.25}, "rope_q_k": {"error": "RuntimeError: no kernel"},
+                    "head_ce": {"ours_fwd_ms": 0.304, "ours_fwd_bwd_ms": 0.811, "liger_fwd_ms": 1.991, "liger_fwd_bwd_ms": 2.41,
+                                "out_rel_err": 0.0, "grad_rel_err": 2.4e-3, "speedup_fwd_bwd": 0.34}},
+        "startup": {"compile_warm": {"first_output_s": 15.3, "ms_per_window": 0.471, "rel_err_vs_eager": 4.8e-3, "phases": {"imports": 4.4}},
+                    "aoti_cold": {"error": "RuntimeError: startup child wrote no result"}},
+    }
+    text = bench.table(res)
+    assert "107.8    88  flash_bwd_sm90" in text
+    assert "500 launches of 73 kernels: 34.2 ms, 91.6 GB, 2.68 TB/s; a plain 1 GiB copy: 4.25 TB/s" in text
+    assert "3.88 ms   9.97 GB x11   2.57 TB/s  triton_poi_fused_leaky_relu" in text
+    assert "head_ce    ours fwd 0.304 fwd+bwd 0.811 ms | liger fwd 1.991 fwd+bwd 2.410 ms | ours/liger 0.34x" in text
+    assert "rope_q_k   error: RuntimeError: no kernel" in text
+    assert "compile_warm  first output  15.3s  0.471 ms/win" in text and "aoti_cold     error: RuntimeError: startup child wrote no result" in text
