@@ -595,12 +595,13 @@ def part_eval_ours(args, backend: str, cache: Path | None, label: str, out: Path
 
 def startup_child(args) -> None:
     """The eval forward (GPT.hidden with the stride-96 tail, batch 32 x 2048, bf16 autocast) in a
-    fresh process, made ready one of two ways: torch.compile as the eval stage does it
-    (reduce-overhead, on the inductor cache the parent names), or AOTInductor: torch.export, then
-    aoti_compile_and_package into --aoti-package once, and aoti_load_package in every later process,
-    which loads the compiled library without dynamo tracing anything. Reports when each phase ended
-    (seconds after the parent started this process), the first output, ms per window, and the
-    output's error against the eager forward."""
+    fresh process, on the inductor cache the parent names, made ready one of STARTUP_MODES' ways:
+    compile: torch.compile of the whole forward, reduce-overhead, as the eval stage does it;
+    regions: model.compile_regions (regions_graphs: with reduce-overhead too); aoti: torch.export,
+    then aoti_compile_and_package into --aoti-package once, and aoti_load_package in every later
+    process, which loads the compiled library without dynamo tracing anything. Reports when each
+    phase ended (seconds after the parent started this process), the first output, ms per window,
+    and the output's error against the eager forward."""
     import torch
 
     from model import GPT, GPTConfig
@@ -670,6 +671,9 @@ def startup_child(args) -> None:
         res["rel_err_vs_eager"] = ((y.float() - ref.float()).norm() / ref.float().norm()).item()
     res["phases"] = phases
     print("BENCH_RESULT " + json.dumps(res), flush=True)
+
+
+STARTUP_MODES = ("compile", "regions", "regions_graphs", "aoti")
 
 
 def run_label(mode: str, done: dict) -> str:
@@ -877,12 +881,15 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--child-bandwidth", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--child-startup", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--startup-mode", default="aoti", help=argparse.SUPPRESS)
+    ap.add_argument("--startup-mode", default="compile", choices=STARTUP_MODES, help=argparse.SUPPRESS)
     ap.add_argument("--aoti-package", help=argparse.SUPPRESS)
     ap.add_argument("--startup-modes", default="compile,compile,regions,regions",
-                    help="the 'startup' part's runs: compile, regions or aoti; a mode listed twice runs again warm")
-    ap.add_argument("--bandwidth-scope", default="blocks", help="compile scope of the 'bandwidth' part (model or blocks)")
+                    help="the 'startup' part's runs, of " + ", ".join(STARTUP_MODES) + "; a mode listed twice runs again warm")
+    ap.add_argument("--bandwidth-scope", default="blocks", choices=("model", "blocks"), help="compile scope of the 'bandwidth' part")
     args = ap.parse_args()
+    bad = [m for m in args.startup_modes.split(",") if m not in STARTUP_MODES]
+    if bad:
+        ap.error(f"--startup-modes {args.startup_modes}: {', '.join(bad)} not one of {', '.join(STARTUP_MODES)}")
     if not args.data or not (Path(args.data) / "manifest.json").is_file():
         ap.error(f"--data {args.data}: not a pgolf data dir (no manifest.json); build one with the data stage")
     if args.child_eval:
