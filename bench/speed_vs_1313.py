@@ -477,7 +477,7 @@ def bandwidth_child(args) -> None:
     res = {"scope": args.scope, "compile_and_run_s": time.time() - t0, "launches": len(calls), "kernels": len(by),
            "triton_ms": total_ms, "triton_gb": total_gb, "triton_tb_per_s": total_gb / total_ms if total_ms else None,
            "copy": copy_bandwidth(device),
-           "top": {n: [round(v[0], 3), round(v[1], 3), v[2], round(v[1] / v[0], 3)] for n, v in sorted(by.items(), key=lambda kv: -kv[1][0])[:25]}}
+           "top": {n: [round(v[0], 3), round(v[1], 3), v[2], round(v[1] / max(v[0], 1e-9), 3)] for n, v in sorted(by.items(), key=lambda kv: -kv[1][0])[:25]}}
     print("BENCH_RESULT " + json.dumps(res), flush=True)
 
 
