@@ -39,6 +39,7 @@ import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -353,13 +354,27 @@ def kernel_kind(name: str) -> str:
     return next((kind for kind, pat in KERNEL_KINDS if pat.search(name)), "other")
 
 
+def train_model(scope: str, device):
+    """The preset's GPT on `device` and what a train step calls: the model compiled whole
+    (scope model) or the model itself with its blocks compiled one by one (scope blocks)."""
+    import torch
+
+    from model import GPT, GPTConfig, compile_regions
+
+    base = GPT(GPTConfig()).to(device)
+    if scope == "blocks":
+        compile_regions(base)
+        return base, base
+    return base, torch.compile(base, dynamic=False)
+
+
 def profile_child(args) -> None:
     """Our train step at the record shape on random tokens, profiled: GPU time by kernel kind, for
     the 8 forward+backward micro-steps and for the optimizer+EMA part, against the step's wall time."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from model import GPT, GPTConfig, attention_backend, compile_regions
+    from model import attention_backend
     from runtime import autocast_for
     from train import EMA, TrainConfig, build_optimizers
 
@@ -367,12 +382,7 @@ def profile_child(args) -> None:
     torch.set_float32_matmul_precision("high")
     torch.manual_seed(0)
     cfg = TrainConfig(grad_accum_steps=8)
-    base = GPT(GPTConfig()).to(device)
-    model = base
-    if args.scope == "blocks":
-        compile_regions(base)
-    else:
-        model = torch.compile(base, dynamic=False)
+    base, model = train_model(args.scope, device)
     optimizers, _ = build_optimizers(base, cfg)
     ema = EMA(base, cfg.ema_decay)
     autocast = autocast_for(device)
@@ -436,7 +446,6 @@ def bandwidth_child(args) -> None:
     import torch
     from torch._inductor.runtime import triton_heuristics as th
 
-    from model import GPT, GPTConfig, compile_regions
     from runtime import autocast_for
 
     # Each compiled graph's wrapper calls start_graph() (which empties collected_calls) and
@@ -452,12 +461,7 @@ def bandwidth_child(args) -> None:
     th.end_graph = end_graph
     device = torch.device("cuda")
     torch.manual_seed(0)
-    base = GPT(GPTConfig()).to(device)
-    model = base
-    if args.scope == "blocks":
-        compile_regions(base)
-    else:
-        model = torch.compile(base, dynamic=False)
+    _, model = train_model(args.scope, device)
     autocast = autocast_for(device)
     b = torch.randint(0, 1024, (48, 2049), device=device)
     t0 = time.time()
@@ -688,8 +692,6 @@ def part_startup(args, out: Path) -> dict:
     regions: model.compile_regions; aoti: export + AOTInductor package, loaded from then on."""
     root = out / "startup"
     if root.exists():
-        import shutil
-
         shutil.rmtree(root)
     root.mkdir(parents=True)
     res = {}
@@ -800,10 +802,15 @@ def table(results: dict) -> str:
             lines.append(f"{'#1313 eval_val_slot':28s} error: {rs['error'][:200]}")
         else:
             lines.append(f"{'#1313 eval_val_slot':28s} cold {rs['cold_s']:.1f}s warm {rs['warm_s']:.2f}s = {rs['ms_per_window']:.3f} ms/win over {rs['windows']} windows, bpb {rs['warm_bpb']:.6f}")
-    for name, r in results.get("profile", {}).items():
-        lines.append(f"== GPU time of one train step, ours {name} (record shape, random tokens) ==")
+    def section(title: str, r: dict) -> bool:
+        """Appends a part's header, and its error if it failed; True when there is more to print."""
+        lines.append(title)
         if "error" in r:
             lines.append(f"error: {r['error'][:300]}")
+        return "error" not in r
+
+    for name, r in results.get("profile", {}).items():
+        if not section(f"== GPU time of one train step, ours {name} (record shape, random tokens) ==", r):
             continue
         lines.append(f"step {r['step_ms']:.1f} ms = forward+backward x8 {r['fwd_bwd_ms']:.1f} + clip/optimizers/EMA {r['update_ms']:.1f};"
                      f" compile+3 warm-up steps {r['warmup_s']:.0f}s; peak {r['peak_alloc_mib']} MiB")
@@ -812,13 +819,11 @@ def table(results: dict) -> str:
             busy = sum(kinds.values())
             lines.append(f"  {part}: kernels {busy:.1f} ms of {r[part + '_ms']:.1f} ms wall: " + ", ".join(f"{k} {v:.1f}" for k, v in kinds.items()))
         top = r.get("fwd_bwd_top_ms", {})
-        if top and isinstance(next(iter(top.values())), list):
+        if top:
             lines.append("  fwd_bwd top kernels (ms per step, launches):")
             lines += [f"    {v[0]:7.1f} {v[1]:5d}  {n}" for n, v in list(top.items())[:20]]
     for name, r in results.get("bandwidth", {}).items():
-        lines.append(f"== inductor's Triton kernels, each timed alone, one forward+backward micro-step (48 x 2048), scope {name} ==")
-        if "error" in r:
-            lines.append(f"error: {r['error'][:300]}")
+        if not section(f"== inductor's Triton kernels, each timed alone, one forward+backward micro-step (48 x 2048), scope {name} ==", r):
             continue
         lines.append(f"{r['launches']} launches of {r['kernels']} kernels: {r['triton_ms']:.1f} ms, {r['triton_gb']:.1f} GB, {r['triton_tb_per_s']:.2f} TB/s;"
                      f" a plain 1 GiB copy: {r['copy']['copy_tb_per_s']:.2f} TB/s")
