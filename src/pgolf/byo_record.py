@@ -30,7 +30,7 @@ from pgolf import record as pgrecord
 from pgolf.byo import CheckError
 from pgolf.logparse import parse_file, require_final
 from pgolf.size import SizeError, measure, over_limit_message
-from pgolf.validate import train_grace_ms
+from pgolf.rules import MAX_TRAIN_SECONDS, SIZE_LIMIT_BYTES, train_grace_ms, upstream_label_score_first
 
 
 def _write_json(path, obj) -> None:
@@ -96,11 +96,6 @@ def write_check(out, *args, **kwargs) -> dict:
 # ----------------------------------------------------------------------------- the record
 
 
-def score_first(final_label: str | None):
-    """Nothing audits a foreign script's eval; only #1303/#1313's SLOT is known to fit on the scored targets."""
-    return False if final_label == "final_slot_exact" else None
-
-
 def seed_row(check: dict, run: dict) -> dict:
     m, size = check["metrics"], check["size"]
     row = {
@@ -147,10 +142,10 @@ def build_submission(record_cfg: dict, byo: dict, checks: dict[int, dict], runs:
         "pytorch_version": runs[seeds[0]]["torch_version"] or "unknown",
         "eval_method": "script:" + "+".join(labels),
         "compliance": {
-            "artifact_under_16mb": all(c["size"]["ok"] and c["size"]["total_bytes"] <= 16_000_000 for c in checks.values()),
+            "artifact_under_16mb": all(c["size"]["ok"] and c["size"]["total_bytes"] <= SIZE_LIMIT_BYTES for c in checks.values()),
             "train_under_600s": all(_under(c, "train") for c in checks.values()),
             "eval_under_600s": all(_under(c, "eval") for c in checks.values()),
-            "score_first_eval": score_first(labels[0]) if len(labels) == 1 else None,
+            "score_first_eval": upstream_label_score_first(labels[0]) if len(labels) == 1 else None,
             "three_seeds": len(seeds) >= 3,
         },
         "significance": pgrecord._significance(losses, bpbs, record_cfg["baseline"]),
@@ -164,7 +159,7 @@ def build_submission(record_cfg: dict, byo: dict, checks: dict[int, dict], runs:
 def _under(check: dict, kind: str) -> bool:
     """The challenge's 600 s (whatever byo.max_*_seconds says), claimed only when measured."""
     t = check["times"][kind]
-    return t["seconds"] is not None and t["seconds"] <= pgrecord.TIME_LIMIT_S + t["grace_s"]
+    return t["seconds"] is not None and t["seconds"] <= MAX_TRAIN_SECONDS + t["grace_s"]
 
 
 def render_readme(record_cfg: dict, byo: dict, sub: dict, runs: dict[int, dict], checks: dict[int, dict], record_path: str) -> str:

@@ -18,6 +18,7 @@ from pgolf.data import DataError
 from pgolf.logparse import LogParseError
 from pgolf.shards import ShardError
 from pgolf.bundle import BundleError
+from pgolf.rules import SIZE_LIMIT_BYTES
 from pgolf.size import SizeError
 from pgolf.verify import VerifyError
 
@@ -279,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("size-gate", help="count code + model bytes; write size.json, or fail when over the limit")
     p.add_argument("--code", nargs="+", required=True, help="every code file the record needs")
     p.add_argument("--model", required=True, help="the compressed artifact")
-    p.add_argument("--limit", type=int, default=16_000_000)
+    p.add_argument("--limit", type=int, default=SIZE_LIMIT_BYTES)
     p.add_argument("--compressor", default="")
     p.add_argument("--label", default="", help="artifact label for the log line, e.g. int6+lzma")
     p.add_argument("--code-size-convention", choices=("raw", "lzma"), default="raw",
@@ -289,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("size", help="code + compressed model bytes of a record against the limit; exit 1 when over")
     p.add_argument("paths", nargs="+", metavar="RECORD_DIR_OR_FILE", help="a record folder, or its train_gpt.py and the artifact")
-    p.add_argument("--limit", type=int, default=16_000_000, help="decimal bytes (default: the challenge's 16,000,000)")
+    p.add_argument("--limit", type=int, default=SIZE_LIMIT_BYTES, help="decimal bytes (default: the challenge's 16,000,000)")
     p.add_argument("--json", action="store_true", help="print the accounting as JSON")
     p.add_argument("--code-size-convention", choices=("raw", "lzma"), default="raw",
                    help="which total decides ok/exit status (both are printed)")

@@ -14,7 +14,7 @@ import jsonschema
 import yaml
 
 from pgolf.config import load_configs
-from pgolf.sweep import score_method
+from pgolf.rules import MAX_EVAL_SECONDS, MAX_TRAIN_SECONDS, SIZE_LIMIT_BYTES, headline_method, score_first
 
 # scipy (pgolf.stats) and matplotlib (pgolf.plots) are imported where they are used: every
 # Snakemake run imports this module while it builds the DAG, and should not pay for them.
@@ -22,7 +22,6 @@ from pgolf.sweep import score_method
 WORKFLOW_DIR = Path(__file__).resolve().parents[2] / "workflow"
 TEMPLATE_DIR = WORKFLOW_DIR / "templates"
 SCHEMA_PATH = WORKFLOW_DIR / "schemas" / "submission.schema.json"
-TIME_LIMIT_S = 600.0
 # What "the base" is: PR #1313 as the real preset runs it (config.yaml overlaid with the preset).
 BASE_NAME = "PR #1313 (SLOT-24)"
 BASE_FILES = ("config.yaml", "config/fineweb-8xh100.yaml")
@@ -44,26 +43,12 @@ def record_dir(record_cfg: dict) -> str:
 
 def eval_method(eval_cfg: dict) -> str:
     """The headline: ttt when it runs and is the headline, else the SLOT mode when on, else sliding."""
-    return score_method(eval_cfg)
+    return headline_method(eval_cfg)
 
 
 def stage_key(method: str) -> str:
     """The stage output holding a method's result: sliding_window -> sliding, slot_<mode> and ttt -> themselves."""
     return "sliding" if method == "sliding_window" else method
-
-
-def score_first(method: str, verdicts: list):
-    """Whether the headline eval is score-first (Issue #1017 C1/C3), from its causality audits.
-
-    Every seed's audit passed: True; any failed: False. Without an audit, what is known by
-    construction: sliding-window scoring adapts nothing (True), published SLOT fits on the scored
-    targets (False, PR #1240), causal SLOT and TTT are unknown (None).
-    """
-    if "fail" in verdicts:
-        return False
-    if verdicts and all(v == "pass" for v in verdicts):
-        return method != "slot_published"  # known leaky: never called score-first
-    return {"sliding_window": True, "slot_published": False}.get(method)
 
 
 def audit_verdict(stage_result: dict) -> str:
@@ -147,9 +132,9 @@ def build_submission(config: dict, stages: dict[int, dict]) -> dict:
         "pytorch_version": first["train"]["torch_version"],
         "eval_method": method,
         "compliance": {
-            "artifact_under_16mb": all(stages[s]["size"]["ok"] and stages[s]["size"]["total_bytes"] <= 16_000_000 for s in seeds),
-            "train_under_600s": all(r["train_time_s"] <= TIME_LIMIT_S for r in rows.values()),
-            "eval_under_600s": all(r["eval_time_s"] <= TIME_LIMIT_S for r in rows.values()),
+            "artifact_under_16mb": all(stages[s]["size"]["ok"] and stages[s]["size"]["total_bytes"] <= SIZE_LIMIT_BYTES for s in seeds),
+            "train_under_600s": all(r["train_time_s"] <= MAX_TRAIN_SECONDS for r in rows.values()),
+            "eval_under_600s": all(r["eval_time_s"] <= MAX_EVAL_SECONDS for r in rows.values()),
             "score_first_eval": score_first(method, [audit_verdict(stages[s]["final"]) for s in seeds]),
             "three_seeds": len(seeds) >= 3,
         },
@@ -318,7 +303,7 @@ def assemble(
         stages[seed]["final"] = stages[seed][stage_key(method)]
         if not stages[seed]["size"].get("ok"):
             raise ValueError(f"{files['size']}: seed {seed} has no passing size check")
-        budget = config["export"].get("gptq", {}).get("train_budget_seconds", TIME_LIMIT_S)
+        budget = config["export"].get("gptq", {}).get("train_budget_seconds", MAX_TRAIN_SECONDS)
         check_train_budget(seed, stages[seed]["train"], stages[seed]["export"], budget, files["export"])
     submission = build_submission(config, stages)
     check_submission(submission, schema_path)

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import lzma
 import os
 from pathlib import Path
 
-CHALLENGE_LIMIT = 16_000_000  # decimal bytes, not MiB
-CONVENTIONS = ("raw", "lzma")
+from pgolf.rules import CODE_SIZE_CONVENTIONS as CONVENTIONS
+from pgolf.rules import SIZE_LIMIT_BYTES as CHALLENGE_LIMIT
+from pgolf.rules import lzma_code_bytes as lzma_bytes
 
 
 class SizeError(ValueError):
@@ -27,11 +27,6 @@ class SizeError(ValueError):
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def lzma_bytes(data: bytes) -> int:
-    """Code bytes under the ``lzma`` convention."""
-    return len(lzma.compress(data, preset=9 | lzma.PRESET_EXTREME))
 
 
 def _report(code_paths: list[Path], model_file: dict, limit: int, compressor: str, convention: str = "raw") -> dict:

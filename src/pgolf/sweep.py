@@ -19,6 +19,7 @@ import statistics
 from pathlib import Path
 
 from pgolf.config import ConfigError, merge_overlay
+from pgolf.rules import headline_method
 
 # Keys of eval.slot that choose which modes run and which is the headline: they change no single
 # mode's result, so they stay out of the SLOT stage id.
@@ -33,15 +34,6 @@ def stage_blocks(eval_block: dict) -> dict:
     slot = {k: v for k, v in eval_block["slot"].items() if k not in SLOT_SELECTION_KEYS}
     ttt = {k: v for k, v in eval_block.get("ttt", {}).items() if k not in TTT_SELECTION_KEYS}
     return {"eval": plain, "slot": {**plain, "slot": slot}, "ttt": {**plain, "ttt": ttt}}
-
-
-def score_method(eval_block: dict) -> str:
-    """What a variant is scored by: TTT when it is on and the headline, else its SLOT mode when SLOT
-    is on, else the sliding window (the record's headline, pgolf.record.eval_method, too)."""
-    ttt, slot = eval_block.get("ttt", {}), eval_block["slot"]
-    if ttt.get("enabled") and ttt.get("headline"):
-        return "ttt"
-    return f"slot_{slot['mode']}" if slot["enabled"] else "sliding_window"
 
 
 def _value_name(value) -> str:
@@ -100,7 +92,7 @@ def resolve_variants(config: dict) -> list[dict]:
                 "name": name,
                 "override": override,
                 "settings": " ".join(flat_settings(override)) or "(main eval)",
-                "method": score_method(resolved),
+                "method": headline_method(resolved),
                 "eval": resolved,
             }
         )

@@ -22,18 +22,12 @@ from pathlib import Path
 from pgolf.size import CONVENTIONS, lzma_bytes
 from pgolf.logparse import LogSummary, apply_claim, final_rule, find_claim, half_unit, number_matches, parse_file
 
-SIZE_CAP = 16_000_000
-TIME_CAP_MS = 600_000.0
-TRAIN_GRACE_MS = 1000.0
+from pgolf.rules import MAX_EVAL_SECONDS, MAX_TRAIN_SECONDS, METHOD_LABELS, SIZE_LIMIT_BYTES, train_grace_ms
+
 CORE_TEXT = ("name", "author", "github_id", "date")
 SCORE_KEYS = ("val_bpb", "mean_val_bpb", "val_bpb_mean", "mean_bpb")
 # Our log labels for each eval method (submission.json `eval_method`).
-METHOD_LABEL = {
-    "sliding_window": "final_sliding_window_exact",
-    "slot_causal": "final_slot_causal_exact",
-    "slot_published": "final_slot_published_exact",
-    "ttt": "final_ttt_exact",
-}
+METHOD_LABEL = METHOD_LABELS
 
 
 @dataclass
@@ -622,8 +616,8 @@ def size_convention(f: Folder) -> str:
 def check_size(f: Folder) -> None:
     convention = f.report.size_convention = size_convention(f)
     value = f.sub.get("bytes_total") if f.sub else None
-    if _is_int(value) and value > SIZE_CAP:
-        f.problem(f"{_sub_name(f)}: bytes_total {value} > cap {SIZE_CAP}")
+    if _is_int(value) and value > SIZE_LIMIT_BYTES:
+        f.problem(f"{_sub_name(f)}: bytes_total {value} > cap {SIZE_LIMIT_BYTES}")
     shipped = packed = None
     if f.script is not None:
         code = f.script.read_bytes()
@@ -644,13 +638,13 @@ def check_size(f: Folder) -> None:
             counted, how = shipped, f"{script} as shipped"
         if counted is not None and model is not None:
             total = counted + model
-            if total > SIZE_CAP:
-                f.problem(f"{how} ({counted} bytes) + model ({model} bytes, {name}) = {total} > cap {SIZE_CAP} ({convention} convention)")
+            if total > SIZE_LIMIT_BYTES:
+                f.problem(f"{how} ({counted} bytes) + model ({model} bytes, {name}) = {total} > cap {SIZE_LIMIT_BYTES} ({convention} convention)")
             elif log.bytes_total is not None and log.bytes_total != total:
                 f.flag(
                     f"{name}: Total submission size {log.bytes_total} bytes, but {how} + model = {total} ({convention} convention)")
-        elif log.bytes_total is not None and log.bytes_total > SIZE_CAP:
-            f.problem(f"{name}: Total submission size {log.bytes_total} bytes > cap {SIZE_CAP}")
+        elif log.bytes_total is not None and log.bytes_total > SIZE_LIMIT_BYTES:
+            f.problem(f"{name}: Total submission size {log.bytes_total} bytes > cap {SIZE_LIMIT_BYTES}")
         if shipped is not None and log.bytes_code_compressed is None and log.bytes_code is not None and log.bytes_code != shipped and seed == min(f.logs):
             f.flag(f"{name}: Code size {log.bytes_code} bytes but the shipped {script} is {shipped} bytes")
 
@@ -670,11 +664,6 @@ def _claims(f: Folder) -> dict:
     return block if isinstance(block, dict) else {}
 
 
-def train_grace_ms(step_avg_ms: float | None) -> float:
-    """Slack on the training cap: it is checked after each step, so the last step may run past it."""
-    return max(TRAIN_GRACE_MS, 2 * (step_avg_ms or 0.0))
-
-
 def check_time(f: Folder) -> None:
     claims = _claims(f)
     train_claim = claims.get("train_under_600s", claims.get("training_under_600s")) is True
@@ -682,12 +671,12 @@ def check_time(f: Folder) -> None:
     timed = timed_track(f)
     for seed, (name, log) in sorted(f.logs.items()):
         grace = train_grace_ms(log.step_avg_ms)
-        over_train = log.train_time_ms is not None and log.train_time_ms > TIME_CAP_MS + grace
+        over_train = log.train_time_ms is not None and log.train_time_ms > 1000 * MAX_TRAIN_SECONDS + grace
         if over_train and (timed or train_claim):
-            f.problem(f"{name}: training took {log.train_time_ms / 1000:.3f} s > 600 s (+{grace / 1000:.3f} s grace){_claimed(train_claim)}")
-        over_eval = log.eval_time_ms is not None and log.eval_time_ms > TIME_CAP_MS
+            f.problem(f"{name}: training took {log.train_time_ms / 1000:.3f} s > {MAX_TRAIN_SECONDS:g} s (+{grace / 1000:.3f} s grace){_claimed(train_claim)}")
+        over_eval = log.eval_time_ms is not None and log.eval_time_ms > 1000 * MAX_EVAL_SECONDS
         if over_eval and (timed or eval_claim):
-            f.problem(f"{name}: eval passes took {log.eval_time_ms / 1000:.3f} s > 600 s{_claimed(eval_claim)}")
+            f.problem(f"{name}: eval passes took {log.eval_time_ms / 1000:.3f} s > {MAX_EVAL_SECONDS:g} s{_claimed(eval_claim)}")
 
 
 def _claimed(claim: bool) -> str:
@@ -700,7 +689,7 @@ def check_compliance(f: Folder) -> None:
     if claims.get("three_seeds") is True and n < 3:
         f.problem(f"submission.json: compliance.three_seeds is true but the record has {n} seed{'s' if n != 1 else ''}")
     if claims.get("artifact_under_16mb") is True:
-        over = [name for name, log in f.logs.values() if log.bytes_total is not None and log.bytes_total > SIZE_CAP]
+        over = [name for name, log in f.logs.values() if log.bytes_total is not None and log.bytes_total > SIZE_LIMIT_BYTES]
         if over:
             f.problem(f"submission.json: compliance.artifact_under_16mb is true but {over[0]} is over the cap")
     if claims.get("score_first_eval") is True and f.sub.get("eval_method") == "slot_published":
