@@ -18,7 +18,8 @@ import yaml
 
 from conftest import planned_jobs, snakemake
 from pgolf.config import ConfigError, check_config, load_configs
-from pgolf.sweep import resolve_variants, stage_blocks, table_rows
+from pgolf.config import resolve_variants, stage_blocks
+from pgolf.sweep import table_rows
 
 NAMES = ["causal", "published", "steps3", "corrected"]
 SEEDS = [1337, 42]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from pgolf.errors import UserError
 
 # Only a default for interactive use: the bundle_code rule passes --src workflow/record of the
 # workflow it runs in, the files its code id covers (the package may be installed from elsewhere).
@@ -33,7 +34,7 @@ def _body(name: str, text: str) -> str:
     return f"# {'=' * 20} {name}.py {'=' * 20}\n" + "\n".join(kept).strip("\n") + "\n"
 
 
-class BundleError(ValueError):
+class BundleError(UserError):
     """A record module is missing from the source folder."""
 
 

@@ -33,6 +33,7 @@ from importlib import metadata
 from pathlib import Path
 
 from pgolf.data import DataError, dataset_root, load_manifest, safe_relative, shard_paths
+from pgolf.errors import UserError
 
 RESERVED_ENV = ("SEED", "DATA_PATH", "TOKENIZER_PATH")
 LOG_NAME = "train.log"
@@ -40,11 +41,11 @@ RUN_NAME = "run.json"
 SCRIPT_NAME = "train_gpt.py"
 
 
-class ByoError(ValueError):
+class ByoError(UserError):
     """The script or its settings are wrong, or the script failed; one line."""
 
 
-class CheckError(ValueError):
+class CheckError(UserError):
     """A seed's result breaks a rule (pgolf.byo_record): one line with the file and the numbers."""
 
 

@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pgolf.shards import StrPath, read_header, sha256_file, write_atomic
+from pgolf.errors import UserError
 
 MANIFEST_FORMAT = "pgolf-data/1"
 MANIFEST_NAME = "manifest.json"
@@ -26,7 +27,7 @@ SPLITS = ("val", "train")
 SHARD_NAME_GLOB = "fineweb_*_[0-9][0-9][0-9][0-9][0-9][0-9].bin"
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """The data, the stage's settings or a manifest is wrong; the message is one line."""
 
 

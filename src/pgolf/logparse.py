@@ -48,6 +48,7 @@ import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from pgolf.errors import UserError
 
 NUM = r"[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|nan|inf)"
 
@@ -74,7 +75,7 @@ RE = {
 }
 
 
-class LogParseError(ValueError):
+class LogParseError(UserError):
     """A log that cannot be read, or that lacks what was asked of it (one line, names the file)."""
 
 

@@ -37,8 +37,26 @@ def record_date(setting: str) -> str:
     return _date.today().isoformat() if setting == "auto" else setting
 
 
-def record_dir(record_cfg: dict) -> str:
-    return f"results/records/{record_cfg['track']}/{record_date(record_cfg['date'])}_{record_cfg['name']}"
+def run_date(record_cfg: dict, run_files) -> str:
+    """The record's date: record.date when set, else the day this run started (the earliest
+    `started_utc` among the given JSON files that exist: train.json, byo's run.json), else today,
+    for a run that has not started yet. An unchanged finished run keeps its date on any later day."""
+    if record_cfg["date"] != "auto":
+        return record_cfg["date"]
+    started = []
+    for path in run_files:
+        try:
+            value = read_json(path).get("started_utc")
+        except (OSError, ValueError):
+            continue
+        if isinstance(value, str) and len(value) >= 10:
+            started.append(value[:10])
+    return min(started) if started else record_date("auto")
+
+
+def record_dir(record_cfg: dict, date: str | None = None) -> str:
+    """results/records/<track>/<date>_<name>: `date` as run_date gives it (record.date by default)."""
+    return f"results/records/{record_cfg['track']}/{date or record_date(record_cfg['date'])}_{record_cfg['name']}"
 
 
 def eval_method(eval_cfg: dict) -> str:

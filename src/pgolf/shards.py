@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+from pgolf.errors import UserError
 
 MAGIC = 20240520
 VERSION = 1
@@ -29,7 +30,7 @@ MAX_SHARD_TOKENS = (1 << 31) - 1  # the count lives in an int32 header slot
 StrPath = str | os.PathLike[str]
 
 
-class ShardError(ValueError):
+class ShardError(UserError):
     """A shard is missing, malformed or inconsistent; the message is one line naming the file."""
 
 

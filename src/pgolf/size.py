@@ -19,9 +19,10 @@ from pathlib import Path
 from pgolf.rules import CODE_SIZE_CONVENTIONS as CONVENTIONS
 from pgolf.rules import SIZE_LIMIT_BYTES as CHALLENGE_LIMIT
 from pgolf.rules import lzma_code_bytes as lzma_bytes
+from pgolf.errors import UserError
 
 
-class SizeError(ValueError):
+class SizeError(UserError):
     """One line with the three numbers: code, model, total against the limit."""
 
 

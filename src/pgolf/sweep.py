@@ -5,118 +5,17 @@ its own resolved eval settings, exactly as the main eval's do, so a variant neve
 re-exports, and a variant equal to the main eval finds the main eval's outputs.
 
 The sweep block lists variants by name, or a grid (dotted eval key -> values, every combination,
-named after its values), or both.
+named after its values), or both. The config side (variants, their eval blocks and stage blocks)
+is in pgolf.config; this module builds the table from their results.
 """
 
 from __future__ import annotations
 
-import copy
-import itertools
 import json
 import math
 import os
 import statistics
 from pathlib import Path
-
-from pgolf.config import ConfigError, merge_overlay
-from pgolf.rules import headline_method
-
-# Keys of eval.slot that choose which modes run and which is the headline: they change no single
-# mode's result, so they stay out of the SLOT stage id.
-SLOT_SELECTION_KEYS = ("enabled", "mode", "compare_modes")
-# Likewise whether TTT runs and whether it is the headline.
-TTT_SELECTION_KEYS = ("enabled", "headline")
-
-
-def stage_blocks(eval_block: dict) -> dict:
-    """The settings that define the eval stage (no SLOT, no TTT), the SLOT stage and the TTT stage."""
-    plain = {k: v for k, v in eval_block.items() if k not in ("slot", "ttt")}
-    slot = {k: v for k, v in eval_block["slot"].items() if k not in SLOT_SELECTION_KEYS}
-    ttt = {k: v for k, v in eval_block.get("ttt", {}).items() if k not in TTT_SELECTION_KEYS}
-    return {"eval": plain, "slot": {**plain, "slot": slot}, "ttt": {**plain, "ttt": ttt}}
-
-
-def _value_name(value) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, sort_keys=True, separators=(",", ":"))
-    return str(value)
-
-
-def _set_dotted(block: dict, key: str, value) -> None:
-    *parents, last = key.split(".")
-    for p in parents:
-        block = block.setdefault(p, {})
-    block[last] = value
-
-
-def flat_settings(override: dict, prefix: str = "") -> list[str]:
-    """An override as 'dotted.key=value' items, e.g. ['slot.steps=8']."""
-    items = []
-    for k, v in override.items():
-        if isinstance(v, dict) and v:
-            items += flat_settings(v, f"{prefix}{k}.")
-        else:
-            items.append(f"{prefix}{k}={_value_name(v)}")
-    return items
-
-
-def variant_overrides(sweep: dict) -> list[tuple[str, str, dict]]:
-    """(where in the config, name, override) for every variant: the list first, then the grid."""
-    out = []
-    for i, v in enumerate(sweep.get("variants") or []):
-        out.append((f"sweep.variants[{i}]", v["name"], {k: x for k, x in v.items() if k != "name"}))
-    grid = sweep.get("grid") or {}
-    keys = list(grid)
-    if keys:
-        for values in itertools.product(*(grid[k] for k in keys)):
-            override: dict = {}
-            for k, x in zip(keys, values):
-                _set_dotted(override, k, x)
-            name = "_".join(f"{k}-{_value_name(x)}" for k, x in zip(keys, values))
-            out.append(("sweep.grid", name, override))
-    return out
-
-
-def resolve_variants(config: dict) -> list[dict]:
-    """Each variant as {name, override, settings, method, eval}: the main eval block with its override."""
-    variants = []
-    for where, name, override in variant_overrides(config.get("sweep") or {}):
-        resolved = copy.deepcopy(config["eval"])
-        merge_overlay(resolved, copy.deepcopy(override))
-        resolved["slot"]["compare_modes"] = []  # a variant is scored by its one mode
-        variants.append(
-            {
-                "where": where,
-                "name": name,
-                "override": override,
-                "settings": " ".join(flat_settings(override)) or "(main eval)",
-                "method": headline_method(resolved),
-                "eval": resolved,
-            }
-        )
-    return variants
-
-
-def check_sweep(config: dict, check_eval) -> None:
-    """Every variant's resolved eval block must pass the same checks as the main one; names unique.
-
-    check_eval(config) raises ConfigError for a bad config; it is run on the config with the
-    variant's eval block in place, and its message gets the variant's place and name in front.
-    """
-    variants = resolve_variants(config)
-    if not variants:
-        raise ConfigError("sweep: no variants (give sweep.variants a named variant or sweep.grid a key with values)")
-    seen = {}
-    for v in variants:
-        if v["name"] in seen:
-            raise ConfigError(f"{v['where']}: variant name {v['name']!r} is already used by {seen[v['name']]}")
-        seen[v["name"]] = v["where"]
-        try:
-            check_eval({**config, "eval": v["eval"]})
-        except ConfigError as e:
-            raise ConfigError(f"{v['where']} ({v['name']}): {e}") from None
 
 
 # ----------------------------------------------------------------------------- the table

@@ -15,9 +15,10 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from pgolf.errors import UserError
 
 
-class VerifyError(ValueError):
+class VerifyError(UserError):
     """The re-run failed or disagrees with the staged run (one line naming the number)."""
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 import os
 
-from evaluate import EvalConfig, EvalSetup, eval_sliding, log_score
-from model import GPTConfig
-from quantize import ExportConfig, GPTQConfig, export
+# Sibling imports, in the order the bundle concatenates the modules (pgolf.codegraph.record_modules).
 from runtime import Dist, RunLog, log_environment, read_manifest, settings_from, write_bytes_atomic, write_json_atomic
 from scoring import eval_sequences
-from slot import SlotConfig, eval_slot
+from model import GPTConfig
+from quantize import ExportConfig, GPTQConfig, export
 from train import TrainConfig, train
+from evaluate import EvalConfig, EvalSetup, eval_sliding, log_score
+from slot import SlotConfig, eval_slot
 from ttt import TTTConfig, eval_ttt
 
 

@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import copy
 import os
+from datetime import datetime, timezone
 from dataclasses import dataclass
 
 import torch
@@ -351,6 +352,8 @@ def train_main(argv=None) -> None:
     ap.add_argument("--seed", type=int, required=True)
     ap.add_argument("--out-dir", required=True)
     args = ap.parse_args(argv)
+    # The day the run started dates its record folder (pgolf.record.run_date), not the day it is assembled.
+    started = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     hp = load_hparams(args.hparams)
     manifest = read_manifest(args.data)
@@ -363,7 +366,7 @@ def train_main(argv=None) -> None:
         os.makedirs(args.out_dir, exist_ok=True)
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         write_bytes_atomic(os.path.join(args.out_dir, "model.pt"), torch_bytes({"config": model_cfg.to_dict(), "state_dict": state}))
-        write_json_atomic(os.path.join(args.out_dir, "train.json"), metrics)
+        write_json_atomic(os.path.join(args.out_dir, "train.json"), {**metrics, "started_utc": started})
     dist.barrier()
     dist.close()
 

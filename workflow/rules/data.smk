@@ -96,7 +96,7 @@ rule stage_config:
     output:
         "results/{stage}/{stage_id}/config.json",
     params:
-        hp=stage_hparams,
+        hp=stage_setting(None, "hparams"),
     log:
         "results/logs/config/{stage}_{stage_id}.log",
     conda:

@@ -1,5 +1,5 @@
 # Eval stage: every eval runs on the dequantized artifact, never on the float weights.
-# Each job's settings come from its id (the main eval's or a sweep variant's, see common.smk).
+# Each job's settings come from its id (the main eval's or a sweep variant's, see ids.smk).
 # Evals do not wait for the size check: their result does not depend on the code's bytes, and the
 # record stage refuses any seed whose size.json is not ok.
 
@@ -19,15 +19,15 @@ rule eval:
         method="roundtrip|sliding",
     params:
         cache=COMPILE_CACHE,
-        hp=eval_hparams,
-        nproc=eval_nproc,
+        hp=stage_setting("eval", "hparams"),
+        nproc=stage_setting("eval", "nproc"),
     log:
         "results/logs/eval/{eval_id}/seed{seed}.{method}.log",
     benchmark:
         "results/benchmarks/eval/{eval_id}/seed{seed}.{method}.tsv"
     threads: 1
     resources:
-        gpu=eval_gpus,
+        gpu=stage_setting("eval", "gpus"),
     conda:
         ENV
     shell:
@@ -51,15 +51,15 @@ rule eval_slot:
         mode="causal|published",
     params:
         cache=COMPILE_CACHE,
-        hp=slot_hparams,
-        nproc=slot_nproc,
+        hp=stage_setting("slot", "hparams"),
+        nproc=stage_setting("slot", "nproc"),
     log:
         "results/logs/slot/{slot_id}/seed{seed}.{mode}.log",
     benchmark:
         "results/benchmarks/slot/{slot_id}/seed{seed}.{mode}.tsv"
     threads: 1
     resources:
-        gpu=slot_gpus,
+        gpu=stage_setting("slot", "gpus"),
     conda:
         ENV
     shell:
@@ -82,15 +82,15 @@ rule eval_ttt:
         "results/ttt/{ttt_id}/seed{seed}/ttt.json",
     params:
         cache=COMPILE_CACHE,
-        hp=ttt_hparams,
-        nproc=ttt_nproc,
+        hp=stage_setting("ttt", "hparams"),
+        nproc=stage_setting("ttt", "nproc"),
     log:
         "results/logs/ttt/{ttt_id}/seed{seed}.log",
     benchmark:
         "results/benchmarks/ttt/{ttt_id}/seed{seed}.tsv"
     threads: 1
     resources:
-        gpu=ttt_gpus,
+        gpu=stage_setting("ttt", "gpus"),
     conda:
         ENV
     shell:

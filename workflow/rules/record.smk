@@ -56,7 +56,7 @@ rule record:
             labels={"plot": "scores per seed"},
         ),
     params:
-        record=canon(config["record"]),
+        record=canon({**config["record"], "date": RECORD_DATE}),
         eval=canon(config["eval"]),
         train_budget=config["export"]["gptq"]["train_budget_seconds"],
         base=canon(BASE_SETTINGS),

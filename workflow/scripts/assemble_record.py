@@ -12,12 +12,14 @@ from pgolf.record import assemble, summary_table
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 seeds = sm.config["seeds"]
+# The record block with the run's date (targets.smk: the day its training started), as the folder is named.
+config = {**sm.config, "record": json.loads(sm.params.record)}
 stage_files = {s: {k.rsplit("_", 1)[0]: v for k, v in sm.input.items() if k.endswith(f"_{s}")} for s in seeds}
 # Gathered now, at record time: nothing upstream depends on the git state or the packages.
 provenance = collect(json.loads(sm.params.config), sm.input.manifest, sm.params.seed_logs)
 try:
     submission = assemble(
-        sm.config,
+        config,
         stage_files,
         sm.params.seed_logs,
         sm.input.code,
