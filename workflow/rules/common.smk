@@ -3,6 +3,7 @@
 #   ids.smk        what keys each stage: its code (derived by pgolf.codegraph), settings and ids
 #   targets.smk    the output paths of a seed and of the record
 #   preflight.smk  GPUs, disk and the other checks before the first job
+#   sweep_setup.smk, byo_setup.smk  what the sweep and byo rules need
 import json
 import re
 import sys
@@ -47,3 +48,5 @@ SEEDS = config["seeds"]
 include: "ids.smk"
 include: "targets.smk"
 include: "preflight.smk"
+include: "sweep_setup.smk"
+include: "byo_setup.smk"
