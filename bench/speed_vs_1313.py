@@ -520,7 +520,7 @@ def eval_child(args) -> None:
     """One eval stage's work in this fresh process: sliding, then published SLOT, on our code."""
     import torch
     import evaluate as ev
-    from evaluate import EvalConfig, compile_hidden, eval_sliding
+    from evaluate import EvalConfig, EvalSetup, compile_hidden, eval_sliding
     from runtime import Dist, autocast_for, load_val_tokens, manifest_paths, read_manifest, tokenizer_path
     from scoring import byte_luts
     from slot import SlotConfig, eval_slot
@@ -558,22 +558,22 @@ def eval_child(args) -> None:
             first["t"] = time.time() - t_start
 
     ev.ScoreSums.add = add
-    r = eval_sliding(model, val, cfg, dist, luts, autocast)
+    r = eval_sliding(EvalSetup(model, val, cfg, dist, luts, autocast))
     res["first_batch_s"] = first["t"]
     res["sliding_cold_s"] = r["eval_time_ms"] / 1000
-    r = eval_sliding(model, val, cfg, dist, luts, autocast)
+    r = eval_sliding(EvalSetup(model, val, cfg, dist, luts, autocast))
     res.update(windows=r["windows"], sliding_bpb=r["val_bpb"], sliding_ms_per_window=r["eval_time_ms"] / r["windows"])
-    r = eval_slot(model, val, cfg, slot, dist, luts, autocast)
+    r = eval_slot(EvalSetup(model, val, cfg, dist, luts, autocast), slot)
     res["slot_cold_s"] = r["eval_time_ms"] / 1000
     t0 = time.perf_counter()
-    r = eval_slot(model, val, cfg, slot, dist, luts, autocast)
+    r = eval_slot(EvalSetup(model, val, cfg, dist, luts, autocast), slot)
     res.update(slot_bpb=r["val_bpb"], slot_loss=r["val_loss"], slot_ms_per_window=1000 * (time.perf_counter() - t0) / r["windows"])
     res["stage_s"] = time.time() - t_start
     if args.profile and dist.device.type == "cuda":
         from torch.profiler import ProfilerActivity, profile
 
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
-            eval_slot(model, val[: 32 * 96 * 4 + 2049], cfg, slot, dist, luts, autocast)
+            eval_slot(EvalSetup(model, val[: 32 * 96 * 4 + 2049], cfg, dist, luts, autocast), slot)
         res["profile"] = prof.key_averages().table(sort_by="cuda_time_total", row_limit=18, max_name_column_width=70)
     print("BENCH_RESULT " + json.dumps(res), flush=True)
 

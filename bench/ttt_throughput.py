@@ -28,7 +28,7 @@ import torch
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent / "workflow" / "record"))
 
-from evaluate import EvalConfig, compile_hidden, load_eval_model  # noqa: E402
+from evaluate import EvalConfig, EvalSetup, compile_hidden, load_eval_model  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
 from runtime import Dist, autocast_for, load_val_tokens, manifest_paths, read_manifest, tokenizer_path  # noqa: E402
 from scoring import byte_luts  # noqa: E402
@@ -63,11 +63,11 @@ def ours(args, tokens, warm, cfg, ttt, dist, manifest) -> dict:
     luts = byte_luts(tokenizer_path(manifest), model.cfg.vocab_size, dist.device)
     autocast = autocast_for(dist.device)
     start = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    eval_ttt(model, warm, cfg, ttt, dist, luts, autocast)
+    eval_ttt(EvalSetup(model, warm, cfg, dist, luts, autocast), ttt)
     model.load_state_dict(start)
 
     def run():
-        r = eval_ttt(model, tokens, cfg, ttt, dist, luts, autocast)
+        r = eval_ttt(EvalSetup(model, tokens, cfg, dist, luts, autocast), ttt)
         return r["val_loss"], r["val_bpb"]
 
     return measure("ours (workflow/record/ttt.py)", run, dist.device)

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from evaluate import EvalConfig, causality_audit, eval_sliding, fixed_scorer, sliding_windows, target_scores, window_batch
+from evaluate import EvalConfig, EvalSetup, causality_audit, eval_sliding, fixed_scorer, sliding_windows, target_scores, window_batch
 from model import GPT, GPTConfig
 from runtime import Dist
 from scoring import ScoreSums
@@ -103,10 +103,10 @@ def reference_slot(model, tokens, cfg, slot):
 def test_scored_positions_only_slot_equals_the_all_positions_reference(setup):
     model, tokens, luts, cfg = setup
     slot = SlotConfig(enabled=True, mode="published", steps=5, lr=0.05, lr_min=0.005, batch_seqs=8)
-    ours = eval_slot(model, tokens, cfg, slot, Dist("cpu"), luts, NO_AUTOCAST)
+    ours = eval_slot(EvalSetup(model, tokens, cfg, Dist("cpu"), luts, NO_AUTOCAST), slot)
     assert ours["tokens"] == len(tokens) - 1
     assert ours["val_loss"] == pytest.approx(reference_slot(model, tokens, cfg, slot), abs=1e-6)
-    plain = eval_sliding(model, tokens, cfg, Dist("cpu"), luts, NO_AUTOCAST)
+    plain = eval_sliding(EvalSetup(model, tokens, cfg, Dist("cpu"), luts, NO_AUTOCAST))
     assert ours["val_loss"] < plain["val_loss"] - 0.05  # fitting on the answers "helps" a lot
 
 

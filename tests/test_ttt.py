@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from conftest import REPO
-from evaluate import EvalConfig, eval_sliding, fixed_scorer, sliding_windows, window_batch
+from evaluate import EvalConfig, EvalSetup, eval_sliding, fixed_scorer, sliding_windows, window_batch
 from model import GPT, GPTConfig
 from runtime import Dist, UserError
 from ttt import TTTConfig, adapted_params, chunk_lr, eval_ttt, score_then_train, ttt_audit, windows_by_chunk
@@ -85,15 +85,15 @@ def test_adapted_parameters_by_name_pattern():
 def test_first_chunk_scores_equal_sliding_and_ttt_beats_it():
     tokens = repetitive_tokens(1025)
     dist = Dist("cpu")
-    sliding = eval_sliding(tiny_model(), tokens, CFG, dist, LUTS, NO_AUTOCAST)
+    sliding = eval_sliding(EvalSetup(tiny_model(), tokens, CFG, dist, LUTS, NO_AUTOCAST))
     model = tiny_model()
-    ttt = eval_ttt(model, tokens, CFG, TTT, dist, LUTS, NO_AUTOCAST)
+    ttt = eval_ttt(EvalSetup(model, tokens, CFG, dist, LUTS, NO_AUTOCAST), TTT)
     assert ttt["tokens"] == sliding["tokens"] == 1024 and ttt["chunks"] == 8
     # 7 chunks trained (the last never), 4 whole sequences of 32 each, 2 epochs
     assert ttt["tokens_trained"] == 7 * 4 * 32 * 2
     assert ttt["val_bpb"] < sliding["val_bpb"] - 0.05, (ttt["val_bpb"], sliding["val_bpb"])
     # no training at all (epochs 0): TTT is the sliding score
-    same = eval_ttt(tiny_model(), tokens, CFG, TTTConfig(chunk_tokens=128, epochs=0), dist, LUTS, NO_AUTOCAST)
+    same = eval_ttt(EvalSetup(tiny_model(), tokens, CFG, dist, LUTS, NO_AUTOCAST), TTTConfig(chunk_tokens=128, epochs=0))
     assert same["val_loss"] == pytest.approx(sliding["val_loss"], rel=1e-12)
     # the model was trained in place: its weights moved
     assert any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), tiny_model().state_dict().values()))
@@ -147,7 +147,7 @@ torch.use_deterministic_algorithms(True)
 dist = Dist("cpu")
 tokens = t.repetitive_tokens(1025)
 model = t.tiny_model()
-r = t.eval_ttt(model, tokens, t.CFG, t.TTT, dist, t.LUTS, t.NO_AUTOCAST)
+r = t.eval_ttt(t.EvalSetup(model, tokens, t.CFG, dist, t.LUTS, t.NO_AUTOCAST), t.TTT)
 audit = t.ttt_audit(t.tiny_model(), t.repetitive_tokens(2049), t.CFG, t.TTT, dist, t.NO_AUTOCAST, t.VOCAB)
 w = [p.detach().clone() for p in model.parameters()]
 gathered = [torch.zeros_like(w[0]) for _ in range(dist.world_size)]
@@ -168,7 +168,7 @@ def test_two_processes_match_one(tmp_path):
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     two = json.loads(out.read_text())
-    one = eval_ttt(tiny_model(), repetitive_tokens(1025), CFG, TTT, Dist("cpu"), LUTS, NO_AUTOCAST)
+    one = eval_ttt(EvalSetup(tiny_model(), repetitive_tokens(1025), CFG, Dist("cpu"), LUTS, NO_AUTOCAST), TTT)
     assert two["same_weights"] is True
     assert two["r"]["tokens"] == one["tokens"] and two["r"]["tokens_trained"] == one["tokens_trained"]
     assert two["r"]["val_loss"] == pytest.approx(one["val_loss"], rel=1e-5)
@@ -249,7 +249,7 @@ def _check_ttt_headline(workdir, result, verify_dir, rec):
 
 
 def test_ttt_reports_progress_by_chunk(capsys):
-    eval_ttt(tiny_model(), repetitive_tokens(1025), CFG, TTT, Dist("cpu"), LUTS, NO_AUTOCAST)
+    eval_ttt(EvalSetup(tiny_model(), repetitive_tokens(1025), CFG, Dist("cpu"), LUTS, NO_AUTOCAST), TTT)
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("ttt:")]
     # 8 chunks: a line at every chunk that crosses the next 10%, the last at 8 of 8
     assert [int(line.split()[1]) for line in lines] == [1, 2, 3, 4, 5, 6, 7, 8]

@@ -160,11 +160,12 @@ def eval_windows(score, val_tokens: torch.Tensor, windows: list[Window], batch_s
     return sums.result(dist)
 
 
-def eval_sliding(model: GPT, val_tokens: torch.Tensor, cfg: EvalConfig, dist: Dist, luts, autocast) -> dict:
-    model.eval()
+def eval_sliding(s: EvalSetup) -> dict:
+    cfg = s.cfg
+    s.model.eval()
     t0 = now()
-    windows = sliding_windows(len(val_tokens) - 1, cfg.seq_len, cfg.stride, cfg.as_published)
-    result = eval_windows(fixed_scorer(model, autocast, cfg.stride), val_tokens, windows, cfg.batch_seqs, cfg.seq_len, dist, luts, "sliding")
+    windows = sliding_windows(len(s.val_tokens) - 1, cfg.seq_len, cfg.stride, cfg.as_published)
+    result = eval_windows(fixed_scorer(s.model, s.autocast, cfg.stride), s.val_tokens, windows, cfg.batch_seqs, cfg.seq_len, s.dist, s.luts, "sliding")
     result.update(eval_time_ms=int(1000 * (now() - t0)), windows=len(windows), stride=cfg.stride, seq_len=cfg.seq_len)
     return result
 
@@ -237,18 +238,27 @@ def compile_hidden(model: GPT) -> None:
         model.hidden = torch.compile(model.hidden, dynamic=False, mode="reduce-overhead")
 
 
+@dataclass
 class EvalSetup:
-    """What every eval needs: processes, the dequantized model, validation tokens, byte tables."""
+    """What every eval needs: the model, validation tokens, settings, processes, byte tables, autocast."""
 
-    def __init__(self, artifact_path: str, manifest: dict, cfg: EvalConfig, dist: Dist, expect_sha256: str | None = None):
+    model: GPT
+    val_tokens: torch.Tensor
+    cfg: EvalConfig
+    dist: Dist
+    luts: tuple
+    autocast: object
+
+    @classmethod
+    def load(cls, artifact_path: str, manifest: dict, cfg: EvalConfig, dist: Dist, expect_sha256: str | None = None) -> EvalSetup:
+        """From the compressed artifact (dequantized; rank 0 checks its sha256) and the data manifest."""
         if dist.device.type == "cpu":
             torch.use_deterministic_algorithms(True)
-        self.dist, self.cfg = dist, cfg
-        self.model = load_eval_model(artifact_path, dist.device, expect_sha256)
-        compile_hidden(self.model)
-        self.val_tokens = load_val_tokens(manifest_paths(manifest, "val"), cfg.seq_len, cfg.max_tokens)
-        self.luts = byte_luts(tokenizer_path(manifest), self.model.cfg.vocab_size, dist.device)
-        self.autocast = autocast_for(dist.device)
+        model = load_eval_model(artifact_path, dist.device, expect_sha256)
+        compile_hidden(model)
+        val_tokens = load_val_tokens(manifest_paths(manifest, "val"), cfg.seq_len, cfg.max_tokens)
+        luts = byte_luts(tokenizer_path(manifest), model.cfg.vocab_size, dist.device)
+        return cls(model, val_tokens, cfg, dist, luts, autocast_for(dist.device))
 
 
 def eval_cli(description: str, methods: list[str] | None = None) -> argparse.ArgumentParser:
@@ -264,6 +274,12 @@ def eval_cli(description: str, methods: list[str] | None = None) -> argparse.Arg
     return ap
 
 
+def score_label(method: str) -> str:
+    """The log label of a method's final score, without `_exact` (the record code's copy of
+    pgolf.rules.method_label; tests/test_rules.py checks that the two agree)."""
+    return f"final_{method}"
+
+
 def log_score(log: RunLog, label: str, r: dict, extra: str = "") -> None:
     log(f"{label} val_loss:{r['val_loss']:.4f} val_bpb:{r['val_bpb']:.4f}{extra} eval_time:{r['eval_time_ms']}ms")
     log(f"{label}_exact val_loss:{r['val_loss']:.8f} val_bpb:{r['val_bpb']:.8f}")
@@ -272,7 +288,7 @@ def log_score(log: RunLog, label: str, r: dict, extra: str = "") -> None:
 def run_eval_stage(args, hp: dict, score) -> None:
     """Sets up, scores with score(setup) -> (label, result, extra), logs, writes the JSON."""
     dist = Dist(hp.get("device", "auto"))
-    setup = EvalSetup(args.artifact, read_manifest(args.data), settings_from(EvalConfig, hp), dist, expected_sha256(args.export_json))
+    setup = EvalSetup.load(args.artifact, read_manifest(args.data), settings_from(EvalConfig, hp), dist, expected_sha256(args.export_json))
     label, r, extra = score(setup)
     log_score(RunLog(dist.rank), label, r, extra)
     if dist.is_main:
@@ -286,11 +302,11 @@ def eval_main(argv=None) -> None:
     def score(s: EvalSetup):
         if args.method == "roundtrip":
             r = eval_sequences(s.model, s.val_tokens, s.cfg.seq_len, s.cfg.batch_seqs, s.dist, s.luts, s.autocast)
-            return "final_roundtrip", {"method": "roundtrip", **r}, ""
-        r = eval_sliding(s.model, s.val_tokens, s.cfg, s.dist, s.luts, s.autocast)
+            return score_label("roundtrip"), {"method": "roundtrip", **r}, ""
+        r = eval_sliding(s)
         windows = sliding_windows(len(s.val_tokens) - 1, s.cfg.seq_len, s.cfg.stride, s.cfg.as_published)
         r["audit"] = causality_audit(fixed_scorer(s.model, s.autocast, s.cfg.stride), s.val_tokens, windows, s.cfg, s.model.cfg.vocab_size, s.dist.device)
-        return "final_sliding_window", {"method": "sliding", **r}, f" stride:{s.cfg.stride} windows:{r['windows']} audit:{r['audit']['verdict']}"
+        return score_label("sliding_window"), {"method": "sliding", **r}, f" stride:{s.cfg.stride} windows:{r['windows']} audit:{r['audit']['verdict']}"
 
     run_eval_stage(args, load_hparams(args.hparams), score)
 

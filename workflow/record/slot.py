@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from evaluate import EvalConfig, causality_audit, eval_cli, eval_windows, run_eval_stage, scored_hidden, sliding_windows, static_shapes
-from runtime import Dist, load_hparams, now, run_main, settings_from
+from evaluate import EvalSetup, causality_audit, eval_cli, eval_windows, run_eval_stage, score_label, scored_hidden, sliding_windows, static_shapes
+from runtime import load_hparams, now, run_main, settings_from
 
 
 @dataclass
@@ -135,12 +135,14 @@ def slot_scorer(model, slot: SlotConfig, autocast, sizes: tuple[int, ...] = (), 
     return score
 
 
-def eval_slot(model, val_tokens: torch.Tensor, cfg: EvalConfig, slot: SlotConfig, dist: Dist, luts, autocast) -> dict:
-    model.eval()
+def eval_slot(s: EvalSetup, slot: SlotConfig) -> dict:
+    cfg = s.cfg
+    s.model.eval()
     t0 = now()
-    windows = sliding_windows(len(val_tokens) - 1, cfg.seq_len, cfg.stride, cfg.as_published)
-    sizes = fit_sizes(cfg.seq_len, cfg.stride, slot.batch_seqs) if static_shapes(dist.device) else ()
-    result = eval_windows(slot_scorer(model, slot, autocast, sizes, cfg.stride), val_tokens, windows, slot.batch_seqs, cfg.seq_len, dist, luts, f"slot {slot.mode}")
+    windows = sliding_windows(len(s.val_tokens) - 1, cfg.seq_len, cfg.stride, cfg.as_published)
+    sizes = fit_sizes(cfg.seq_len, cfg.stride, slot.batch_seqs) if static_shapes(s.dist.device) else ()
+    scorer = slot_scorer(s.model, slot, s.autocast, sizes, cfg.stride)
+    result = eval_windows(scorer, s.val_tokens, windows, slot.batch_seqs, cfg.seq_len, s.dist, s.luts, f"slot {slot.mode}")
     result.update(eval_time_ms=int(1000 * (now() - t0)), windows=len(windows), stride=cfg.stride, mode=slot.mode, steps=slot.steps, lr=slot.lr)
     return result
 
@@ -153,13 +155,13 @@ def slot_main(argv=None) -> None:
     slot = settings_from(SlotConfig, {**hp["slot"], "mode": args.mode})
 
     def score(s):
-        r = eval_slot(s.model, s.val_tokens, s.cfg, slot, s.dist, s.luts, s.autocast)
+        r = eval_slot(s, slot)
         windows = sliding_windows(len(s.val_tokens) - 1, s.cfg.seq_len, s.cfg.stride, s.cfg.as_published)
         sizes = fit_sizes(s.cfg.seq_len, s.cfg.stride, slot.batch_seqs) if static_shapes(s.dist.device) else ()
         scorer = slot_scorer(s.model, slot, s.autocast, sizes, s.cfg.stride)
         r["audit"] = causality_audit(scorer, s.val_tokens, windows, s.cfg, s.model.cfg.vocab_size, s.dist.device, slot.batch_seqs)
         extra = f" steps:{slot.steps} lr:{slot.lr} stride:{s.cfg.stride} audit:{r['audit']['verdict']}"
-        return f"final_slot_{slot.mode}", {"method": f"slot_{slot.mode}", **r}, extra
+        return score_label(f"slot_{slot.mode}"), {"method": f"slot_{slot.mode}", **r}, extra
 
     run_eval_stage(args, hp, score)
 

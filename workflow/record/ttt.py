@@ -24,7 +24,7 @@ import torch
 import torch.distributed as tdist
 import torch.nn.functional as F
 
-from evaluate import EvalConfig, Window, eval_cli, fixed_scorer, rank_share, run_eval_stage, sliding_windows, static_shapes, window_batch
+from evaluate import EvalConfig, EvalSetup, Window, eval_cli, fixed_scorer, rank_share, run_eval_stage, score_label, sliding_windows, static_shapes, window_batch
 from model import GPT
 from runtime import Dist, StageProgress, UserError, load_hparams, now, run_main, settings_from, sync
 from scoring import ScoreSums
@@ -182,12 +182,13 @@ def score_then_train(model: GPT, tokens: torch.Tensor, ttt: TTTConfig, cfg: Eval
     }
 
 
-def eval_ttt(model: GPT, val_tokens: torch.Tensor, cfg: EvalConfig, ttt: TTTConfig, dist: Dist, luts, autocast) -> dict:
+def eval_ttt(s: EvalSetup, ttt: TTTConfig) -> dict:
     """val_loss / val_bpb of score-first TTT over the whole stream, each target scored once."""
+    cfg, dist, luts = s.cfg, s.dist, s.luts
     t0 = now()
     sums = ScoreSums(dist.device)
-    tokens = val_tokens.to(dist.device)
-    done = score_then_train(model, tokens, ttt, cfg, dist, autocast, lambda w, b, nll: sums.add(nll, b.x[b.rows, b.cols], b.y[b.rows, b.cols], luts), "ttt")
+    tokens = s.val_tokens.to(dist.device)
+    done = score_then_train(s.model, tokens, ttt, cfg, dist, s.autocast, lambda w, b, nll: sums.add(nll, b.x[b.rows, b.cols], b.y[b.rows, b.cols], luts), "ttt")
     result = sums.result(dist)
     seq_len, stride = ttt_windows(ttt, cfg)
     result.update(eval_time_ms=int(1000 * (now() - t0)), **done, chunk_tokens=ttt.chunk_tokens, seq_len=seq_len, stride=stride)
@@ -273,10 +274,10 @@ def ttt_main(argv=None) -> None:
     def score(s):
         # The audit first, from the artifact's weights (it restores them); then the eval itself.
         audit = ttt_audit(s.model, s.val_tokens, s.cfg, ttt, s.dist, s.autocast, s.model.cfg.vocab_size)
-        r = eval_ttt(s.model, s.val_tokens, s.cfg, ttt, s.dist, s.luts, s.autocast)
+        r = eval_ttt(s, ttt)
         r["audit"] = audit
         extra = f" chunks:{r['chunks']} epochs:{ttt.epochs} lr:{ttt.lr} stride:{r['stride']} audit:{audit['verdict']}"
-        return "final_ttt", {"method": "ttt", **r}, extra
+        return score_label("ttt"), {"method": "ttt", **r}, extra
 
     run_eval_stage(args, hp, score)
 
