@@ -18,7 +18,7 @@ from quantize import ExportConfig, dequantize_state, export, load_artifact, quan
 from runtime import RunLog, UserError, load_shard
 from train import Muon, TrainConfig, accumulation_steps, lr_multiplier, zeropower_newton_schulz
 
-from pgolf.bundle import MODULES, bundle
+from pgolf.bundle import bundle, module_paths
 from pgolf.config import ConfigError, check_config
 from pgolf.size import SizeError, gate
 
@@ -247,8 +247,8 @@ def test_bundle_is_one_self_contained_script(tmp_path):
     config = {"train": {"model": {}}, "export": {}, "eval": {"slot": {}}}
     text = bundle(config)
     compile(text, "train_gpt.py", "exec")
-    for m in MODULES:
-        assert f"from {m} import" not in text
+    for m in module_paths():
+        assert f"from {m.stem} import" not in text
     assert text.count("from __future__ import annotations") == 1
     assert len(re.findall(r'^if __name__ == "__main__":$', text, re.M)) == 1
     path = tmp_path / "train_gpt.py"

@@ -42,9 +42,9 @@ def sibling_imports(path: Path) -> list[str]:
     return [n for n in dict.fromkeys(names) if (path.parent / f"{n}.py").is_file()]
 
 
-def record_closure(entries, root: Path = REPO) -> list[str]:
+def record_closure(entries, record_dir: Path = REPO / RECORD) -> list[str]:
     """Record modules `entries` need, dependencies first (depth-first post-order of sibling imports)."""
-    record_dir = Path(root) / RECORD
+    record_dir = Path(record_dir)
     order: list[str] = []
     visiting: set[str] = set()
 
@@ -52,10 +52,10 @@ def record_closure(entries, root: Path = REPO) -> list[str]:
         if name in order:
             return
         if name in visiting:
-            raise CodeGraphError(f"{RECORD}/{name}.py: import cycle among record modules")
+            raise CodeGraphError(f"{record_dir / name}.py: import cycle among record modules")
         path = record_dir / f"{name}.py"
         if not path.is_file():
-            raise CodeGraphError(f"{RECORD}/{name}.py: no such record module")
+            raise CodeGraphError(f"{path}: no such record module")
         visiting.add(name)
         for dep in sibling_imports(path):
             visit(dep)
@@ -67,9 +67,9 @@ def record_closure(entries, root: Path = REPO) -> list[str]:
     return order
 
 
-def record_modules(root: Path = REPO) -> list[str]:
+def record_modules(record_dir: Path = REPO / RECORD) -> list[str]:
     """Every module the shipped train_gpt.py holds, in bundle order: entry.py's closure."""
-    return record_closure(["entry"], root)
+    return record_closure(["entry"], record_dir)
 
 
 # ----------------------------------------------------------------------------- library code
@@ -101,16 +101,12 @@ def module_imports(path: Path) -> list[str]:
 
 def top_level_imports(path: Path) -> list[str]:
     """`pgolf` modules a file imports when it is loaded (module level, not inside functions)."""
-    tree = _parse(Path(path))
-    nodes = [n for n in ast.walk(tree) if not _inside_function(tree, n)]
+    nodes, todo = [], [_parse(Path(path))]
+    while todo:
+        node = todo.pop()
+        nodes.append(node)
+        todo += [c for c in ast.iter_child_nodes(node) if not isinstance(c, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))]
     return list(dict.fromkeys(_pgolf_names(nodes)))
-
-
-def _inside_function(tree: ast.Module, target: ast.AST) -> bool:
-    for fn in ast.walk(tree):
-        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) and any(n is target for n in ast.walk(fn)):
-            return True
-    return False
 
 
 def library_closure(modules, root: Path = REPO) -> list[str]:
@@ -180,9 +176,9 @@ def stage_code(*entries: str, root: Path = REPO) -> list[str]:
         if entry.startswith("pgolf "):
             files.update(f"{SRC}/{m}.py" for m in command_closure(entry.split()[1], root))
         elif entry == "record:*":
-            files.update(f"{RECORD}/{m}.py" for m in record_modules(root))
+            files.update(f"{RECORD}/{m}.py" for m in record_modules(root / RECORD))
         elif entry.startswith(f"{RECORD}/") and entry.endswith(".py"):
-            files.update(f"{RECORD}/{m}.py" for m in record_closure([Path(entry).stem], root))
+            files.update(f"{RECORD}/{m}.py" for m in record_closure([Path(entry).stem], root / RECORD))
         elif entry.endswith(".py"):
             if not (root / entry).is_file():
                 raise CodeGraphError(f"{entry}: no such file")

@@ -53,21 +53,20 @@ class RunLog:
                 f.write(msg + "\n")
 
 
-RECORD_MODULES = ("runtime", "scoring", "model", "quantize", "train", "evaluate", "slot", "ttt", "entry")
-
-
 def record_code_files() -> list[Path]:
-    """The record code this process runs: the modules loaded from this folder (in a record, train_gpt.py)."""
-    files = {getattr(sys.modules.get(n), "__file__", None) for n in ("__main__", *RECORD_MODULES)}
-    return sorted(Path(f).resolve() for f in files if f and Path(f).is_file())
+    """The record code this process runs: the main script and the modules loaded from this folder
+    (in a record, train_gpt.py alone)."""
+    here = Path(__file__).resolve().parent
+    files = {Path(m.__file__).resolve() for m in list(sys.modules.values()) if getattr(m, "__file__", None)}
+    main = getattr(sys.modules.get("__main__"), "__file__", None)
+    return sorted(p for p in files if p.parent == here and p.suffix == ".py" or (main and p == Path(main).resolve()))
 
 
 def record_code_set() -> list[Path]:
-    """All of the record code, whichever stage imported which part of it: the module files beside
-    this one (workflow/record/), or this one file when it is a bundled train_gpt.py."""
+    """All of the record code, whichever stage imported which part of it: the modules of this folder
+    (workflow/record/, when entry.py is beside this file), or this one file in a bundled train_gpt.py."""
     here = Path(__file__).resolve()
-    siblings = [here.parent / f"{n}.py" for n in RECORD_MODULES]
-    return siblings if all(p.is_file() for p in siblings) else [here]
+    return sorted(here.parent.glob("*.py")) if (here.parent / "entry.py").is_file() else [here]
 
 
 def log_environment(log: RunLog) -> None:

@@ -177,172 +177,199 @@ def eval_uncompiled(base: GPT, val_tokens: torch.Tensor, cfg: TrainConfig, dist:
         return eval_sequences(base, val_tokens, cfg.seq_len, cfg.val_batch_seqs, dist, luts, autocast)
 
 
-def train(cfg: TrainConfig, model_cfg: GPTConfig, manifest: dict, seed: int, dist: Dist, log: RunLog) -> tuple[GPT, dict]:
-    torch.manual_seed(seed)
-    t_setup = now()
-    if dist.device.type == "cpu":
-        torch.set_flush_denormal(True)
-        torch.use_deterministic_algorithms(True)
-    base = GPT(model_cfg).to(dist.device)
-    use_compile = uses_compile(cfg, dist.device)
-    if cfg.compile_scope not in ("model", "blocks"):
-        raise UserError(f"train.compile_scope: expected model or blocks, got {cfg.compile_scope!r}")
-    compiled = base
-    if use_compile and cfg.compile_scope == "blocks":
-        compile_regions(base)
-    elif use_compile:
-        compiled = torch.compile(base, dynamic=False)
-    model = DistributedDataParallel(compiled) if dist.enabled else compiled
-    optimizers, muon = build_optimizers(base, cfg)
-    autocast = autocast_for(dist.device)
+class Trainer:
+    """One seed's training: the model, its optimizers and data, and the three phases train() runs
+    (setup here, warm-up and restore, the timed loop)."""
 
-    accum = accumulation_steps(cfg, dist.world_size)
-    micro_seqs, rem = divmod(cfg.batch_tokens, cfg.seq_len * dist.world_size * accum)
-    if rem or micro_seqs == 0:
-        raise UserError(
-            f"train.batch_tokens={cfg.batch_tokens} must be a positive multiple of seq_len*world_size*grad_accum_steps"
-            f" = {cfg.seq_len}*{dist.world_size}*{accum}"
+    def __init__(self, cfg: TrainConfig, model_cfg: GPTConfig, manifest: dict, seed: int, dist: Dist, log: RunLog):
+        torch.manual_seed(seed)
+        t_setup = now()
+        if dist.device.type == "cpu":
+            torch.set_flush_denormal(True)
+            torch.use_deterministic_algorithms(True)
+        self.cfg, self.dist, self.log, self.seed = cfg, dist, log, seed
+        self.base = base = GPT(model_cfg).to(dist.device)
+        self.use_compile = use_compile = uses_compile(cfg, dist.device)
+        if cfg.compile_scope not in ("model", "blocks"):
+            raise UserError(f"train.compile_scope: expected model or blocks, got {cfg.compile_scope!r}")
+        compiled = base
+        if use_compile and cfg.compile_scope == "blocks":
+            compile_regions(base)
+        elif use_compile:
+            compiled = torch.compile(base, dynamic=False)
+        self.model = DistributedDataParallel(compiled) if dist.enabled else compiled
+        self.optimizers, self.muon = build_optimizers(base, cfg)
+        self.autocast = autocast_for(dist.device)
+
+        self.accum = accum = accumulation_steps(cfg, dist.world_size)
+        self.micro_seqs, rem = divmod(cfg.batch_tokens, cfg.seq_len * dist.world_size * accum)
+        if rem or self.micro_seqs == 0:
+            raise UserError(
+                f"train.batch_tokens={cfg.batch_tokens} must be a positive multiple of seq_len*world_size*grad_accum_steps"
+                f" = {cfg.seq_len}*{dist.world_size}*{accum}"
+            )
+        self.train_paths = manifest_paths(manifest, "train")
+        self.loader = TrainLoader(self.train_paths, dist.rank, dist.world_size, dist.device)
+        self.val_tokens = load_val_tokens(manifest_paths(manifest, "val"), cfg.seq_len, cfg.val_max_tokens)
+        self.luts = byte_luts(tokenizer_path(manifest), model_cfg.vocab_size, dist.device)
+        self.log_settings()
+        self.outside = {"setup": now() - t_setup}  # seconds spent outside the timed window, by part
+
+    def log_settings(self) -> None:
+        cfg, dist, log = self.cfg, self.dist, self.log
+        log(f"model_params:{count_params(self.base)}")
+        log(f"attention:{attention_backend(dist.device)} compile:{self.use_compile}{' scope:' + cfg.compile_scope if self.use_compile else ''} autocast:{'bf16' if dist.device.type == 'cuda' else 'off'}")
+        log(f"world_size:{dist.world_size} grad_accum_steps:{self.accum}")
+        log(f"embed_lr:{cfg.embed_lr} matrix_lr:{cfg.matrix_lr} scalar_lr:{cfg.scalar_lr}")
+        log(
+            f"train_batch_tokens:{cfg.batch_tokens} train_seq_len:{cfg.seq_len} iterations:{cfg.iterations}"
+            f" warmup_steps:{cfg.warmup_steps} max_wallclock_seconds:{cfg.max_wallclock_seconds:.3f}"
         )
-    train_paths = manifest_paths(manifest, "train")
-    loader = TrainLoader(train_paths, dist.rank, dist.world_size, dist.device)
-    val_tokens = load_val_tokens(manifest_paths(manifest, "val"), cfg.seq_len, cfg.val_max_tokens)
-    luts = byte_luts(tokenizer_path(manifest), model_cfg.vocab_size, dist.device)
+        log(f"seed:{self.seed}")
 
-    log(f"model_params:{count_params(base)}")
-    log(f"attention:{attention_backend(dist.device)} compile:{use_compile}{' scope:' + cfg.compile_scope if use_compile else ''} autocast:{'bf16' if dist.device.type == 'cuda' else 'off'}")
-    log(f"world_size:{dist.world_size} grad_accum_steps:{accum}")
-    log(f"embed_lr:{cfg.embed_lr} matrix_lr:{cfg.matrix_lr} scalar_lr:{cfg.scalar_lr}")
-    log(
-        f"train_batch_tokens:{cfg.batch_tokens} train_seq_len:{cfg.seq_len} iterations:{cfg.iterations}"
-        f" warmup_steps:{cfg.warmup_steps} max_wallclock_seconds:{cfg.max_wallclock_seconds:.3f}"
-    )
-    log(f"seed:{seed}")
-
-    def step_once(step: int, lr_mul: float) -> float:
+    def step(self, step: int, lr_mul: float) -> torch.Tensor:
         """One optimizer step over grad_accum_steps micro-batches; returns the mean train loss."""
-        for opt in optimizers:
+        cfg, dist, model = self.cfg, self.dist, self.model
+        for opt in self.optimizers:
             for g in opt.param_groups:
                 g["lr"] = g["base_lr"] * lr_mul
         frac = min(step / cfg.muon_momentum_warmup_steps, 1.0) if cfg.muon_momentum_warmup_steps > 0 else 1.0
-        for g in muon.param_groups:
+        for g in self.muon.param_groups:
             g["momentum"] = (1 - frac) * cfg.muon_momentum_warmup_start + frac * cfg.muon_momentum
         total = torch.zeros((), device=dist.device)
-        for micro in range(accum):
-            x, y = loader.next_batch(micro_seqs * cfg.seq_len, cfg.seq_len)
-            last = micro == accum - 1
+        for micro in range(self.accum):
+            x, y = self.loader.next_batch(self.micro_seqs * cfg.seq_len, cfg.seq_len)
+            last = micro == self.accum - 1
             # Only the last micro-step all-reduces gradients.
             with model.no_sync() if dist.enabled and not last else contextlib.nullcontext():
-                with autocast():
-                    loss = model(x, y) / accum
+                with self.autocast():
+                    loss = model(x, y) / self.accum
                 loss.backward()
             total += loss.detach()
         if cfg.grad_clip_norm > 0:
-            torch.nn.utils.clip_grad_norm_(base.parameters(), cfg.grad_clip_norm)
-        for opt in optimizers:
+            torch.nn.utils.clip_grad_norm_(self.base.parameters(), cfg.grad_clip_norm)
+        for opt in self.optimizers:
             opt.step()
-        for opt in optimizers:
+        for opt in self.optimizers:
             opt.zero_grad(set_to_none=True)
         return total
 
-    outside = {"setup": now() - t_setup}  # seconds spent outside the timed window, by part
-    t_part = now()
-    if cfg.warmup_steps > 0:
-        # Compile and allocator warm-up on real batches, outside the timer; then every trace of it
-        # (weights, optimizer state, data position) is put back so the run starts from step 0.
-        initial_model = copy.deepcopy(base.state_dict())
-        initial_opts = [copy.deepcopy(opt.state_dict()) for opt in optimizers]
-        for i in range(cfg.warmup_steps):
-            # The second half runs with late QAT on, so its graph is compiled here too and switching
-            # it on mid-run costs no recompilation inside the timed window.
-            base.set_qat(cfg.qat_bits if cfg.late_qat_threshold > 0 and i >= cfg.warmup_steps // 2 else 0)
-            step_once(0, 1.0)
-            log(f"warmup_step:{i + 1}/{cfg.warmup_steps}")
-        base.set_qat(0)
-        base.load_state_dict(initial_model)
-        for opt, state in zip(optimizers, initial_opts):
-            opt.load_state_dict(state)
-        loader = TrainLoader(train_paths, dist.rank, dist.world_size, dist.device)
-    ema = EMA(base, cfg.ema_decay)
-    outside["warmup"] = now() - t_part
+    def warm_up_and_restore(self) -> None:
+        """Compile and allocator warm-up on real batches, outside the timer; then every trace of it
+        (weights, optimizer state, data position) is put back so the run starts from step 0."""
+        cfg, base, dist = self.cfg, self.base, self.dist
+        t_part = now()
+        if cfg.warmup_steps > 0:
+            initial_model = copy.deepcopy(base.state_dict())
+            initial_opts = [copy.deepcopy(opt.state_dict()) for opt in self.optimizers]
+            for i in range(cfg.warmup_steps):
+                # The second half runs with late QAT on, so its graph is compiled here too and switching
+                # it on mid-run costs no recompilation inside the timed window.
+                base.set_qat(cfg.qat_bits if cfg.late_qat_threshold > 0 and i >= cfg.warmup_steps // 2 else 0)
+                self.step(0, 1.0)
+                self.log(f"warmup_step:{i + 1}/{cfg.warmup_steps}")
+            base.set_qat(0)
+            base.load_state_dict(initial_model)
+            for opt, state in zip(self.optimizers, initial_opts):
+                opt.load_state_dict(state)
+            self.loader = TrainLoader(self.train_paths, dist.rank, dist.world_size, dist.device)
+        self.ema = EMA(base, cfg.ema_decay)
+        self.outside["warmup"] = now() - t_part
 
-    def validate(step: int, elapsed_ms: float) -> dict:
-        r = eval_uncompiled(base, val_tokens, cfg, dist, luts, autocast)
-        log(
+    def validate(self, step: int, elapsed_ms: float) -> dict:
+        cfg = self.cfg
+        r = eval_uncompiled(self.base, self.val_tokens, cfg, self.dist, self.luts, self.autocast)
+        self.log(
             f"step:{step}/{cfg.iterations} val_loss:{r['val_loss']:.4f} val_bpb:{r['val_bpb']:.4f}"
             f" train_time:{elapsed_ms:.0f}ms step_avg:{elapsed_ms / max(step, 1):.2f}ms"
         )
-        base.train()
+        self.base.train()
         return r
 
-    t_part = now()
-    init = validate(0, 0.0)  # the untrained model's score, the floor every record must clear
-    outside["pre_val"] = now() - t_part
-    curve, elapsed_ms, step, stopped_early, qat_step = [], 0.0, 0, False, None
-    sync(dist.device)
-    t0 = now()
-    while step < cfg.iterations:
-        mul = lr_multiplier(cfg, step, elapsed_ms)
-        if cfg.late_qat_threshold > 0 and qat_step is None and mul < cfg.late_qat_threshold:
-            base.set_qat(cfg.qat_bits)
-            qat_step = step
-            log(f"late_qat:enabled step:{step} scale:{mul:.4f}")
-        loss = step_once(step, mul)
-        ema.update()
-        step += 1
-
+    def timed_loop(self) -> dict:
+        """Steps until the iteration count or the wall-clock cap; the timer counts training steps only."""
+        cfg, dist, base, log, outside = self.cfg, self.dist, self.base, self.log, self.outside
+        curve, elapsed_ms, step, stopped_early, qat_step = [], 0.0, 0, False, None
         sync(dist.device)
-        elapsed_ms = 1000.0 * (now() - t0)
-        cap_hit = dist.any_true(cfg.max_wallclock_seconds > 0 and elapsed_ms >= 1000.0 * cfg.max_wallclock_seconds)
-        # The last step is always logged, so the log's last step_avg is the run's (train.json's).
-        if step <= 10 or step % cfg.train_log_every == 0 or step == cfg.iterations or cap_hit:
-            train_loss = dist.all_reduce_sum(loss).item() / dist.world_size  # mean over all ranks' batches
-            curve.append([step, round(train_loss, 6)])
-            log(
-                f"step:{step}/{cfg.iterations} train_loss:{train_loss:.4f} train_time:{elapsed_ms:.0f}ms"
-                f" step_avg:{elapsed_ms / step:.2f}ms"
-            )
-        if cap_hit:
-            stopped_early = step < cfg.iterations
-            if stopped_early:
-                log(f"stopping_early: wallclock_cap train_time:{elapsed_ms:.0f}ms step:{step}/{cfg.iterations}")
-            break
-        if cfg.val_every > 0 and step % cfg.val_every == 0 and step < cfg.iterations:
-            pause = now()
-            validate(step, elapsed_ms)
-            t0 += now() - pause  # the timer counts training steps only
-            outside["mid_val"] = outside.get("mid_val", 0.0) + now() - pause
-    log(peak_memory_line(dist.device))
+        t0 = now()
+        while step < cfg.iterations:
+            mul = lr_multiplier(cfg, step, elapsed_ms)
+            if cfg.late_qat_threshold > 0 and qat_step is None and mul < cfg.late_qat_threshold:
+                base.set_qat(cfg.qat_bits)
+                qat_step = step
+                log(f"late_qat:enabled step:{step} scale:{mul:.4f}")
+            loss = self.step(step, mul)
+            self.ema.update()
+            step += 1
 
+            sync(dist.device)
+            elapsed_ms = 1000.0 * (now() - t0)
+            cap_hit = dist.any_true(cfg.max_wallclock_seconds > 0 and elapsed_ms >= 1000.0 * cfg.max_wallclock_seconds)
+            # The last step is always logged, so the log's last step_avg is the run's (train.json's).
+            if step <= 10 or step % cfg.train_log_every == 0 or step == cfg.iterations or cap_hit:
+                train_loss = dist.all_reduce_sum(loss).item() / dist.world_size  # mean over all ranks' batches
+                curve.append([step, round(train_loss, 6)])
+                log(
+                    f"step:{step}/{cfg.iterations} train_loss:{train_loss:.4f} train_time:{elapsed_ms:.0f}ms"
+                    f" step_avg:{elapsed_ms / step:.2f}ms"
+                )
+            if cap_hit:
+                stopped_early = step < cfg.iterations
+                if stopped_early:
+                    log(f"stopping_early: wallclock_cap train_time:{elapsed_ms:.0f}ms step:{step}/{cfg.iterations}")
+                break
+            if cfg.val_every > 0 and step % cfg.val_every == 0 and step < cfg.iterations:
+                pause = now()
+                self.validate(step, elapsed_ms)
+                t0 += now() - pause  # the timer counts training steps only
+                outside["mid_val"] = outside.get("mid_val", 0.0) + now() - pause
+        log(peak_memory_line(dist.device))
+        return {"curve": curve, "elapsed_ms": elapsed_ms, "step": step, "stopped_early": stopped_early, "qat_step": qat_step}
+
+    def finish(self, run: dict, init: dict) -> dict:
+        """The EMA weights in place, their pre-quantization score, and train.json's metrics."""
+        cfg, dist, base, log, outside = self.cfg, self.dist, self.base, self.log, self.outside
+        curve, elapsed_ms, step = run["curve"], run["elapsed_ms"], run["step"]
+        t_part = now()
+        base.set_qat(0)
+        base.load_state_dict({k: v.to(base.state_dict()[k].dtype) for k, v in self.ema.shadow.items()})
+        log("ema:applied EMA weights")
+        pre = eval_uncompiled(base, self.val_tokens, cfg, dist, self.luts, self.autocast)
+        log(f"pre_quant_post_ema val_loss:{pre['val_loss']:.4f} val_bpb:{pre['val_bpb']:.4f} eval_time:{pre['eval_time_ms']}ms")
+        log(f"pre_quant_post_ema_exact val_loss:{pre['val_loss']:.8f} val_bpb:{pre['val_bpb']:.8f}")
+        outside["final_val"] = now() - t_part
+        log("outside_timed_window " + " ".join(f"{k}:{v:.1f}s" for k, v in outside.items()))
+        return {
+            "seed": self.seed,
+            "steps": step,
+            "stopped_early": run["stopped_early"],
+            "train_time_ms": round(elapsed_ms, 1),
+            "step_avg_ms": round(elapsed_ms / max(step, 1), 3),
+            "tokens_seen": step * cfg.batch_tokens,
+            "model_params": count_params(base),
+            "world_size": dist.world_size,
+            "attention": attention_backend(dist.device),
+            "late_qat_step": run["qat_step"],
+            "final_train_loss": curve[-1][1] if curve else None,
+            "init_val_bpb": init["val_bpb"],
+            "pre_quant_val_loss": pre["val_loss"],
+            "pre_quant_val_bpb": pre["val_bpb"],
+            "loss_curve": curve,
+            "device": dist.device.type,
+            "torch_version": torch.__version__,
+            "outside_timed_window_s": {k: round(v, 2) for k, v in outside.items()},
+        }
+
+
+def train(cfg: TrainConfig, model_cfg: GPTConfig, manifest: dict, seed: int, dist: Dist, log: RunLog) -> tuple[GPT, dict]:
+    """Trains one seed: setup, warm-up and restore, the untrained score, the timed loop, EMA."""
+    trainer = Trainer(cfg, model_cfg, manifest, seed, dist, log)
+    trainer.warm_up_and_restore()
     t_part = now()
-    base.set_qat(0)
-    base.load_state_dict({k: v.to(base.state_dict()[k].dtype) for k, v in ema.shadow.items()})
-    log("ema:applied EMA weights")
-    pre = eval_uncompiled(base, val_tokens, cfg, dist, luts, autocast)
-    log(f"pre_quant_post_ema val_loss:{pre['val_loss']:.4f} val_bpb:{pre['val_bpb']:.4f} eval_time:{pre['eval_time_ms']}ms")
-    log(f"pre_quant_post_ema_exact val_loss:{pre['val_loss']:.8f} val_bpb:{pre['val_bpb']:.8f}")
-    outside["final_val"] = now() - t_part
-    log("outside_timed_window " + " ".join(f"{k}:{v:.1f}s" for k, v in outside.items()))
-    metrics = {
-        "seed": seed,
-        "steps": step,
-        "stopped_early": stopped_early,
-        "train_time_ms": round(elapsed_ms, 1),
-        "step_avg_ms": round(elapsed_ms / max(step, 1), 3),
-        "tokens_seen": step * cfg.batch_tokens,
-        "model_params": count_params(base),
-        "world_size": dist.world_size,
-        "attention": attention_backend(dist.device),
-        "late_qat_step": qat_step,
-        "final_train_loss": curve[-1][1] if curve else None,
-        "init_val_bpb": init["val_bpb"],
-        "pre_quant_val_loss": pre["val_loss"],
-        "pre_quant_val_bpb": pre["val_bpb"],
-        "loss_curve": curve,
-        "device": dist.device.type,
-        "torch_version": torch.__version__,
-        "outside_timed_window_s": {k: round(v, 2) for k, v in outside.items()},
-    }
-    return base, metrics
+    init = trainer.validate(0, 0.0)  # the untrained model's score, the floor every record must clear
+    trainer.outside["pre_val"] = now() - t_part
+    run = trainer.timed_loop()
+    return trainer.base, trainer.finish(run, init)
 
 
 def train_main(argv=None) -> None:

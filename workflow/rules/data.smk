@@ -15,7 +15,7 @@ if DATA["source"] == "docs":
         input:
             docs=DATA["docs"]["path"],
             model=[DATA["docs"]["tokenizer"]["model"]] if DATA["docs"]["tokenizer"]["model"] else [],
-            code=CODE["data"],
+            code=CODE["data_docs"],
         output:
             manifest="results/data/{data_id}/manifest.json",
         params:
@@ -45,7 +45,7 @@ elif DATA["source"] == "hub":
             "Downloading {params.repo}@{params.revision} ({params.train_shards} train shards)"
         localrule: True
         input:
-            code=CODE["data"],
+            code=CODE["data_hub"],
         output:
             manifest="results/data/{data_id}/manifest.json",
         params:
@@ -72,7 +72,7 @@ else:
             "Checking the dataset in {params.path}"
         localrule: True
         input:
-            code=CODE["data"],
+            code=CODE["data_local"],
         output:
             manifest="results/data/{data_id}/manifest.json",
         params:

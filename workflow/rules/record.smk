@@ -38,7 +38,7 @@ rule record:
         unpack(lambda w: {f"{k}_{s}": v for s in SEEDS for k, v in seed_stage_files(s).items()}),
         logs=[p for s in SEEDS for _, p in seed_logs(s)],
         code=f"results/code/{CODE_ID}/train_gpt.py",
-        tool=CODE["record"] + ["src/pgolf/stats.py", "src/pgolf/plots.py"],
+        tool=CODE["record"],
         schema="workflow/schemas/submission.schema.json",
         manifest=f"results/data/{DATA_ID}/manifest.json",
     output:

@@ -11,7 +11,7 @@ rule sweep_table:
         sweep=re.escape(SWEEP_NAME),
     input:
         unpack(sweep_inputs),
-        tool=["src/pgolf/sweep.py", "src/pgolf/plots.py"],
+        tool=CODE["sweep"],
     output:
         csv=report(
             "results/sweeps/{sweep}/table.csv",
