@@ -254,3 +254,16 @@ STAGE_ENTRIES = {
 def stage_files(root: Path = REPO) -> dict[str, list[str]]:
     """Every stage's code files (see STAGE_ENTRIES)."""
     return {stage: stage_code(*entries, root=root) for stage, entries in STAGE_ENTRIES.items()}
+
+
+def markdown_table(root: Path = REPO) -> str:
+    """docs/reruns.md's table of what each stage's id hashes (`python -m pgolf.codegraph` prints it)."""
+    rows = ["| stage | runs | files whose bytes key it (derived) |", "|---|---|---|"]
+    for stage, files in stage_files(root).items():
+        names = ", ".join(f"`{Path(f).name}`" if f.startswith(("src/", "workflow/record/")) else f"`{f}`" for f in files)
+        rows.append(f"| {stage} | {', '.join(f'`{e}`' for e in STAGE_ENTRIES[stage])} | {names} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown_table(), end="")

@@ -14,8 +14,8 @@ rule bundle_code:
         settings="results/code/{code_id}/settings.json",
     params:
         hp=canon(RECORD_SETTINGS),
-        # The record modules of this workflow (the ones CODE["bundle"] lists), not the installed package's.
-        src=lambda w, input: Path(input.code[0]).parent,
+        # The record modules of this workflow (the ones CODE["bundle"] holds), not the installed package's.
+        src="workflow/record",
     log:
         "results/logs/bundle/{code_id}.log",
     conda:
