@@ -9,6 +9,11 @@ configfile: "config.yaml"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/ids.smk"
+include: "workflow/rules/targets.smk"
+include: "workflow/rules/preflight.smk"
+include: "workflow/rules/sweep_setup.smk"
+include: "workflow/rules/byo_setup.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/export.smk"

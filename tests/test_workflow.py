@@ -124,6 +124,8 @@ def test_report_shows_the_record_plots(tiny_run):
     with zipfile.ZipFile(workdir / "report.zip") as z:
         names = z.namelist()
     assert any(n.endswith("train_loss.png") for n in names) and any(n.endswith("seed_scores.png") for n in names), names
+    # the per-seed score table (the README's) and submission.json, not the plots alone
+    assert any(n.endswith("submission.json") for n in names) and any(n.endswith("README.md") for n in names), names
 
 
 def test_size_json_counts_the_shipped_bytes(tiny_run):

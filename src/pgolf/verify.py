@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import threading
 import tempfile
 from pathlib import Path
 from pgolf.errors import UserError
@@ -36,15 +38,36 @@ def run_record_script(record_dir, manifest, seed: int, workdir, timeout: int = 3
             shutil.copy2(f, workdir / f.name)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "train_gpt.py", "--data", str(Path(manifest).resolve()), "--seed", str(seed), "--out-dir", "."]
-    r = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env)
-    (workdir / "verify_run.log").write_text(r.stdout + r.stderr, encoding="utf-8")
-    if r.returncode != 0:
-        last = (r.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise VerifyError(f"{record_dir}/train_gpt.py --seed {seed} failed (exit {r.returncode}): {last}")
+    returncode, output = _run_reporting(cmd, workdir, env, timeout, f"verify seed {seed}: ")
+    (workdir / "verify_run.log").write_text(output, encoding="utf-8")
+    if returncode != 0:
+        last = (output.strip().splitlines() or ["(no output)"])[-1]
+        raise VerifyError(f"{record_dir}/train_gpt.py --seed {seed} failed (exit {returncode}): {last}")
     results = json.loads((workdir / "results.json").read_text(encoding="utf-8"))
     results["artifact_sha256"] = hashlib.sha256((workdir / "final_model.ptz").read_bytes()).hexdigest()
     results["artifact_bytes"] = (workdir / "final_model.ptz").stat().st_size
     return results
+
+
+# The re-run's lines worth showing while it runs: training steps, eval progress, final scores.
+PROGRESS = re.compile(r"^(step:\d+/\d+ |\S.*: \d+ of \d+ \w+ \(\d+%\)|final_\w+ val_loss|warmup_step:)")
+
+
+def _run_reporting(cmd, cwd, env, timeout: int, prefix: str) -> tuple[int, str]:
+    """Runs `cmd`, echoing its progress lines with `prefix` as they come; (exit status, all output).
+    Killed after `timeout` seconds (exit status -9 then)."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+    timer = threading.Timer(timeout, proc.kill)
+    timer.start()
+    lines = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if PROGRESS.match(line):
+                print(prefix + line, end="", flush=True)
+        return proc.wait(), "".join(lines)
+    finally:
+        timer.cancel()
 
 
 def compare(results: dict, submission: dict, seed: int, size: dict) -> dict:

@@ -185,7 +185,9 @@ class StageProgress:
     """
 
     def __init__(self, total: int, desc: str, unit: str = "windows", rank: int = 0, device: torch.device | None = None, step: int = 10):
-        self.total, self.desc, self.unit, self.device, self.step = total, desc, unit, device, step
+        # PGOLF_JOB (e.g. "seed 42", set by the workflow's rules) tells concurrent jobs' lines apart.
+        job = os.environ.get("PGOLF_JOB")
+        self.total, self.desc, self.unit, self.device, self.step = total, f"[{job}] {desc}" if job else desc, unit, device, step
         self.active = rank == 0 and total > 0
         self.tty = sys.stderr.isatty()
         self.next_percent = step

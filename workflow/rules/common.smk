@@ -1,5 +1,5 @@
 # Shared setup, read before every rule file: the config is checked before any job, and the names
-# every rule uses. The rest of the shared code is split by concern:
+# every rule uses. The rest of the shared code is split by concern (the Snakefile includes them in order):
 #   ids.smk        what keys each stage: its code (derived by pgolf.codegraph), settings and ids
 #   targets.smk    the output paths of a seed and of the record
 #   preflight.smk  GPUs, disk and the other checks before the first job
@@ -42,11 +42,5 @@ ENV = "../../envs/pgolf.yaml"
 # GPU stages share torch.compile's caches: runtime.use_compile_cache keys a folder under here by
 # the record code, torch version and GPU, so each record compiles once, not once per stage and seed.
 COMPILE_CACHE = "PGOLF_COMPILE_CACHE=results/compile_cache "
+
 SEEDS = config["seeds"]
-
-
-include: "ids.smk"
-include: "targets.smk"
-include: "preflight.smk"
-include: "sweep_setup.smk"
-include: "byo_setup.smk"

@@ -18,7 +18,7 @@ rule eval:
     wildcard_constraints:
         method="roundtrip|sliding",
     params:
-        cache=COMPILE_CACHE,
+        cache=job_env,
         hp=stage_setting("eval", "hparams"),
         nproc=stage_setting("eval", "nproc"),
     log:
@@ -50,7 +50,7 @@ rule eval_slot:
     wildcard_constraints:
         mode="causal|published",
     params:
-        cache=COMPILE_CACHE,
+        cache=job_env,
         hp=stage_setting("slot", "hparams"),
         nproc=stage_setting("slot", "nproc"),
     log:
@@ -81,7 +81,7 @@ rule eval_ttt:
     output:
         "results/ttt/{ttt_id}/seed{seed}/ttt.json",
     params:
-        cache=COMPILE_CACHE,
+        cache=job_env,
         hp=stage_setting("ttt", "hparams"),
         nproc=stage_setting("ttt", "nproc"),
     log:

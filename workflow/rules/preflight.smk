@@ -71,3 +71,9 @@ def preflight(log):
 
 onstart:
     preflight(log)
+
+
+def job_env(wildcards):
+    """Environment of a GPU-stage job: the shared compile cache, and PGOLF_JOB naming the seed so that
+    progress lines of concurrent seeds can be told apart."""
+    return f"{COMPILE_CACHE}PGOLF_JOB='seed {wildcards.seed}' "

@@ -15,7 +15,7 @@ rule bundle_code:
     params:
         hp=canon(RECORD_SETTINGS),
         # The record modules of this workflow (the ones CODE["bundle"] holds), not the installed package's.
-        src="workflow/record",
+        src=lambda w, input: Path(next(f for f in input.code if f.startswith("workflow/record/"))).parent,
     log:
         "results/logs/bundle/{code_id}.log",
     conda:

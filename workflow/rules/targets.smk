@@ -45,9 +45,11 @@ def seed_logs(seed):
 
 
 def record_outputs():
+    """The record folder's files; the README (with its per-seed score table) and submission.json
+    also go into `snakemake --report`."""
     out = {
-        "readme": f"{RECORD_DIR}/README.md",
-        "submission": f"{RECORD_DIR}/submission.json",
+        "readme": report(f"{RECORD_DIR}/README.md", caption="../report/record_readme.rst", category="Record", labels={"file": "README.md (per-seed scores)"}),
+        "submission": report(f"{RECORD_DIR}/submission.json", caption="../report/submission.rst", category="Record", labels={"file": "submission.json"}),
         "code": f"{RECORD_DIR}/train_gpt.py",
         "requirements": f"{RECORD_DIR}/requirements.txt",
         "provenance": f"{RECORD_DIR}/provenance.json",

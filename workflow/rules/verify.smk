@@ -24,7 +24,7 @@ rule verify_seed:
         ENV
     shell:
         "pgolf verify-record --record {params.folder} --data {input.manifest} --seed {wildcards.seed}"
-        " --size {input.size_json} --out {output} --keep-log-dir $(dirname {output}) > {log} 2>&1"
+        " --size {input.size_json} --out {output} --keep-log-dir $(dirname {output}) 2>&1 | tee {log}"
 
 
 rule verify:
