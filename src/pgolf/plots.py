@@ -7,11 +7,12 @@ PNGs carry no software-version metadata, so the same numbers give the same bytes
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+import io
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from pgolf.shards import write_atomic
 
 PNG_METADATA = {"Software": None}
 
@@ -19,10 +20,9 @@ PNG_METADATA = {"Software": None}
 def _save(fig: Figure, path) -> None:
     """Written to a temporary name and renamed, like every record file."""
     FigureCanvasAgg(fig)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}.png"
-    fig.savefig(tmp, format="png", dpi=110, metadata=PNG_METADATA)
-    os.replace(tmp, path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, metadata=PNG_METADATA)
+    write_atomic(path, buf.getvalue())
 
 
 def loss_curves(curves: dict[int, list], path, title: str = "Training loss") -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import statistics
 from datetime import date as _date
 from pathlib import Path
@@ -14,6 +12,7 @@ import jsonschema
 import yaml
 
 from pgolf.config import load_configs
+from pgolf.shards import write_atomic
 from pgolf.rules import MAX_EVAL_SECONDS, MAX_TRAIN_SECONDS, SIZE_LIMIT_BYTES, headline_method, score_first
 
 # scipy (pgolf.stats) and matplotlib (pgolf.plots) are imported where they are used: every
@@ -342,9 +341,7 @@ def assemble(
         plots.loss_curves({s: stages[s]["train"]["loss_curve"] for s in stages}, out_files["loss_plot"], f"{config['record']['name']}: training loss")
     if "score_plot" in out_files:
         plots.seed_scores(submission["seed_results"], submission["eval_method"], out_files["score_plot"])
-    tmp = out_files["code"] + ".tmp"
-    shutil.copyfile(code_path, tmp)
-    os.replace(tmp, out_files["code"])
+    write_atomic(out_files["code"], Path(code_path).read_bytes())
     _remove_stale_logs(Path(out_files["code"]).parent, set(out_files.values()))
     return submission
 
@@ -357,11 +354,7 @@ def _remove_stale_logs(folder: Path, keep: set[str]) -> None:
 
 
 def _write_atomic(path: str, text: str) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    write_atomic(path, text.encode("utf-8"))
 
 
 def summary_table(submission: dict) -> str:

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import statistics
-from pathlib import Path
+
+from pgolf.shards import write_atomic
 
 
 # ----------------------------------------------------------------------------- the table
@@ -98,12 +98,8 @@ def to_markdown(name: str, rows: list[dict], seeds: list[int]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_atomic(path, text: str) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+def write_text(path, text: str) -> None:
+    write_atomic(path, text.encode("utf-8"))
 
 
 def build_table(name: str, variants: list[dict], seeds: list[int], score_files: dict[str, dict[int, str]], out: dict) -> list[dict]:
@@ -116,9 +112,9 @@ def build_table(name: str, variants: list[dict], seeds: list[int], score_files: 
             with open(path, encoding="utf-8") as f:
                 scores[v["name"]][s] = json.load(f)
     rows = table_rows(variants, seeds, scores)
-    write_atomic(out["variants"], json.dumps({"sweep": name, "seeds": seeds, "variants": variants}, indent=2) + "\n")
-    write_atomic(out["csv"], to_csv(rows))
-    write_atomic(out["md"], to_markdown(name, rows, seeds))
+    write_text(out["variants"], json.dumps({"sweep": name, "seeds": seeds, "variants": variants}, indent=2) + "\n")
+    write_text(out["csv"], to_csv(rows))
+    write_text(out["md"], to_markdown(name, rows, seeds))
     from pgolf import plots
 
     plots.sweep_scores(rows, seeds, out["plot"], f"Sweep {name}: val_bpb per variant")

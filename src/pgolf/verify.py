@@ -18,6 +18,7 @@ import threading
 import tempfile
 from pathlib import Path
 from pgolf.errors import UserError
+from pgolf.shards import write_atomic
 
 
 class VerifyError(UserError):
@@ -97,14 +98,8 @@ def verify_seed(record_dir, manifest, seed: int, size_json, out_json, keep_dir=N
             shutil.copy2(Path(tmp) / "verify_run.log", Path(keep_dir) / "verify_run.log")
     checks = compare(results, submission, seed, size)
     report = {"record": str(record_dir), "seed": seed, "ok": all(c["equal"] for c in checks.values()), "checks": checks}
-    Path(out_json).parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = f"{out_json}.tmp{os.getpid()}"
-    with open(tmp_out, "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=2, sort_keys=True)
-        f.write("\n")
     if not report["ok"]:
-        os.unlink(tmp_out)
         bad = [f"{k} staged {c['staged']} != rerun {c['rerun']}" for k, c in checks.items() if not c["equal"]]
         raise VerifyError(f"{record_dir}/train_gpt.py does not reproduce seed {seed}: {'; '.join(bad)}")
-    os.replace(tmp_out, out_json)
+    write_atomic(out_json, (json.dumps(report, indent=2, sort_keys=True) + "\n").encode("utf-8"))
     return report
