@@ -57,9 +57,13 @@ def record_code_files() -> list[Path]:
     """The record code this process runs: the main script and the modules loaded from this folder
     (in a record, train_gpt.py alone)."""
     here = Path(__file__).resolve().parent
-    files = {Path(m.__file__).resolve() for m in list(sys.modules.values()) if getattr(m, "__file__", None)}
     main = getattr(sys.modules.get("__main__"), "__file__", None)
-    return sorted(p for p in files if p.parent == here and p.suffix == ".py" or (main and p == Path(main).resolve()))
+    files = {Path(main).resolve()} if main else set()
+    for m in list(sys.modules.values()):
+        f = getattr(m, "__file__", None)
+        if isinstance(f, str) and os.path.isabs(f) and Path(f).parent == here and f.endswith(".py"):
+            files.add(Path(f))
+    return sorted(p for p in files if p.is_file())
 
 
 def record_code_set() -> list[Path]:
