@@ -1,0 +1,266 @@
+"""The frontier's model features (workflow/record/frontier.py) against the records' own code.
+
+Each equality test builds our model and the record script's GPT at a small shape, copies the same
+random weights into both (every parameter non-zero, so zero-initialised gates and lambdas count),
+and compares the hidden states, the loss and every parameter's gradient, in float64, to 1e-6.
+The scripts are loaded with tests/record_standins/ (FA3 on SDPA, an import-only triton); the
+records' fused Triton paths are switched off. Each test names a one-line mutation of ours that
+makes it fail (checked by hand once).
+"""
+
+from __future__ import annotations
+
+import os
+import tarfile
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+from frontier import FRONTIER_KEYS, FrontierConfig, FrontierGPT, frontier_config, uses_frontier, virtual_layers
+from model import GPT, GPTConfig, count_params
+
+from record_loader import load_record_script
+
+REPO = Path(__file__).resolve().parents[1]
+TAR = Path(os.environ.get("PGOLF_CORPUS", REPO.parent / "shared" / "corpus" / "upstream-records.tar.xz"))
+RECORD_1061 = "merged/records/track_10min_16mb/2026-04-27_SP8192_LQER_SparseGate_BOSSmearFix_9HpStack_1.0611/train_gpt.py"
+PR1278 = Path(os.environ.get("PGOLF_REFERENCE", REPO.parent / "shared" / "reference")) / "pr1278_train_gpt_slot_recurrence.py"
+
+
+@pytest.fixture(scope="module")
+def rec(tmp_path_factory):
+    """The 1.0611 record's train_gpt.py, extracted from the corpus tarball and loaded as a module."""
+    if not TAR.is_file():
+        pytest.skip(f"upstream corpus not found at {TAR} (set PGOLF_CORPUS to the .tar.xz)")
+    out = tmp_path_factory.mktemp("rec1061")
+    with tarfile.open(TAR) as t:
+        t.extract(RECORD_1061, out, filter="data")
+    module = load_record_script(out / RECORD_1061, "record_1061")
+    module.BOS_ID = 1  # the record sets it when it first reads a shard
+    return module
+
+
+@pytest.fixture(scope="module")
+def pr1278():
+    return load_record_script(PR1278, "pr1278_script")
+
+
+def record_hparams(rec, **over):
+    """The record's Hyperparameters defaults, as its GPT reads them, with overrides."""
+    h = {k: getattr(rec.Hyperparameters, k) for k in dir(rec.Hyperparameters) if not k.startswith("_")}
+    h.update(fused_ce_enabled=False, **over)
+    return types.SimpleNamespace(**h)
+
+
+# A small shape of the 1.0611 architecture: no BigramHash, value embeddings, VRL or #1313 smear.
+SMALL = dict(vocab_size=96, num_layers=6, model_dim=64, num_heads=4, num_kv_heads=2, mlp_mult=2.0, rope_dims=8, rope_train_seq_len=64,
+             qk_gain_init=5.0, xsa_last_n=6, vrl=False, ve_layers=[], bigram_vocab_size=0, smear_gate=False)
+SMALL_REC = dict(vocab_size=96, num_layers=6, model_dim=64, num_heads=4, num_kv_heads=2, mlp_mult=2.0, rope_dims=8, train_seq_len=64,
+                 qk_gain_init=5.0, xsa_last_n=6, num_loops=0, parallel_start_layer=0, skip_gates_enabled=False, smear_gate_enabled=False,
+                 sparse_attn_gate_enabled=False, attn_out_gate_enabled=False, gated_attn_enabled=False)
+
+
+def randomize(model: torch.nn.Module, seed: int = 0) -> None:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype) * 0.3 + 0.1)
+
+
+def rec_param_of(name: str, n: int, gate: str = "attn_gate_w"):
+    """Our parameter name -> (the 1.0611 GPT's parameter name, index into it or None); gate: the
+    record's name of the attention gate's weight (the sparse gate's, or the output gate's linear layer)."""
+    parts = name.split(".")
+    if parts[0] == "blocks":
+        i, rest = int(parts[1]), ".".join(parts[2:])
+        banks = {"attn.q.weight": ("qo_bank", i), "attn.proj.weight": ("qo_bank", n + i), "attn.k.weight": ("kv_bank", i),
+                 "attn.v.weight": ("kv_bank", n + i), "mlp.up.weight": ("mlp_up_bank", i), "mlp.down.weight": ("mlp_down_bank", i)}
+        if rest in banks:
+            return banks[rest]
+        if rest == "attn.gate":
+            return f"blocks.{i}.attn.{gate}", None
+        return name, None
+    return {"parallel_post": "parallel_post_lambdas", "parallel_resid": "parallel_resid_lambdas",
+            "bos_smear": "smear_gate.weight", "bos_smear_lambda": "smear_lambda"}.get(name, name), None
+
+
+def rec_tensor(model, name, index):
+    t = dict(model.named_parameters())[name]
+    return t if index is None else t[index]
+
+
+def copy_into_record(ours, theirs, n, gate):
+    with torch.no_grad():
+        for name, p in ours.named_parameters():
+            target, index = rec_param_of(name, n, gate)
+            rec_tensor(theirs, target, index).copy_(p.view_as(rec_tensor(theirs, target, index)))
+    return theirs
+
+
+def build_pair(rec, ours_kw, rec_kw, seed=0, gate="attn_gate_w"):
+    torch.manual_seed(seed)
+    ours = FrontierGPT(FrontierConfig(**{**SMALL, **ours_kw})).double()
+    theirs = rec.GPT(record_hparams(rec, **{**SMALL_REC, **rec_kw})).double()
+    for m in theirs.modules():
+        if isinstance(m, rec.MLP):
+            m.use_fused = False  # the Triton kernel; the plain path computes the same function
+    randomize(ours, seed)
+    ours_names = {rec_param_of(k, ours.cfg.num_layers, gate)[0] for k, _ in ours.named_parameters()}
+    theirs_names = {k for k, _ in theirs.named_parameters()}
+    if not ours.cfg.parallel_start_layer:  # the record builds its lane weights even when they are unused
+        theirs_names -= {"parallel_post_lambdas", "parallel_resid_lambdas"}
+    assert ours_names == theirs_names, f"parameters only ours: {ours_names - theirs_names}, only the record's: {theirs_names - ours_names}"
+    return ours, copy_into_record(ours, theirs, ours.cfg.num_layers, gate)
+
+
+def batch(vocab=96, B=2, T=48, bos_at=(0, 17, 30), seed=1):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(2, vocab, (B, T + 1), generator=g)
+    ids[:, list(bos_at)] = 1  # documents start with BOS = 1 (also mid-row)
+    return ids[:, :-1], ids[:, 1:]
+
+
+def assert_same(ours, theirs, n, x, y, looping=None, gate="attn_gate_w"):
+    if looping is not None:
+        ours.looping = looping
+        theirs.looping_active = looping
+    h_ours, h_theirs = ours.hidden(x), theirs._forward_hidden(x)
+    torch.testing.assert_close(h_ours, h_theirs, atol=1e-6, rtol=0)
+    loss_ours, loss_theirs = ours(x, y), theirs(x, y)
+    assert abs(loss_ours.item() - loss_theirs.item()) < 1e-6
+    loss_ours.backward()
+    loss_theirs.backward()
+    checked = 0
+    for name, p in ours.named_parameters():
+        target, index = rec_param_of(name, n, gate)
+        g = dict(theirs.named_parameters())[target].grad
+        g = g if index is None else g[index]
+        assert p.grad is not None, name
+        torch.testing.assert_close(p.grad, g.view_as(p.grad), atol=1e-6, rtol=0, msg=lambda m: f"{name}: {m}")
+        checked += 1
+    return checked
+
+
+def test_plain_shape_equals_the_record_with_every_frontier_feature_off(rec):
+    """Our GPT and the record's at the same shape, every feature of frontier.py off: the common
+    ground that the feature tests below build on."""
+    ours, theirs = build_pair(rec, {}, {})
+    x, y = batch()
+    assert assert_same(ours, theirs, 6, x, y) == len(list(ours.parameters()))
+
+
+def test_sparse_attention_gate_equals_the_record(rec):
+    """Mutation: in GatedAttention.head_gate, `torch.sigmoid(self.gate_scale * z)` -> `torch.sigmoid(z)`."""
+    ours, theirs = build_pair(rec, dict(attn_gate="sparse", attn_gate_scale=0.5), dict(sparse_attn_gate_enabled=True, sparse_attn_gate_scale=0.5))
+    x, y = batch()
+    assert_same(ours, theirs, 6, x, y)
+
+
+def test_output_attention_gate_equals_the_record(rec):
+    """Mutation: in GatedAttention.head_gate, `2.0 * torch.sigmoid(z)` -> `torch.sigmoid(z)`."""
+    gate = "attn_gate_proj.weight"  # the record's output gate is a bias-free linear layer
+    ours, theirs = build_pair(rec, dict(attn_gate="output"), dict(attn_out_gate_enabled=True), gate=gate)
+    x, y = batch()
+    assert_same(ours, theirs, 6, x, y, gate=gate)
+
+
+def test_bos_smear_gate_equals_the_record(rec):
+    """Mutation: in FrontierGPT.embed, `g * keep * x[:, :-1]` -> `g * x[:, :-1]` (no BOS mask)."""
+    ours, theirs = build_pair(rec, dict(bos_smear_gate=True), dict(smear_gate_enabled=True))
+    x, y = batch()
+    assert_same(ours, theirs, 6, x, y)
+
+
+def test_bos_smear_gate_never_reads_across_a_document_start():
+    """A BOS position's embedding is the same whatever token precedes it."""
+    torch.manual_seed(0)
+    model = FrontierGPT(FrontierConfig(**SMALL, bos_smear_gate=True)).double()
+    randomize(model)
+    x, _ = batch()
+    other = x.clone()
+    other[:, 16] = (other[:, 16] + 5) % 90 + 2  # the token before the BOS at 17
+    e1, e2 = model.embed(x), model.embed(other)
+    torch.testing.assert_close(e1[:, 17], e2[:, 17], atol=0, rtol=0)
+    assert (e1[:, 16] - e2[:, 16]).abs().max() > 0.1
+
+
+def test_gated_skips_equal_the_record(rec):
+    """Mutation: in FrontierGPT.join_skip, `torch.lerp(scaled, x, ...)` -> `torch.lerp(x, scaled, ...)`."""
+    ours, theirs = build_pair(rec, dict(skip_gates=True), dict(skip_gates_enabled=True))
+    x, y = batch()
+    assert_same(ours, theirs, 6, x, y)
+
+
+@pytest.mark.parametrize("lane", ["mean", "attn", "mlp"])
+def test_parallel_residuals_equal_the_record(rec, lane):
+    """Mutation: in FrontierGPT.parallel_block, `post[1, 0] * m` -> `post[0, 1] * m`."""
+    ours, theirs = build_pair(rec, dict(parallel_start_layer=4, parallel_final_lane=lane, skip_gates=True),
+                              dict(parallel_start_layer=4, parallel_final_lane=lane, skip_gates_enabled=True))
+    x, y = batch()
+    assert_same(ours, theirs, 6, x, y)
+
+
+@pytest.mark.parametrize("looping", [False, True])
+def test_layer_looping_equals_the_record_before_and_after_switch_on(rec, looping):
+    """Layers 1-3 three times (the record's 3-5 at a 6-layer shape), with parallel lanes from layer 4,
+    gated skips over the virtual depth of 12, before and after the switch-on.
+    Mutation: in virtual_layers, `seg * cfg.loop_passes` -> `seg * (cfg.loop_passes - 1)`."""
+    ours, theirs = build_pair(rec, dict(loop_start=1, loop_end=3, loop_passes=3, parallel_start_layer=4, skip_gates=True),
+                              dict(num_loops=2, loop_start=1, loop_end=3, parallel_start_layer=4, skip_gates_enabled=True))
+    assert theirs.encoder_indices + theirs.decoder_indices == virtual_layers(ours.cfg)
+    x, y = batch()
+    assert_same(ours, theirs, 6, x, y, looping=looping)
+
+
+def test_all_features_together_equal_the_record(rec):
+    """The 1.0611 combination at a small shape: looping, parallel lanes, gated skips, sparse gate, BOS smear.
+    Mutation: in FrontierGPT.hidden, `x = self.join_skip(x, skips.pop(), pos - n_enc)` -> `x = self.join_skip(x, skips.pop(0), pos - n_enc)`."""
+    ours, theirs = build_pair(
+        rec,
+        dict(loop_start=1, loop_end=3, loop_passes=3, parallel_start_layer=4, skip_gates=True, attn_gate="sparse", attn_gate_scale=0.5, bos_smear_gate=True),
+        dict(num_loops=2, loop_start=1, loop_end=3, parallel_start_layer=4, skip_gates_enabled=True, sparse_attn_gate_enabled=True,
+             sparse_attn_gate_scale=0.5, smear_gate_enabled=True),
+    )
+    x, y = batch()
+    assert_same(ours, theirs, 6, x, y, looping=True)
+
+
+FRONTIER_1061 = dict(vocab_size=8192, mlp_mult=4.0, qk_gain_init=5.0, rope_train_seq_len=2048, vrl=False, ve_layers=[], bigram_vocab_size=0,
+                     smear_gate=False, parallel_start_layer=8, skip_gates=True, attn_gate="sparse", attn_gate_scale=0.5, bos_smear_gate=True,
+                     loop_start=3, loop_end=5, loop_passes=3, loop_from=0.35)
+
+
+def test_frontier_shape_has_the_record_parameter_count(rec):
+    """The 1.0611 record logs model_params:35945671; its own GPT at its logged settings agrees."""
+    assert count_params(FrontierGPT(FrontierConfig(**FRONTIER_1061))) == 35_945_671
+    h = record_hparams(rec, num_loops=2, smear_gate_enabled=True, sparse_attn_gate_enabled=True, sparse_attn_gate_scale=0.5)
+    assert count_params(rec.GPT(h)) == 35_945_671
+
+
+def test_frontier_keys_are_off_by_default():
+    """FrontierGPT with no key set is the plain GPT: same parameters, same function."""
+    cfg = GPTConfig(vocab_size=96, num_layers=4, model_dim=64, num_heads=4, num_kv_heads=2, ve_layers=[3], bigram_dim=32, ve_dim=32)
+    torch.manual_seed(0)
+    plain = GPT(cfg).double()
+    frontier = FrontierGPT(FrontierConfig(**cfg.to_dict())).double()
+    assert [n for n, _ in plain.named_parameters()] == [n for n, _ in frontier.named_parameters()]
+    randomize(plain)
+    frontier.load_state_dict(plain.state_dict())
+    x, y = batch()
+    torch.testing.assert_close(frontier(x, y), plain(x, y), atol=0, rtol=0)
+    assert not uses_frontier(cfg.to_dict()) and uses_frontier({**cfg.to_dict(), "skip_gates": False})
+    assert set(FRONTIER_KEYS) == set(FrontierConfig.__dataclass_fields__) - set(GPTConfig.__dataclass_fields__)
+    assert isinstance(frontier_config({**cfg.to_dict(), "loop_passes": 2, "device": "cpu"}), FrontierConfig)
+
+
+@pytest.mark.parametrize("kw,message", [
+    (dict(loop_start=4, loop_end=6, loop_passes=2), "loop_start 4 .. loop_end 6: expected 0 <= start <= end < num_layers 6"),
+    (dict(loop_order="zigzag"), "loop_order: expected one of range, layer, got 'zigzag'"),
+    (dict(attn_gate="dense"), "attn_gate: expected one of none, sparse, output, got 'dense'"),
+])
+def test_bad_frontier_settings_name_the_key(kw, message):
+    with pytest.raises(ValueError) as e:
+        FrontierGPT(FrontierConfig(**{**SMALL, **kw}))
+    assert str(e.value) == message
