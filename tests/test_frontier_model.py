@@ -264,3 +264,56 @@ def test_bad_frontier_settings_name_the_key(kw, message):
     with pytest.raises(ValueError) as e:
         FrontierGPT(FrontierConfig(**{**SMALL, **kw}))
     assert str(e.value) == message
+
+
+# ----------------------------------------------------------------------------- PR #1278 (the seed's family)
+
+SMALL_1278 = dict(vocab_size=96, num_layers=7, model_dim=64, num_heads=4, num_kv_heads=2, mlp_mult=3.0, rope_dims=8, qk_gain_init=4.0,
+                  xsa_last_n=7, vrl=True, ve_layers=[5, 6], ve_dim=16, bigram_vocab_size=32, bigram_dim=16, smear_gate=True)
+PR1278_NAMES = [("bigram.table.", "bigram.embed."), ("value_emb.table.", "ve_shared.embed."), ("value_emb.proj.", "ve_shared.proj."),
+                ("value_emb.scale", "ve_shared.scale"), (".attn.q.", ".attn.c_q."), (".attn.k.", ".attn.c_k."), (".attn.v.", ".attn.c_v."),
+                (".mlp.up.", ".mlp.fc."), (".mlp.down.", ".mlp.proj.")]
+
+
+def pr1278_pairs(ours, theirs):
+    """(our parameter, PR #1278's tensor) for every parameter: names translated, the per-layer
+    value-embedding scales split into PR #1278's one-element parameters."""
+    params = dict(theirs.named_parameters())
+    for name, p in ours.named_parameters():
+        if name == "value_emb.layer_scales":
+            for j in range(p.numel()):
+                yield p, j, params[f"ve_layer_scales.{j}"]
+            continue
+        target = "smear.gate" if name == "smear" else name
+        for a, b in PR1278_NAMES:
+            target = target.replace(a, b)
+        yield p, None, params[target]
+
+
+def test_pr1278_recurrence_equals_its_own_gpt(pr1278):
+    """Layers 3 and 4 of 7 run twice in place (3,3,4,4: PR #1278's schedule), a gated learned
+    vector before each repeat, U-Net skips over the 9 virtual layers, with #1278's BigramHash,
+    value embeddings, VRL and smear on. Loss, hidden states and every gradient to 1e-6 (float64).
+    Mutation: in FrontierGPT.hidden, `if i in seen and self.iter_embed is not None:` -> `if i in seen and False:`."""
+    torch.manual_seed(0)
+    ours = FrontierGPT(FrontierConfig(**SMALL_1278, loop_start=3, loop_end=4, loop_passes=2, loop_order="layer", loop_iter_embed=True)).double()
+    theirs = pr1278.GPT(vocab_size=96, num_layers=7, model_dim=64, num_heads=4, num_kv_heads=2, mlp_mult=3.0, tie_embeddings=True,
+                        tied_embed_init_std=0.005, logit_softcap=30.0, rope_base=10000.0, qk_gain_init=4.0, bigram_vocab_size=32, bigram_dim=16,
+                        xsa_last_n=7, rope_dims=8, ln_scale=True, ve_enabled=True, ve_dim=16, ve_layers="5,6", vrl_enabled=True,
+                        recur_layers="3,4").double()
+    assert theirs._recur_schedule == virtual_layers(ours.cfg) == [0, 1, 2, 3, 3, 4, 4, 5, 6]
+    randomize(ours)
+    pairs = list(pr1278_pairs(ours, theirs))
+    assert len({id(t) for _, _, t in pairs}) == len(list(theirs.parameters()))  # every one of theirs is set
+    with torch.no_grad():
+        for p, j, t in pairs:
+            t.copy_(p.view_as(t) if j is None else p[j].view_as(t))
+    x, y = batch()
+    torch.testing.assert_close(ours.hidden(x), theirs.forward_hidden(x), atol=1e-6, rtol=0)
+    loss_ours, loss_theirs = ours(x, y), theirs(x, y)
+    assert abs(loss_ours.item() - loss_theirs.item()) < 1e-6
+    loss_ours.backward()
+    loss_theirs.backward()
+    for p, j, t in pairs:
+        g = p.grad if j is None else p.grad[j]
+        torch.testing.assert_close(g, t.grad.view_as(g), atol=1e-6, rtol=0)
