@@ -11,6 +11,8 @@ makes it fail (checked by hand once).
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tarfile
 import types
 from pathlib import Path
@@ -317,3 +319,61 @@ def test_pr1278_recurrence_equals_its_own_gpt(pr1278):
     for p, j, t in pairs:
         g = p.grad if j is None else p.grad[j]
         torch.testing.assert_close(g, t.grad.view_as(g), atol=1e-6, rtol=0)
+
+
+# ----------------------------------------------------------------------------- in the train stage and the bundle
+
+from test_trainer import TRAIN, data, hparams, run  # noqa: E402,F401  (data: the trainer tests' small dataset fixture)
+
+TINY_FRONTIER = {"num_layers": 4, "model_dim": 64, "num_heads": 4, "num_kv_heads": 2, "bigram_vocab_size": 0, "ve_layers": [], "vrl": False,
+                 "smear_gate": False, "xsa_last_n": 4, "parallel_start_layer": 3, "skip_gates": True, "attn_gate": "sparse", "attn_gate_scale": 0.5,
+                 "bos_smear_gate": True, "loop_start": 1, "loop_end": 2, "loop_passes": 3, "loop_from": 0.5}
+
+
+def test_train_stage_switches_looping_on_at_its_fraction(data, tmp_path):
+    """6 steps, no wallclock cap: the fraction is step / iterations, so the loop starts at step 3.
+    Mutation: in FrontierGPT.update_looping, `frac >= self.cfg.loop_from` -> `frac > self.cfg.loop_from`."""
+    config = yaml_model(TINY_FRONTIER)
+    out = tmp_path / "out"
+    r = run([sys.executable, TRAIN, "--hparams", hparams(tmp_path, model=config, max_wallclock_seconds=0, warmup_steps=2), "--data", str(data),
+             "--seed", "1", "--out-dir", str(out)], out)
+    assert "layer_loop:enabled step:3 " in r["log"] and r["log"].count("layer_loop:enabled") == 1
+    checkpoint = torch.load(out / "model.pt", map_location="cpu", weights_only=False)
+    assert checkpoint["config"]["loop_passes"] == 3 and checkpoint["config"]["attn_gate"] == "sparse"
+    model = FrontierGPT(FrontierConfig(**checkpoint["config"]))
+    model.load_state_dict(checkpoint["state_dict"])  # every frontier parameter was saved, nothing else
+    assert r["metrics"]["model_params"] == count_params(model)
+    assert checkpoint["state_dict"]["skip_gates"].abs().sum() > 0  # trained (the gates start at zero)
+
+
+def test_train_stage_names_a_bad_loop_range(data, tmp_path):
+    config = yaml_model({**TINY_FRONTIER, "loop_end": 4})
+    r = subprocess.run([sys.executable, TRAIN, "--hparams", hparams(tmp_path, model=config), "--data", str(data), "--seed", "1",
+                        "--out-dir", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1].endswith("train.model.loop_start 1 .. loop_end 4: expected 0 <= start <= end < num_layers 4")
+    assert not (tmp_path / "out").exists()
+
+
+def yaml_model(over: dict) -> dict:
+    import yaml
+
+    config = yaml.safe_load((REPO / "config.yaml").read_text())["train"]["model"]
+    return {**config, **over}
+
+
+def test_bundle_includes_frontier_only_when_a_key_needs_it():
+    """Mutation: in bundle.bundled_modules, `if model_keys & set(keys):` -> `if True:`."""
+    import yaml
+
+    from pgolf.bundle import OPTIONAL_MODULES, bundle, bundled_modules
+
+    assert set(OPTIONAL_MODULES["frontier"][1]) == set(FRONTIER_KEYS)
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    plain = bundle(config)
+    assert "frontier" not in bundled_modules(config) and "class FrontierGPT" not in plain
+    config["train"]["model"]["skip_gates"] = False  # a key at its default value still asks for the module
+    with_frontier = bundle(config)
+    assert bundled_modules(config).index("frontier") == bundled_modules(config).index("model") + 1
+    assert "class FrontierGPT" in with_frontier and "from frontier import" not in with_frontier
+    compile(with_frontier, "train_gpt.py", "exec")

@@ -28,6 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from model import GPT, Attention, GPTConfig, causal_attention, rms_norm
+from runtime import UserError
 
 
 @dataclass
@@ -225,5 +226,11 @@ class FrontierGPT(GPT):
 
 
 def frontier_config(model_block: dict) -> FrontierConfig:
+    """FrontierConfig from a train.model block (other keys skipped); one line naming the key if unbuildable."""
     names = {f.name for f in fields(FrontierConfig)}
-    return FrontierConfig(**{k: v for k, v in model_block.items() if k in names})
+    cfg = FrontierConfig(**{k: v for k, v in model_block.items() if k in names})
+    try:
+        check_frontier(cfg)
+    except ValueError as e:
+        raise UserError(f"train.model.{e}") from None
+    return cfg
