@@ -377,3 +377,39 @@ def test_bundle_includes_frontier_only_when_a_key_needs_it():
     assert bundled_modules(config).index("frontier") == bundled_modules(config).index("model") + 1
     assert "class FrontierGPT" in with_frontier and "from frontier import" not in with_frontier
     compile(with_frontier, "train_gpt.py", "exec")
+
+
+# ----------------------------------------------------------------------------- presets
+
+def preset(*overlays) -> dict:
+    import yaml
+
+    from pgolf.config import check_config, merge_overlay
+
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    for overlay in overlays:
+        merge_overlay(config, yaml.safe_load((REPO / overlay).read_text()))
+    check_config(config)
+    return config
+
+
+def test_frontier_preset_builds_the_record_parameter_count():
+    """config/frontier-8xh100.yaml at SP8192: the 1.0611 record's 35,945,671 parameters."""
+    config = preset("config/frontier-8xh100.yaml")
+    assert config["data"]["hub"]["variant"] == "sp8192"
+    cfg = frontier_config({**config["train"]["model"], "vocab_size": 8192})
+    model = FrontierGPT(cfg)
+    assert count_params(model) == 35_945_671
+    assert virtual_layers(cfg) == [0, 1, 2, 3, 4, 5, 3, 4, 5, 3, 4, 5, 6, 7, 8, 9, 10]
+
+
+def test_seed_1278_preset_has_pr1278s_parameter_count(pr1278):
+    """The #1313 preset plus config/seed-1278.yaml against PR #1278's GPT at the same settings."""
+    config = preset("config/fineweb-8xh100.yaml", "config/seed-1278.yaml")
+    m = config["train"]["model"]
+    ours = count_params(FrontierGPT(frontier_config({**m, "vocab_size": 1024})))
+    theirs = pr1278.GPT(vocab_size=1024, num_layers=11, model_dim=512, num_heads=8, num_kv_heads=4, mlp_mult=3.0, tie_embeddings=True,
+                        tied_embed_init_std=0.005, logit_softcap=30.0, rope_base=10000.0, qk_gain_init=4.0, bigram_vocab_size=1024, bigram_dim=128,
+                        xsa_last_n=11, rope_dims=16, ln_scale=True, ve_enabled=True, ve_dim=128, ve_layers="9,10", vrl_enabled=True, recur_layers="4,5")
+    assert ours == count_params(theirs) == 26_862_694 + 512 + 2 * 2 * 512  # #1313's, one more skip, two gated vectors
+    assert config["eval"]["slot"]["steps"] == 32

@@ -143,7 +143,8 @@ class FrontierGPT(GPT):
         if cfg.bos_smear_gate:
             self.bos_smear = nn.Parameter(torch.zeros(1, cfg.gate_window))
             self.bos_smear_lambda = nn.Parameter(torch.zeros(1))
-        self._init_weights()  # the replaced attention layers' matrices
+        if cfg.attn_gate != "none":
+            self._init_weights()  # the replaced attention layers' matrices
 
     def update_looping(self, step: int, elapsed_ms: float, train_cfg) -> bool:
         """Sets whether the blocks loop at this point of training; True when it has just switched on.
