@@ -261,6 +261,8 @@ def test_frontier_keys_are_off_by_default():
     (dict(loop_start=4, loop_end=6, loop_passes=2), "loop_start 4 .. loop_end 6: expected 0 <= start <= end < num_layers 6"),
     (dict(loop_order="zigzag"), "loop_order: expected one of range, layer, got 'zigzag'"),
     (dict(attn_gate="dense"), "attn_gate: expected one of none, sparse, output, got 'dense'"),
+    (dict(loop_start=1, loop_end=2, loop_passes=2, loop_iter_embed=True, loop_from=0.5),
+     "loop_iter_embed: needs loop_from 0, got 0.5 (its vectors would be unused before the switch-on, which DistributedDataParallel rejects)"),
 ])
 def test_bad_frontier_settings_name_the_key(kw, message):
     with pytest.raises(ValueError) as e:

@@ -78,6 +78,8 @@ def check_frontier(cfg: FrontierConfig) -> None:
     ):
         if value not in allowed:
             raise ValueError(f"{key}: expected one of {', '.join(allowed)}, got {value!r}")
+    if cfg.loop_iter_embed and cfg.loop_from > 0:
+        raise ValueError(f"loop_iter_embed: needs loop_from 0, got {cfg.loop_from} (its vectors would be unused before the switch-on, which DistributedDataParallel rejects)")
     if cfg.gate_window > cfg.model_dim:
         raise ValueError(f"gate_window {cfg.gate_window}: more than model_dim {cfg.model_dim}")
 
