@@ -124,13 +124,15 @@ def batch(vocab=96, B=2, T=48, bos_at=(0, 17, 30), seed=1):
     return ids[:, :-1], ids[:, 1:]
 
 
-def assert_same(ours, theirs, n, x, y, looping=None, gate="attn_gate_w"):
+def assert_same(ours, theirs, n, x, y, looping=None, gate="attn_gate_w", cu_seqlens=None):
+    """cu_seqlens: the record runs its varlen attention over these segments (one packed row)."""
     if looping is not None:
         ours.looping = looping
         theirs.looping_active = looping
-    h_ours, h_theirs = ours.hidden(x), theirs._forward_hidden(x)
+    varlen = {} if cu_seqlens is None else dict(cu_seqlens=cu_seqlens, max_seqlen=x.size(1))
+    h_ours, h_theirs = ours.hidden(x), theirs._forward_hidden(x, **varlen)
     torch.testing.assert_close(h_ours, h_theirs, atol=1e-6, rtol=0)
-    loss_ours, loss_theirs = ours(x, y), theirs(x, y)
+    loss_ours, loss_theirs = ours(x, y), theirs(x, y, **varlen)
     assert abs(loss_ours.item() - loss_theirs.item()) < 1e-6
     loss_ours.backward()
     loss_theirs.backward()
@@ -154,14 +156,14 @@ def test_plain_shape_equals_the_record_with_every_frontier_feature_off(rec):
 
 
 def test_sparse_attention_gate_equals_the_record(rec):
-    """Mutation: in GatedAttention.head_gate, `torch.sigmoid(self.gate_scale * z)` -> `torch.sigmoid(z)`."""
+    """Mutation: in FrontierAttention.head_gate, `torch.sigmoid(self.gate_scale * z)` -> `torch.sigmoid(z)`."""
     ours, theirs = build_pair(rec, dict(attn_gate="sparse", attn_gate_scale=0.5), dict(sparse_attn_gate_enabled=True, sparse_attn_gate_scale=0.5))
     x, y = batch()
     assert_same(ours, theirs, 6, x, y)
 
 
 def test_output_attention_gate_equals_the_record(rec):
-    """Mutation: in GatedAttention.head_gate, `2.0 * torch.sigmoid(z)` -> `torch.sigmoid(z)`."""
+    """Mutation: in FrontierAttention.head_gate, `2.0 * torch.sigmoid(z)` -> `torch.sigmoid(z)`."""
     gate = "attn_gate_proj.weight"  # the record's output gate is a bias-free linear layer
     ours, theirs = build_pair(rec, dict(attn_gate="output"), dict(attn_out_gate_enabled=True), gate=gate)
     x, y = batch()
@@ -227,6 +229,39 @@ def test_all_features_together_equal_the_record(rec):
     )
     x, y = batch()
     assert_same(ours, theirs, 6, x, y, looping=True)
+
+
+def packed_row(rec, T=64, bos_at=(5, 20, 21, 45)):
+    """One packed row (the record trains on one row per rank) with documents starting at bos_at
+    (the first one starts mid-document, as a row cut from a shard does), and the record's cu_seqlens.
+    T at most train_seq_len: beyond it our RoPE stretches its base (NTK) where the record's (rope_yarn 0) does not."""
+    x, y = batch(B=1, T=T, bos_at=bos_at)
+    cu, _ = rec._build_cu_seqlens(list(bos_at), T, x.device, 0, 64)
+    return x, y, cu
+
+
+def test_document_attention_equals_the_records_varlen_attention(rec):
+    """The record's flash_attn_varlen_func (the stand-in: SDPA per segment) against our mask.
+    Mutation: in document_mask, `(causal & (doc[:, :, None] == doc[:, None, :]))` -> `(causal | (doc[:, :, None] == doc[:, None, :]))`."""
+    ours, theirs = build_pair(rec, dict(doc_attention=True), {})
+    x, y, cu = packed_row(rec)
+    assert_same(ours, theirs, 6, x, y, cu_seqlens=cu)
+    plain, _ = build_pair(rec, {}, {})
+    assert (plain.hidden(x) - ours.hidden(x)).abs().max() > 1e-3  # the mask matters on this row
+
+
+def test_document_attention_with_every_feature_equals_the_record(rec):
+    """Looping, parallel lanes, gates and BOS smear over a packed row with document boundaries.
+    Mutation: in FrontierGPT.parallel_block, `block.attn(attn_in, v_embed, v_first, docs=docs)` -> `block.attn(attn_in, v_embed, v_first)`."""
+    ours, theirs = build_pair(
+        rec,
+        dict(loop_start=1, loop_end=3, loop_passes=3, parallel_start_layer=4, skip_gates=True, attn_gate="sparse", attn_gate_scale=0.5,
+             bos_smear_gate=True, doc_attention=True),
+        dict(num_loops=2, loop_start=1, loop_end=3, parallel_start_layer=4, skip_gates_enabled=True, sparse_attn_gate_enabled=True,
+             sparse_attn_gate_scale=0.5, smear_gate_enabled=True),
+    )
+    x, y, cu = packed_row(rec)
+    assert_same(ours, theirs, 6, x, y, looping=True, cu_seqlens=cu)
 
 
 FRONTIER_1061 = dict(vocab_size=8192, mlp_mult=4.0, qk_gain_init=5.0, rope_train_seq_len=2048, vrl=False, ve_layers=[], bigram_vocab_size=0,
@@ -329,7 +364,8 @@ from test_trainer import TRAIN, data, hparams, run  # noqa: E402,F401  (data: th
 
 TINY_FRONTIER = {"num_layers": 4, "model_dim": 64, "num_heads": 4, "num_kv_heads": 2, "bigram_vocab_size": 0, "ve_layers": [], "vrl": False,
                  "smear_gate": False, "xsa_last_n": 4, "parallel_start_layer": 3, "skip_gates": True, "attn_gate": "sparse", "attn_gate_scale": 0.5,
-                 "bos_smear_gate": True, "loop_start": 1, "loop_end": 2, "loop_passes": 3, "loop_from": 0.5}
+                 "bos_smear_gate": True, "loop_start": 1, "loop_end": 2, "loop_passes": 3, "loop_from": 0.5,
+                 "doc_attention": True}
 
 
 def test_train_stage_switches_looping_on_at_its_fraction(data, tmp_path):

@@ -21,7 +21,8 @@ MODULES = ["runtime", "scoring", "model", "quantize", "train", "evaluate", "slot
 # train.model keys that need it; tests/test_frontier_model.py checks these against FrontierConfig).
 OPTIONAL_MODULES = {
     "frontier": ("model", ("parallel_start_layer", "parallel_final_lane", "skip_gates", "attn_gate", "attn_gate_scale", "gate_window",
-                           "bos_smear_gate", "bos_id", "loop_start", "loop_end", "loop_passes", "loop_order", "loop_from", "loop_iter_embed")),
+                           "bos_smear_gate", "bos_id", "loop_start", "loop_end", "loop_passes", "loop_order", "loop_from", "loop_iter_embed",
+                           "doc_attention")),
 }
 
 

@@ -17,6 +17,9 @@ pgolf.bundle.OPTIONAL_MODULES); the plain GPT of model.py is what runs otherwise
   gate_window channels of the attention input: "sparse" sigmoid(scale * W x), "output" 2 sigmoid(W x).
 - BOS SmearGate: each position's embedding adds lambda * sigmoid(W e_t[:gate_window]) times the
   previous position's, except at a BOS token (a document never reads the one before it).
+- Document-isolated attention: a position attends only to earlier positions of its own document
+  (documents start at BOS tokens), as the records' varlen FlashAttention does, here with SDPA and a
+  block-diagonal causal mask (training and eval alike).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from model import GPT, Attention, GPTConfig, causal_attention, rms_norm
+from model import GPT, Attention, GPTConfig, causal_attention, expand_kv, rms_norm
 from runtime import UserError
 
 
@@ -47,6 +50,7 @@ class FrontierConfig(GPTConfig):
     loop_order: str = "range"  # range: 3,4,5,3,4,5; layer: 3,3,4,4,5,5
     loop_from: float = 0.0  # fraction of training from which the blocks loop (0 = from the start)
     loop_iter_embed: bool = False  # a gated learned vector added before every repeated visit
+    doc_attention: bool = False  # attention stays inside each document (BOS to BOS)
 
 
 FRONTIER_KEYS = tuple(f.name for f in fields(FrontierConfig) if f.name not in GPTConfig.__dataclass_fields__)
@@ -84,14 +88,30 @@ def check_frontier(cfg: FrontierConfig) -> None:
         raise ValueError(f"gate_window {cfg.gate_window}: more than model_dim {cfg.model_dim}")
 
 
-class GatedAttention(Attention):
-    """Attention whose heads' outputs are scaled, before the projection, by a gate computed from
-    the first gate_window channels of the attention input (zero weights: 0.5 or 1 at the start)."""
+def document_mask(ids: torch.Tensor, bos_id: int) -> torch.Tensor:
+    """[B, T] token ids -> [B, 1, T, T] bool: query i may read key j when j <= i and no BOS lies
+    in (j, i] (a row's first tokens, before any BOS, form a document of their own)."""
+    doc = torch.cumsum((ids == bos_id).int(), dim=1)
+    T = ids.size(1)
+    causal = torch.ones(T, T, dtype=torch.bool, device=ids.device).tril()
+    return (causal & (doc[:, :, None] == doc[:, None, :]))[:, None]
+
+
+def masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """q [B, T, H, D], k and v [B, T, Hkv, D], mask [B, 1, T, T] -> [B, T, H, D]."""
+    q, k, v = q.transpose(1, 2), expand_kv(k.transpose(1, 2), q.size(2)), expand_kv(v.transpose(1, 2), q.size(2))
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2)
+
+
+class FrontierAttention(Attention):
+    """Attention with an optional gate on each head's output before the projection, computed from
+    the first gate_window channels of the attention input (zero weights: 0.5 or 1 at the start),
+    and an optional document mask."""
 
     def __init__(self, cfg: FrontierConfig, layer: int):
         super().__init__(cfg, layer)
         self.gate_kind, self.gate_window, self.gate_scale = cfg.attn_gate, cfg.gate_window, cfg.attn_gate_scale
-        self.gate = nn.Parameter(torch.zeros(cfg.num_heads, cfg.gate_window))
+        self.gate = nn.Parameter(torch.zeros(cfg.num_heads, cfg.gate_window)) if cfg.attn_gate != "none" else None
 
     def head_gate(self, x: torch.Tensor) -> torch.Tensor:
         z = F.linear(x[..., : self.gate_window], self.gate.to(x.dtype))
@@ -99,7 +119,8 @@ class GatedAttention(Attention):
             return torch.sigmoid(self.gate_scale * z)
         return 2.0 * torch.sigmoid(z)
 
-    def forward(self, x, v_embed, v_first, tail: int = 0):
+    def forward(self, x, v_embed, v_first, tail: int = 0, docs: torch.Tensor | None = None):
+        """docs: document_mask of the batch (None: plain causal attention)."""
         B, T, _ = x.shape
         xq = x[:, -tail:] if tail else x
         Tq = xq.size(1)
@@ -113,10 +134,11 @@ class GatedAttention(Attention):
         v = v.view(B, T, self.num_kv_heads, self.head_dim)
         q = self.rotary(rms_norm(q), T) * self.q_gain.to(q.dtype)[None, None, :, None]
         k = self.rotary(rms_norm(k))
-        y = causal_attention(q, k, v)
+        y = causal_attention(q, k, v) if docs is None else masked_attention(q, k, v, docs[..., T - Tq :, :])
         if self.xsa:
             y = self._remove_self_value(y, v[:, T - Tq :])
-        y = y * self.head_gate(xq)[..., None]
+        if self.gate is not None:
+            y = y * self.head_gate(xq)[..., None]
         return self.proj(y.reshape(B, Tq, -1)), v_raw
 
 
@@ -125,9 +147,10 @@ class FrontierGPT(GPT):
         check_frontier(cfg)
         super().__init__(cfg)
         dim, n = cfg.model_dim, cfg.num_layers
-        if cfg.attn_gate != "none":
+        replace_attention = cfg.attn_gate != "none" or cfg.doc_attention
+        if replace_attention:
             for i, block in enumerate(self.blocks):
-                block.attn = GatedAttention(cfg, i)
+                block.attn = FrontierAttention(cfg, i)
         self.looping = True  # as trained and evaluated; train() keeps it off before loop_from
         order = virtual_layers(cfg)
         self.num_encoder = len(order) // 2 if cfg.unet_skips else 0
@@ -145,7 +168,7 @@ class FrontierGPT(GPT):
         if cfg.bos_smear_gate:
             self.bos_smear = nn.Parameter(torch.zeros(1, cfg.gate_window))
             self.bos_smear_lambda = nn.Parameter(torch.zeros(1))
-        if cfg.attn_gate != "none":
+        if replace_attention:
             self._init_weights()  # the replaced attention layers' matrices
 
     def update_looping(self, step: int, elapsed_ms: float, train_cfg) -> bool:
@@ -182,10 +205,22 @@ class FrontierGPT(GPT):
             return x + scaled
         return torch.lerp(scaled, x, torch.sigmoid(self.skip_gates[j].to(x.dtype)))
 
-    def parallel_block(self, i: int, lane0, lane1, x0, v_embed, v_first):
+    def serial_block(self, i: int, x, x0, v_embed, v_first, docs):
+        """Block i's forward (model.Block's), with the document mask passed to its attention."""
+        block = self.blocks[i]
+        if docs is None:
+            return block(x, x0, v_embed, v_first)
+        mix = block.resid_mix.to(x.dtype)
+        x = mix[0] * x + mix[1] * x0
+        a, v_raw = block.attn(block.scaled_norm(x), v_embed, v_first, docs=docs)
+        x = x + block.attn_scale.to(x.dtype) * a
+        return x + block.mlp_scale.to(x.dtype) * block.mlp(block.scaled_norm(x)), v_raw
+
+    def parallel_block(self, i: int, lane0, lane1, x0, v_embed, v_first, docs):
         block = self.blocks[i]
         mix = block.resid_mix.to(lane0.dtype)
-        a, v_raw = block.attn(block.scaled_norm(mix[0] * lane0 + mix[1] * x0), v_embed, v_first)
+        attn_in = block.scaled_norm(mix[0] * lane0 + mix[1] * x0)
+        a, v_raw = block.attn(attn_in, v_embed, v_first) if docs is None else block.attn(attn_in, v_embed, v_first, docs=docs)
         a = block.attn_scale.to(a.dtype) * a
         m = block.mlp_scale.to(a.dtype) * block.mlp(block.scaled_norm(lane1))
         post, resid = self.parallel_post[i].to(a.dtype), self.parallel_resid[i].to(a.dtype)
@@ -199,6 +234,7 @@ class FrontierGPT(GPT):
         order = virtual_layers(cfg, self.looping)
         n_enc = len(order) // 2 if cfg.unet_skips else 0
         x0 = self.embed(ids)
+        docs = document_mask(ids, cfg.bos_id) if cfg.doc_attention else None
         ve = self.value_emb(ids) if self.value_emb is not None else None
         x, lane1, skips, v_first, seen, repeat = x0, None, [], None, set(), 0
         for pos, i in enumerate(order):
@@ -215,9 +251,9 @@ class FrontierGPT(GPT):
             if ve is not None and i in self.value_emb.slot:
                 v_embed = ve * self.value_emb.layer_scales[self.value_emb.slot[i]].to(ve.dtype)
             if parallel:
-                x, lane1, v_raw = self.parallel_block(i, x, lane1, x0, v_embed, v_first)
+                x, lane1, v_raw = self.parallel_block(i, x, lane1, x0, v_embed, v_first, docs)
             else:
-                x, v_raw = self.blocks[i](x, x0, v_embed, v_first)
+                x, v_raw = self.serial_block(i, x, x0, v_embed, v_first, docs)
             if i == 0 and cfg.vrl and v_first is None:
                 v_first = v_raw
             if pos < n_enc:
