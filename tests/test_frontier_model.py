@@ -270,10 +270,12 @@ FRONTIER_1061 = dict(vocab_size=8192, mlp_mult=4.0, qk_gain_init=5.0, rope_train
 
 
 def test_frontier_shape_has_the_record_parameter_count(rec):
-    """The 1.0611 record logs model_params:35945671; its own GPT at its logged settings agrees."""
-    assert count_params(FrontierGPT(FrontierConfig(**FRONTIER_1061))) == 35_945_671
+    """The 1.0611 record logs model_params:35945671; its own GPT at its logged settings agrees.
+    (Built on the meta device: shapes without memory or initialisation time.)"""
     h = record_hparams(rec, num_loops=2, smear_gate_enabled=True, sparse_attn_gate_enabled=True, sparse_attn_gate_scale=0.5)
-    assert count_params(rec.GPT(h)) == 35_945_671
+    with torch.device("meta"):
+        assert count_params(FrontierGPT(FrontierConfig(**FRONTIER_1061))) == 35_945_671
+        assert count_params(rec.GPT(h)) == 35_945_671
 
 
 def test_frontier_keys_are_off_by_default():
@@ -436,8 +438,8 @@ def test_frontier_preset_builds_the_record_parameter_count():
     config = preset("config/frontier-8xh100.yaml")
     assert config["data"]["hub"]["variant"] == "sp8192"
     cfg = frontier_config({**config["train"]["model"], "vocab_size": 8192})
-    model = FrontierGPT(cfg)
-    assert count_params(model) == 35_945_671
+    with torch.device("meta"):
+        assert count_params(FrontierGPT(cfg)) == 35_945_671
     assert virtual_layers(cfg) == [0, 1, 2, 3, 4, 5, 3, 4, 5, 3, 4, 5, 6, 7, 8, 9, 10]
 
 
@@ -445,9 +447,10 @@ def test_seed_1278_preset_has_pr1278s_parameter_count(pr1278):
     """The #1313 preset plus config/seed-1278.yaml against PR #1278's GPT at the same settings."""
     config = preset("config/fineweb-8xh100.yaml", "config/seed-1278.yaml")
     m = config["train"]["model"]
-    ours = count_params(FrontierGPT(frontier_config({**m, "vocab_size": 1024})))
-    theirs = pr1278.GPT(vocab_size=1024, num_layers=11, model_dim=512, num_heads=8, num_kv_heads=4, mlp_mult=3.0, tie_embeddings=True,
-                        tied_embed_init_std=0.005, logit_softcap=30.0, rope_base=10000.0, qk_gain_init=4.0, bigram_vocab_size=1024, bigram_dim=128,
-                        xsa_last_n=11, rope_dims=16, ln_scale=True, ve_enabled=True, ve_dim=128, ve_layers="9,10", vrl_enabled=True, recur_layers="4,5")
+    with torch.device("meta"):
+        ours = count_params(FrontierGPT(frontier_config({**m, "vocab_size": 1024})))
+        theirs = pr1278.GPT(vocab_size=1024, num_layers=11, model_dim=512, num_heads=8, num_kv_heads=4, mlp_mult=3.0, tie_embeddings=True,
+                            tied_embed_init_std=0.005, logit_softcap=30.0, rope_base=10000.0, qk_gain_init=4.0, bigram_vocab_size=1024, bigram_dim=128,
+                            xsa_last_n=11, rope_dims=16, ln_scale=True, ve_enabled=True, ve_dim=128, ve_layers="9,10", vrl_enabled=True, recur_layers="4,5")
     assert ours == count_params(theirs) == 26_862_694 + 512 + 2 * 2 * 512  # #1313's, one more skip, two gated vectors
     assert config["eval"]["slot"]["steps"] == 32
