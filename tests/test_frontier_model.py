@@ -454,3 +454,42 @@ def test_seed_1278_preset_has_pr1278s_parameter_count(pr1278):
                             xsa_last_n=11, rope_dims=16, ln_scale=True, ve_enabled=True, ve_dim=128, ve_layers="9,10", vrl_enabled=True, recur_layers="4,5")
     assert ours == count_params(theirs) == 26_862_694 + 512 + 2 * 2 * 512  # #1313's, one more skip, two gated vectors
     assert config["eval"]["slot"]["steps"] == 32
+
+
+# ----------------------------------------------------------------------------- optimizer pieces (frontier_optim.py)
+
+@pytest.mark.parametrize("shape", [(64, 32), (32, 96), (3, 48, 48)])
+def test_polar_express_equals_the_records_newton_schulz(rec, shape):
+    """In bf16, as the record computes it: the same bits. Mutation: in polar_express,
+    `x = a * x + (b * gram + c * (gram @ gram)) @ x` -> `x = a * x + (b * gram + c * gram) @ x`."""
+    from frontier_optim import polar_express
+
+    g = torch.randn(shape, generator=torch.Generator().manual_seed(3))
+    theirs = rec.zeropower_via_newtonschulz5(g, steps=5)
+    ours = polar_express(g, 5, torch.bfloat16)
+    assert ours.dtype == theirs.dtype == torch.bfloat16
+    torch.testing.assert_close(ours.float(), theirs.float(), atol=1e-6, rtol=0)
+    # In fp32 it orthogonalises: nearly all singular values end near 1 (five steps leave the
+    # smallest of a random square matrix's behind).
+    s = torch.linalg.svdvals(polar_express(g, 5).float())
+    assert ((s > 0.6) & (s < 1.3)).float().mean() > 0.9 and s.max() < 1.3
+
+
+def test_row_normalize_is_the_records_muoneq_r():
+    """Written from the record's Muon.step (row_normalize branch): rows of unit norm, direction kept."""
+    from frontier_optim import row_normalize
+
+    u = torch.randn(6, 40, generator=torch.Generator().manual_seed(0)) * torch.arange(1, 7.0)[:, None]
+    r = row_normalize(u)
+    torch.testing.assert_close(r.norm(dim=-1), torch.ones(6))
+    torch.testing.assert_close(r * u.norm(dim=-1, keepdim=True), u)
+    assert row_normalize(torch.zeros(2, 3)).abs().sum() == 0  # a zero row stays zero (norm floored)
+
+
+@pytest.mark.parametrize("frac,expected", [(0.0, 1.0), (0.14, 1.0), (0.15, 1.0), (0.5, 0.5 / 0.85), (0.9, 0.1 / 0.85), (0.95, 0.1), (1.0, 0.1)])
+def test_warmdown_multiplier_with_the_records_settings(frac, expected):
+    """Expected values from the record's lr_mul (train_model) at warmdown_frac 0.85, min_lr 0.1 (its log)."""
+    from frontier_optim import warmdown_multiplier
+
+    assert warmdown_multiplier(frac, 0.85, 0.1) == pytest.approx(expected, abs=1e-12)
+    assert warmdown_multiplier(0.99, 0.0, 0.1) == 1.0
