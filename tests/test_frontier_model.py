@@ -493,3 +493,29 @@ def test_warmdown_multiplier_with_the_records_settings(frac, expected):
 
     assert warmdown_multiplier(frac, 0.85, 0.1) == pytest.approx(expected, abs=1e-12)
     assert warmdown_multiplier(0.99, 0.0, 0.1) == 1.0
+
+
+def test_frontier_checkpoint_survives_the_export_format(tmp_path):
+    """quantize.export (no GPTQ) of a FrontierGPT checkpoint: the artifact keeps the frontier config
+    and every tensor; reloaded into FrontierGPT it scores within quantization noise of the float model.
+    (GPTQ, the eval stages and entry.py still build the plain GPT: see docs/config.md.)"""
+    from quantize import ExportConfig, export, load_artifact
+    from runtime import RunLog
+
+    torch.manual_seed(0)
+    cfg = FrontierConfig(**{**SMALL, "num_layers": 4, "xsa_last_n": 4}, **{k: v for k, v in TINY_FRONTIER.items() if k in FRONTIER_KEYS})
+    model = FrontierGPT(cfg)
+    randomize(model)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(0.3)  # trained-looking magnitudes, so int6 rows are fine-grained
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    blob, metrics = export({"config": cfg.to_dict(), "state_dict": state}, ExportConfig(passthrough_max_numel=1024), RunLog(path=str(tmp_path / "log.txt")))
+    (tmp_path / "model.ptz").write_bytes(blob)
+    config, restored = load_artifact(str(tmp_path / "model.ptz"))
+    assert config == cfg.to_dict() and set(restored) == set(state)
+    reloaded = FrontierGPT(FrontierConfig(**config))
+    reloaded.load_state_dict(restored)
+    x, y = batch()
+    with torch.no_grad():
+        assert abs(reloaded(x, y).item() - model(x, y).item()) < 0.01  # 5e-4 when written
