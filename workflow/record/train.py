@@ -19,6 +19,7 @@ import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
 from model import GPT, GPTConfig, attention_backend, compile_regions, count_params
+from frontier import FrontierGPT, frontier_config  # bundled only when train.model sets one of its keys
 from runtime import Dist, RunLog, TrainLoader, UserError, autocast_for, load_hparams, load_val_tokens, log_environment, manifest_paths, now, peak_memory_line, read_manifest, run_main, sync, tokenizer_path, torch_bytes, write_bytes_atomic, write_json_atomic, settings_from
 from scoring import byte_luts, eval_sequences
 
@@ -188,7 +189,7 @@ class Trainer:
             torch.set_flush_denormal(True)
             torch.use_deterministic_algorithms(True)
         self.cfg, self.dist, self.log, self.seed = cfg, dist, log, seed
-        self.base = base = GPT(model_cfg).to(dist.device)
+        self.base = base = (GPT if type(model_cfg) is GPTConfig else FrontierGPT)(model_cfg).to(dist.device)
         self.use_compile = use_compile = uses_compile(cfg, dist.device)
         if cfg.compile_scope not in ("model", "blocks"):
             raise UserError(f"train.compile_scope: expected model or blocks, got {cfg.compile_scope!r}")
@@ -266,6 +267,8 @@ class Trainer:
                 # The second half runs with late QAT on, so its graph is compiled here too and switching
                 # it on mid-run costs no recompilation inside the timed window.
                 base.set_qat(cfg.qat_bits if cfg.late_qat_threshold > 0 and i >= cfg.warmup_steps // 2 else 0)
+                if type(base) is not GPT:  # the looped graph (frontier layer looping) compiles here too, outside the timer
+                    base.looping = i % 2 == 1
                 self.step(0, 1.0)
                 self.log(f"warmup_step:{i + 1}/{cfg.warmup_steps}")
             base.set_qat(0)
@@ -298,6 +301,8 @@ class Trainer:
                 base.set_qat(cfg.qat_bits)
                 qat_step = step
                 log(f"late_qat:enabled step:{step} scale:{mul:.4f}")
+            if type(base) is not GPT and base.update_looping(step, elapsed_ms, cfg):  # frontier depth recurrence on
+                log(f"layer_loop:enabled step:{step} train_time:{elapsed_ms:.0f}ms")
             loss = self.step(step, mul)
             self.ema.update()
             step += 1
@@ -387,7 +392,9 @@ def train_main(argv=None) -> None:
     dist = Dist(hp.get("device", "auto"))
     log = RunLog(dist.rank)
     log_environment(log)
-    model_cfg = settings_from(GPTConfig, {**hp["model"], "vocab_size": manifest["tokenizer"]["vocab_size"]})
+    model_block = {**hp["model"], "vocab_size": manifest["tokenizer"]["vocab_size"]}
+    frontier = set(hp["model"]) - set(GPTConfig.__dataclass_fields__)  # keys of frontier.py's FrontierConfig
+    model_cfg = frontier_config(model_block) if frontier else settings_from(GPTConfig, model_block)
     model, metrics = train(settings_from(TrainConfig, hp), model_cfg, manifest, args.seed, dist, log)
     if dist.is_main:
         os.makedirs(args.out_dir, exist_ok=True)
