@@ -4,8 +4,11 @@ that stage and its dependents, and nothing else."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
-from pathlib import Path
+import subprocess
+import sys
 
 import pytest
 
@@ -168,3 +171,36 @@ def test_editing_any_file_of_a_closure_reruns_its_stages_and_their_dependents_on
         if planned != expected:
             wrong.append(f"{f}: planned {sorted(planned)}, expected {sorted(expected)}")
     assert not wrong, "\n".join(wrong)
+
+
+# ----------------------------------------------------------------------------- no clock in the DAG
+
+FAKE_TODAY = """
+import datetime
+import pgolf.record
+
+
+class _LaterDay(datetime.date):
+    @classmethod
+    def today(cls):
+        return cls(2031, 1, 1)
+
+
+pgolf.record._date = _LaterDay
+"""
+
+
+def test_a_finished_run_plans_nothing_on_a_later_day(tiny_run, tmp_path):
+    """The record folder is named by the day the run trained (train.json's started_utc), so a later
+    day (faked by a sitecustomize that moves pgolf.record's today to 2031) plans nothing."""
+    workdir, _ = tiny_run
+    (tmp_path / "sitecustomize.py").write_text(FAKE_TODAY)
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+    probe = subprocess.run([sys.executable, "-c", "import pgolf.record as r; print(r.record_date('auto'))"],
+                           capture_output=True, text=True, env={**os.environ, **env})
+    assert probe.stdout.strip() == "2031-01-01", probe.stderr  # the fake works
+    result = snakemake(workdir, "-n", env_extra=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert planned_jobs(result) == {}, result.stdout[-2000:]
+    started = {json.loads(p.read_text())["started_utc"][:10] for p in workdir.glob("results/train/*/seed*/train.json")}
+    assert [p.name.split("_")[0] for p in (workdir / "results/records/track_non_record_16mb").glob("*_Tiny_CI")] == [min(started)]
