@@ -14,7 +14,7 @@ which=${1:-1.0611}
 out=${BYO_BENCH_OUT:-bench/logs/byo}
 mkdir -p "$out"
 if [ -n "${WHEELS:-}" ]; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$WHEELS"/*.whl || exit 1
+    [ -x /tmp/site/bin/snakemake ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$WHEELS"/*.whl || exit 1
     export PYTHONPATH=/tmp/site:$PWD/src PATH=/tmp/site/bin:$PATH
     # The `pgolf` command without `pip install -e .` (no build tools needed).
     printf '#!/usr/bin/env python3\nimport sys\nfrom pgolf.cli import main\nsys.exit(main())\n' > /tmp/site/bin/pgolf
