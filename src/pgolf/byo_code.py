@@ -8,19 +8,22 @@ How the code counts against the cap is the record's own convention (`byo.code_si
 
 - `raw`: the files' bytes as shipped;
 - `lzma`: each file's bytes after `lzma -9e` (pgolf.rules.lzma_code_bytes);
-- `brotli_b85`: the April frontier's (2026-04-27 1.0611, 2026-04-29 1.06141): the script is
-  minified with `pyminify` when that command exists (else left as is), brotli-compressed at
-  quality 11, base85-encoded and wrapped in a two-line self-extracting `exec`; the count is the
-  wrapper's length. Recomputed here the same way, so it matches a log written on this machine;
+- `brotli_b85`: the 2026-04-27 1.0611 record's: the script is minified with `pyminify` when that
+  command exists (else left as is), brotli-compressed at quality 11, base85-encoded and wrapped
+  in a two-line self-extracting `exec`; the count is the wrapper's length;
+- `lzma_b85`: the 2026-04-29 1.06141 record's: `pyminify` (required: that script stops without
+  it) with fewer options, `lzma.compress` at its default preset, base85, an lzma `exec` wrapper.
+  Both are recomputed here the same way, so they match a log written on this machine;
 - `log`: the `Code size (compressed)` line of the run's own log, taken as stated and said so
   (for a packing this module cannot redo);
 - `auto`: from the log: `raw` when it states no compressed code size, else the first of
-  `brotli_b85`, `lzma` whose recomputation gives the stated number, else `log`.
+  `brotli_b85`, `lzma_b85`, `lzma` whose recomputation gives the stated number, else `log`.
 """
 
 from __future__ import annotations
 
 import base64
+import lzma
 import re
 import shutil
 import subprocess
@@ -28,11 +31,17 @@ from pathlib import Path
 
 from pgolf.rules import lzma_code_bytes
 
-CONVENTIONS = ("auto", "raw", "lzma", "brotli_b85", "log")
-# pyminify's options as the frontier scripts pass them (their _compressed_code_size).
-PYMINIFY_ARGS = ("--no-rename-locals", "--no-hoist-literals", "--remove-literal-statements", "--remove-asserts", "--prefer-single-line", "-")
-B85_HEAD = b'import brotli as B,base64 as b\nexec(B.decompress(b.b85decode("'
-B85_TAIL = b'")))\n'
+CONVENTIONS = ("auto", "raw", "lzma", "brotli_b85", "lzma_b85", "log")
+PACKED = ("brotli_b85", "lzma_b85")
+# How each frontier script packs its code (its _compressed_code_size): pyminify's options, whether
+# a missing pyminify is tolerated, and the self-extracting wrapper around the base85 text.
+MINIFY_KEEP = ("--no-rename-locals", "--no-hoist-literals", "--remove-literal-statements")
+PACKINGS = {
+    "brotli_b85": {"minify": (*MINIFY_KEEP, "--remove-asserts", "--prefer-single-line", "-"), "minify_optional": True,
+                   "head": b'import brotli as B,base64 as b\nexec(B.decompress(b.b85decode("', "tail": b'")))\n'},
+    "lzma_b85": {"minify": (*MINIFY_KEEP, "-"), "minify_optional": False,
+                 "head": b'import lzma as L,base64 as B\nexec(L.decompress(B.b85decode("', "tail": b'")))\n'},
+}
 
 
 class CodeSizeError(ValueError):
@@ -60,17 +69,29 @@ def code_files(script) -> list[Path]:
     return found
 
 
-def brotli_b85_bytes(code: bytes) -> tuple[int, bool]:
-    """The frontier's self-extracting wrapper length for `code`, and whether pyminify ran."""
-    import brotli
-
+def packed_bytes(code: bytes, convention: str) -> tuple[int, bool]:
+    """The self-extracting wrapper's length for `code` under a frontier packing, and whether pyminify ran."""
+    packing = PACKINGS[convention]
     minified, used = code, False
     if shutil.which("pyminify"):
-        done = subprocess.run(["pyminify", *PYMINIFY_ARGS], input=code, capture_output=True)
+        done = subprocess.run(["pyminify", *packing["minify"]], input=code, capture_output=True)
         if done.returncode == 0:
             minified, used = done.stdout, True
-    packed = base64.b85encode(brotli.compress(minified, quality=11))
-    return len(B85_HEAD) + len(packed) + len(B85_TAIL), used
+        elif not packing["minify_optional"]:
+            raise CodeSizeError(f"byo.code_size {convention}: pyminify failed (status {done.returncode})")
+    elif not packing["minify_optional"]:
+        raise CodeSizeError(f"byo.code_size {convention}: needs pyminify on PATH (pip install python-minifier), as the script does")
+    if convention == "brotli_b85":
+        import brotli
+
+        compressed = brotli.compress(minified, quality=11)
+    else:
+        compressed = lzma.compress(minified)
+    return len(packing["head"]) + len(base64.b85encode(compressed)) + len(packing["tail"]), used
+
+
+def brotli_b85_bytes(code: bytes) -> tuple[int, bool]:
+    return packed_bytes(code, "brotli_b85")
 
 
 def _recompute(files: list[Path], convention: str) -> tuple[int, str]:
@@ -79,9 +100,10 @@ def _recompute(files: list[Path], convention: str) -> tuple[int, str]:
         return sum(len(d) for d in data), "the files' bytes"
     if convention == "lzma":
         return sum(lzma_code_bytes(d) for d in data), "lzma -9e of each file"
-    # brotli_b85 packs the main script (what its own serializer reads: __file__); siblings count raw.
-    n, minified = brotli_b85_bytes(data[0])
-    how = f"pyminify + brotli-11 + base85 wrapper of {files[0].name}" if minified else f"brotli-11 + base85 wrapper of {files[0].name} (no pyminify on PATH)"
+    # A packing covers the main script (what its own serializer reads: __file__); siblings count raw.
+    n, minified = packed_bytes(data[0], convention)
+    packer = "brotli-11" if convention == "brotli_b85" else "lzma"
+    how = f"pyminify + {packer} + base85 wrapper of {files[0].name}" if minified else f"{packer} + base85 wrapper of {files[0].name} (no pyminify on PATH)"
     return n + sum(len(d) for d in data[1:]), how
 
 
@@ -98,8 +120,11 @@ def count_code(files, convention: str, logged_compressed: int | None) -> dict:
         if logged_compressed is None:
             convention = "raw"
         else:
-            for candidate in ("brotli_b85", "lzma"):
-                n, how = _recompute(files, candidate)
+            for candidate in (*PACKED, "lzma"):
+                try:
+                    n, how = _recompute(files, candidate)
+                except CodeSizeError:
+                    continue
                 if n == logged_compressed:
                     return {"convention": candidate, "bytes": n, "how": f"{how} (inferred: equals the log's Code size (compressed))", "raw_bytes": raw}
             convention = "log"
