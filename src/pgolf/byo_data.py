@@ -88,7 +88,8 @@ def train_reserved_tokenizer(docs_jsonl: Path, val_docs: int, vocab_size: int, t
 
 
 def index_prepared(out: Path, prepared: Path) -> tuple[list[dict], str]:
-    """Manifest entries for every shard the script wrote (paths relative to `out`), and the dataset folder's name."""
+    """Manifest entries for every shard the script wrote (paths relative to `out`), and the variant
+    its dataset folder names (`fineweb10B_<variant>`)."""
     folders = sorted({p.parent for p in prepared.rglob("fineweb_*.bin")})
     if len(folders) != 1:
         raise DataError(f"{prepared}: expected the preparation script's shards in one folder, found {len(folders)}")
@@ -108,7 +109,7 @@ def index_prepared(out: Path, prepared: Path) -> tuple[list[dict], str]:
     for split in ("val", "train", "val_bytes"):
         if not any(e["split"] == split for e in entries):
             raise DataError(f"{folder}: the preparation script wrote no fineweb_{split}_*.bin")
-    return entries, folder.name
+    return entries, folder.name.removeprefix("fineweb10B_")
 
 
 def sidecar_total(out: Path, entries: list[dict]) -> int:
