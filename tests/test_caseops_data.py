@@ -125,3 +125,63 @@ def test_bad_settings_messages(record, docs, tmp_path, capsys):
     main([*base, "--val-docs", "500", "--vocab-size", "512"])
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: {docs[0]}: 160 documents, but byo.data.val_docs is 500: nothing left to train on"]
+
+
+# ---------------------------------------------------------------------------- the hub route
+
+
+def test_hub_fetches_caseops_sidecars_and_names_the_variant(tmp_path):
+    """data.source hub with a CaseOps variant: the val byte sidecars are planned next to the val
+    shards, fetched, listed as `val_bytes` with size and sha256, and the manifest names the
+    variant (so byo links them as fineweb10B_<variant>/). A fake hub serves the export's layout."""
+    import hashlib
+    import io
+
+    import sentencepiece as spm
+
+    from fakehub import FakeHub
+    from pgolf.byo import link_data
+    from pgolf.data import verify_dataset
+    from pgolf.hub import download_dataset
+    from pgolf.shards import write_shard
+
+    variant = "sp8192_lossless_caps_caseops_v1_reserved"
+    ds = f"datasets/datasets/fineweb10B_{variant}"
+    buffer = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(["the river city garden"] * 50), model_writer=buffer, vocab_size=280,
+                                   model_type="bpe", byte_fallback=True, pad_id=0, bos_id=1, eos_id=2, unk_id=3,
+                                   hard_vocab_limit=False, minloglevel=2)
+
+    def shard(values) -> bytes:
+        path = tmp_path / "s.bin"
+        write_shard(path, np.asarray(values, dtype=np.uint16))
+        return path.read_bytes()
+
+    files = {
+        f"{ds}/fineweb_val_000000.bin": shard([1, 5, 6, 7]),
+        f"{ds}/fineweb_val_bytes_000000.bin": shard([0, 3, 1, 4]),
+        f"{ds}/fineweb_train_000000.bin": shard([1, 8, 9]),
+        "datasets/tokenizers/caseops.model": buffer.getvalue(),
+        "datasets/manifest.json": json.dumps({
+            "datasets": [{"name": f"fineweb10B_{variant}", "tokenizer_name": "caseops", "path": f"datasets/fineweb10B_{variant}",
+                          "stats": {"files_val": 1, "files_train": 1}}],
+            "tokenizers": [{"name": "caseops", "kind": "sentencepiece_bpe", "vocab_size": 280, "model_path": "tokenizers/caseops.model"}],
+        }).encode(),
+    }
+    hub = FakeHub("romeerp/parameter-golf-caseops-v1", files).start()
+    try:
+        manifest = download_dataset(tmp_path / "data", repo_id="romeerp/parameter-golf-caseops-v1", revision="main",
+                                    remote_root="datasets", variant=variant, train_shards=1, attempts=1, backoff=0,
+                                    endpoint=hub.url, cache_dir=str(tmp_path / "cache"), log=lambda _: None)
+    finally:
+        hub.stop()
+    (sidecar,) = [e for e in manifest["files"] if e["split"] == "val_bytes"]
+    body = files[f"{ds}/fineweb_val_bytes_000000.bin"]
+    assert sidecar == {"path": "fineweb_val_bytes_000000.bin", "split": "val_bytes", "bytes": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+    assert manifest["variant"] == variant and manifest["stats"] == {"tokens_val": 4, "tokens_train": 3}
+    assert verify_dataset(tmp_path / "data/manifest.json", hashes=True)["files"] == 5
+    env = link_data(tmp_path / "data/manifest.json", tmp_path / "seed/data")
+    assert sorted(p.name for p in Path(env["DATA_PATH"]).iterdir()) == [
+        "fineweb_train_000000.bin", "fineweb_val_000000.bin", "fineweb_val_bytes_000000.bin"]
+    assert Path(env["DATA_PATH"]).name == f"fineweb10B_{variant}"
+    assert Path(env["TOKENIZER_PATH"]).name == "fineweb_280_bpe_sp8192_lossless_caps_caseops_v1_reserved.model"

@@ -36,6 +36,7 @@ from pgolf.byo_code import code_files
 from pgolf.data import DataError, dataset_root, load_manifest, safe_relative, shard_paths
 
 RESERVED_ENV = ("SEED", "DATA_PATH", "TOKENIZER_PATH")
+EXTRA_SPLITS = ("val_bytes",)  # per-split files a script reads next to the shards (CaseOps byte sidecars)
 SDPA_DIR = Path(__file__).resolve().parent / "byo_sdpa"  # holds the stand-in flash_attn_interface.py
 FALLBACK_LINE = (
     "byo: attention_fallback sdpa: flash_attn_interface is pgolf's stand-in on PyTorch SDPA"
@@ -69,7 +70,7 @@ def extra_paths(manifest_path) -> list[Path]:
     return [
         root / safe_relative(e.get("path"), str(manifest_file))
         for e in manifest["files"]
-        if e.get("split") not in ("val", "train", "tokenizer")
+        if e.get("split") in EXTRA_SPLITS
     ]
 
 
