@@ -32,7 +32,7 @@ def flash_attn_func(q, k, v, causal=False, **_ignored):
 
 
 def _varlen_eager(q, k, v, bounds, causal):
-    out = torch.empty_like(q)
+    out = torch.zeros_like(q)  # rows past the last boundary (padding) stay zero
     for start, end in zip(bounds[:-1], bounds[1:]):
         if end > start:
             out[start:end] = _sdpa(q[None, start:end], k[None, start:end], v[None, start:end], causal)[0]
@@ -79,6 +79,6 @@ _varlen_fwd.register_autograd(_backward, setup_context=_setup)
 
 
 def flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q=None, max_seqlen_k=None, causal=False, **_ignored):
-    if not torch.equal(cu_seqlens_q, cu_seqlens_k) if not torch.compiler.is_compiling() else False:
+    if not torch.compiler.is_compiling() and not torch.equal(cu_seqlens_q, cu_seqlens_k):
         raise ValueError("byo SDPA fallback: flash_attn_varlen_func needs cu_seqlens_q == cu_seqlens_k (self-attention)")
     return _varlen_fwd(q, k, v, cu_seqlens_q, bool(causal))
