@@ -340,3 +340,45 @@ def test_preflight_stops_snakemake_in_one_line_per_need(corpus, tmp_path):
         assert any(line.startswith("preflight: FAIL program lrzip: not on PATH") for line in fails)
     assert "config error: byo preflight failed (the FAIL lines above)" in done.stderr
     assert not (workdir / "results/byo").exists()
+
+
+# ---------------------------------------------------------------------------- end to end on the CPU
+
+
+def test_snakemake_byo_with_a_wrapper_and_the_fallback_gives_a_valid_record(tmp_path):
+    """`snakemake byo` on a record folder shaped like the HessianSDClip one (a two-line wrapper that
+    execs its sibling) whose code imports flash_attn_interface: the sibling is run and shipped, the
+    code counts both files, the SDPA fallback is stated everywhere, and `pgolf validate` accepts it."""
+    pytest.importorskip("torch")
+    import yaml
+
+    from conftest import copy_workflow, snakemake
+    from pgolf.byo import FALLBACK_LINE
+
+    workdir = copy_workflow(tmp_path / "wf")
+    folder = workdir / "records/wrapped"
+    folder.mkdir(parents=True)
+    wrapper = 'exec(open(__file__.replace("train_gpt.py", "train_gpt_body.py")).read())\n'
+    (folder / "train_gpt.py").write_text(wrapper)
+    body = "import flash_attn_interface  # FA3 on a real machine; byo's SDPA stand-in here\n" + (REPO / "tests/data/byo/train_gpt.py").read_text()
+    (folder / "train_gpt_body.py").write_text(body)
+    overlay = {"seeds": [1337], "byo": {"script": "records/wrapped/train_gpt.py", "name": "Wrapped_BYO", "attention_fallback": "sdpa"}}
+    (workdir / "wrapped.yaml").write_text(yaml.safe_dump(overlay))
+    done = snakemake(workdir, "byo", "--configfile", ".test/config.yaml", ".test/byo.yaml", "wrapped.yaml", configs=())
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "preflight: ok   module flash_attn_interface: not installed; byo.attention_fallback sdpa stands in" in done.stderr
+    (rec,) = (workdir / "results/records/track_non_record_16mb").glob("*_Wrapped_BYO")
+    assert sorted(p.name for p in rec.iterdir()) == ["README.md", "submission.json", "train_gpt.py", "train_gpt_body.py", "train_seed1337.log"]
+    assert (rec / "train_gpt_body.py").read_text() == body
+    log = (rec / "train_seed1337.log").read_text()
+    assert log.splitlines()[0] == FALLBACK_LINE
+    model = int(re.search(r"^Serialized model int6\+lzma: (\d+) bytes", log, re.M).group(1))
+    assert f"Code size: {len(wrapper)} bytes" in log  # the script counts its own file
+    (check,) = (workdir / "results/byo").glob("*/seed1337/check.json")
+    size = json.loads(check.read_text())["size"]
+    assert (size["code_bytes"], size["main_code_bytes"], size["total_bytes"]) == (len(wrapper) + len(body), len(wrapper), len(wrapper) + len(body) + model)
+    sub = json.loads((rec / "submission.json").read_text())
+    assert sub["attention_fallback"] == "sdpa" and sub["bytes_code"] == len(wrapper) + len(body) and "not FlashAttention 3" in sub["blurb"]
+    assert "**Attention fallback:**" in (rec / "README.md").read_text()
+    valid = subprocess.run(["pgolf", "validate", str(rec)], capture_output=True, text=True, cwd=workdir)
+    assert valid.returncode == 0, valid.stdout + valid.stderr
