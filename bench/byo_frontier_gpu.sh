@@ -43,7 +43,8 @@ case "$which" in
     *) echo "usage: $0 1.0611|549|preflight" >&2; exit 2 ;;
 esac
 t0=$(date +%s.%N)
-snakemake --cores all byo --configfile $configs > "$out/snakemake_$which.log" 2>&1
+# EXTRA_CONFIGS: more overlays after the smoke one (e.g. a shorter training cap).
+snakemake --cores all byo --configfile $configs ${EXTRA_CONFIGS:-} > "$out/snakemake_$which.log" 2>&1
 rc=$?
 echo "snakemake byo $which: rc $rc, $(elapsed "$t0") s"
 [ $rc -eq 0 ] || { tail -n 40 "$out/snakemake_$which.log"; }
