@@ -32,10 +32,17 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+from pgolf.byo_code import code_files
 from pgolf.data import DataError, dataset_root, load_manifest, safe_relative, shard_paths
 from pgolf.errors import UserError
 
 RESERVED_ENV = ("SEED", "DATA_PATH", "TOKENIZER_PATH")
+EXTRA_SPLITS = ("val_bytes",)  # per-split files a script reads next to the shards (CaseOps byte sidecars)
+SDPA_DIR = Path(__file__).resolve().parent / "byo_sdpa"  # holds the stand-in flash_attn_interface.py
+FALLBACK_LINE = (
+    "byo: attention_fallback sdpa: flash_attn_interface is pgolf's stand-in on PyTorch SDPA"
+    " (src/pgolf/byo_sdpa), not FlashAttention 3: the numbers are not the record's kernels"
+)
 LOG_NAME = "train.log"
 RUN_NAME = "run.json"
 SCRIPT_NAME = "train_gpt.py"
@@ -56,8 +63,23 @@ def env_value(value) -> str:
     return str(value)
 
 
+def extra_paths(manifest_path) -> list[Path]:
+    """Absolute paths of the manifest's extra per-split files (e.g. CaseOps `val_bytes` sidecars)."""
+    manifest_file = Path(manifest_path).resolve()
+    manifest = load_manifest(manifest_file)
+    root = dataset_root(manifest_file, manifest)
+    return [
+        root / safe_relative(e.get("path"), str(manifest_file))
+        for e in manifest["files"]
+        if e.get("split") in EXTRA_SPLITS
+    ]
+
+
 def link_data(manifest_path, data_dir: Path) -> dict[str, str]:
-    """Links to the manifest's shards and tokenizer in upstream's layout; returns DATA_PATH, TOKENIZER_PATH."""
+    """Links to the manifest's shards, extra files and tokenizer in upstream's layout; returns DATA_PATH, TOKENIZER_PATH.
+
+    The dataset folder is `fineweb10B_<variant>` (the manifest's `variant`, else sp<V>), the
+    tokenizer `fineweb_<V>_bpe[_<rest of the variant>].model`, as upstream names them."""
     manifest_file = Path(manifest_path).resolve()
     manifest = load_manifest(manifest_file)
     tok = manifest.get("tokenizer") or {}
@@ -65,13 +87,17 @@ def link_data(manifest_path, data_dir: Path) -> dict[str, str]:
     if not isinstance(vocab, int) or not isinstance(model_rel, str):
         raise DataError(f"{manifest_file}: no tokenizer model and vocab_size in the manifest")
     model = dataset_root(manifest_file, manifest) / safe_relative(model_rel, str(manifest_file))
-    shards_dir = data_dir / "datasets" / f"fineweb10B_sp{vocab}"
-    tokenizer = data_dir / "tokenizers" / f"fineweb_{vocab}_bpe.model"
+    variant = manifest.get("variant") or f"sp{vocab}"
+    rest = variant.removeprefix(f"sp{vocab}").lstrip("_")
+    shards_dir = data_dir / "datasets" / f"fineweb10B_{variant}"
+    tokenizer = data_dir / "tokenizers" / f"fineweb_{vocab}_bpe{'_' + rest if rest else ''}.model"
     shards_dir.mkdir(parents=True)
     tokenizer.parent.mkdir(parents=True)
     for split in ("val", "train"):
         for shard in shard_paths(manifest_file, split):
             (shards_dir / shard.name).symlink_to(shard.resolve())
+    for extra in extra_paths(manifest_file):
+        (shards_dir / extra.name).symlink_to(extra.resolve())
     tokenizer.symlink_to(model.resolve())
     return {"DATA_PATH": str(shards_dir.absolute()), "TOKENIZER_PATH": str(tokenizer.absolute())}
 
@@ -98,7 +124,9 @@ def _version(package: str) -> str | None:
 def run_script(script, manifest, settings: dict, seed: int, out_dir) -> dict:
     """Runs the script once for `seed` in `out_dir` (emptied first); returns what run.json holds.
 
-    `settings` is the byo block (env, nproc_per_node, launcher, artifact). Raises ByoError when
+    `settings` is the byo block (env, nproc_per_node, launcher, artifact, and optionally
+    attention_fallback: "sdpa" puts the SDPA stand-in for `flash_attn_interface` first on
+    PYTHONPATH and says so in the log's first line and run.json). Raises ByoError when
     the script exits non-zero or leaves no artifact; the log stays under its temporary name then.
     """
     script, out = Path(script), Path(out_dir)
@@ -110,15 +138,24 @@ def run_script(script, manifest, settings: dict, seed: int, out_dir) -> dict:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
+    files = code_files(script)
     shutil.copyfile(script, out / SCRIPT_NAME)
+    for sibling in files[1:]:  # files the script execs or imports, under their own names
+        shutil.copyfile(sibling, out / sibling.name)
+    fallback = settings.get("attention_fallback", "none")
     added = {k: env_value(v) for k, v in sorted(settings["env"].items())}
     added.update(link_data(manifest, out / "data"))
     added["SEED"] = str(seed)
+    if fallback == "sdpa":
+        added["PYTHONPATH"] = os.pathsep.join(p for p in (str(SDPA_DIR), os.environ.get("PYTHONPATH", "")) if p)
     cmd, shown = command(settings["launcher"], settings["nproc_per_node"])
     log_tmp, log_final = out / f"{LOG_NAME}.partial", out / LOG_NAME
     print(f"byo: seed {seed}: {' '.join(f'{k}={v}' for k, v in added.items())} {shown}", flush=True)
     started = time.perf_counter()
     with open(log_tmp, "w", encoding="utf-8") as log:
+        if fallback == "sdpa":
+            log.write(FALLBACK_LINE + "\n")
+            print(FALLBACK_LINE, flush=True)
         proc = subprocess.Popen(cmd, cwd=out, env={**os.environ, **added}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
         for line in proc.stdout:  # tee: the rule's log shows progress, train.log keeps the script's own output
             log.write(line)
@@ -137,6 +174,8 @@ def run_script(script, manifest, settings: dict, seed: int, out_dir) -> dict:
         "seed": seed,
         "script": str(script),
         "script_sha256": hashlib.sha256(script.read_bytes()).hexdigest(),
+        "code_files": [SCRIPT_NAME, *(p.name for p in files[1:])],
+        "attention_fallback": fallback,
         "command": shown,
         "env": added,
         "wallclock_s": round(wall, 3),

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import statistics
 from pathlib import Path
@@ -28,6 +29,7 @@ import jinja2
 
 from pgolf import record as pgrecord
 from pgolf.byo import CheckError
+from pgolf.byo_code import CodeSizeError, code_files, count_code
 from pgolf.logparse import parse_file, require_final
 from pgolf.size import SizeError, measure, over_limit_message
 from pgolf.rules import MAX_TRAIN_SECONDS, SIZE_LIMIT_BYTES, train_grace_ms, upstream_label_score_first
@@ -41,22 +43,62 @@ def _write_json(path, obj) -> None:
     os.replace(tmp, path)
 
 
+CODE_LINE = re.compile(r"^Code size(?: \((\w+)\))?: (\d+) bytes", re.M)
+
+
 def _logged_sizes(log_path, summary, size: dict) -> None:
-    """Sizes the log states must be the files' sizes (the record ships both)."""
-    for attr, what, actual in (
-        ("bytes_code", "Code size", size["code_bytes"]),
-        ("bytes_model", "Serialized model", size["model_bytes"]),
-        ("bytes_total", "Total submission size", size["total_bytes"]),
+    """Sizes the log states must be the files' sizes under the record's convention (the record ships both)."""
+    text = Path(log_path).read_text(encoding="utf-8", errors="replace")
+    plain = [int(n) for kind, n in CODE_LINE.findall(text) if kind != "compressed"]
+    main = size["main_script_bytes"]
+    if plain and plain[-1] != main and summary.bytes_code_compressed is not None:
+        raise CheckError(f"{log_path}: logs Code size (uncompressed) {plain[-1]} bytes but the script run is {main} bytes")
+    # A script counts only itself (its __file__): with sibling code files, the log's code and total
+    # lines are the main file's count; the cap is checked on all files (size["total_bytes"]).
+    main_code = size["main_code_bytes"]
+    for logged, what, actual in (
+        (summary.bytes_code_compressed if summary.bytes_code_compressed is not None else (plain[-1] if plain else None),
+         "Code size" + (" (compressed)" if summary.bytes_code_compressed is not None else ""), main_code),
+        (summary.bytes_model, "Serialized model", size["model_bytes"]),
+        (summary.bytes_total, "Total submission size", main_code + size["model_bytes"]),
     ):
-        logged = getattr(summary, attr)
         if logged is not None and logged != actual:
-            raise CheckError(f"{log_path}: logs {what} {logged} bytes but the files give {actual} bytes (script + artifact as written)")
+            raise CheckError(
+                f"{log_path}: logs {what} {logged} bytes but the files give {actual} bytes"
+                f" (code counted {size['code_size_convention']}: {size['code_size_how']})")
+
+
+def _run_code_files(log_path, script) -> list[Path]:
+    """The code files as the run used them: run.json's list, from the seed folder; else the script's own."""
+    run = Path(log_path).parent / "run.json"
+    if run.is_file():
+        names = json.loads(run.read_text(encoding="utf-8")).get("code_files")
+        if names and all((Path(log_path).parent / n).is_file() for n in names):
+            return [Path(log_path).parent / n for n in names]
+    return code_files(script)
+
+
+def measure_code(files: list[Path], artifact, limit: int, convention: str, logged_compressed) -> dict:
+    """pgolf.size's report with the code counted under the record's convention (pgolf.byo_code)."""
+    size = measure(files, Path(artifact), limit)
+    try:
+        code = count_code(files, convention, logged_compressed)
+        main = code if len(files) == 1 else count_code(files[:1], code["convention"], logged_compressed)
+    except CodeSizeError as error:
+        raise CheckError(str(error)) from None
+    total = code["bytes"] + size["model_bytes"]
+    size.update(
+        code_size_convention=code["convention"], code_size_how=code["how"], code_bytes=code["bytes"],
+        main_script_bytes=files[0].stat().st_size, main_code_bytes=main["bytes"], total_bytes=total, ok=total <= limit, headroom_bytes=limit - total,
+    )
+    return size
 
 
 def check_seed(log_path, artifact, script, limits: dict, warn=print) -> dict:
     """One seed's check.json; raises CheckError, SizeError or LogParseError on a broken rule."""
     summary = require_final(parse_file(log_path), log_path)
-    size = measure([Path(script)], Path(artifact), limits["size_limit_bytes"])
+    files = _run_code_files(log_path, script)
+    size = measure_code(files, artifact, limits["size_limit_bytes"], limits.get("code_size", "raw"), summary.bytes_code_compressed)
     if not size["ok"]:
         raise SizeError(f"{artifact}: {over_limit_message(size)}")
     _logged_sizes(log_path, summary, size)
@@ -124,7 +166,8 @@ def build_submission(record_cfg: dict, byo: dict, checks: dict[int, dict], runs:
     std = (lambda v: round(statistics.stdev(v), 8) if len(v) > 1 else None)
     mean_bpb = statistics.fmean(bpbs)
     first = checks[seeds[0]]
-    return {
+    fallback = runs[seeds[0]].get("attention_fallback", "none")
+    sub = {
         "name": byo["name"],
         "author": record_cfg["author"],
         "github_id": record_cfg["github_id"],
@@ -152,8 +195,14 @@ def build_submission(record_cfg: dict, byo: dict, checks: dict[int, dict], runs:
         "blurb": (
             f"{byo['name']}: val_bpb {mean_bpb:.4f} ({', '.join(labels)}, mean of {len(seeds)} seed"
             f"{'s' if len(seeds) > 1 else ''}), an existing train_gpt.py run unchanged by the pgolf pipeline."
+            f" Code counted {first['size']['code_size_convention']}: {first['size']['code_size_how']}."
         ),
     }
+    if fallback != "none":
+        # The run imported pgolf's SDPA stand-in for FlashAttention 3: not the record's kernels.
+        sub["attention_fallback"] = fallback
+        sub["blurb"] += " Attention ran on PyTorch SDPA (byo.attention_fallback), not FlashAttention 3: the numbers are not the record's kernels."
+    return sub
 
 
 def _under(check: dict, kind: str) -> bool:
@@ -203,5 +252,7 @@ def assemble(record_cfg: dict, byo: dict, checks: dict[int, str], runs: dict[int
     tmp = out_files["code"] + ".tmp"
     shutil.copyfile(script, tmp)
     os.replace(tmp, out_files["code"])
+    for sibling in code_files(script)[1:]:  # files the script execs or imports ship with it
+        shutil.copyfile(sibling, Path(out_files["code"]).parent / sibling.name)
     pgrecord._remove_stale_logs(Path(out_files["code"]).parent, set(out_files.values()))
     return sub

@@ -308,6 +308,9 @@ def _repo_path(value: Any, what: str, where: str) -> str:
     return pure.as_posix()
 
 
+CASEOPS_MARK = "caseops"  # e.g. sp8192_lossless_caps_caseops_v1_reserved
+
+
 def plan_files(upstream: Any, *, variant: str, remote_root: str, train_shards: int, where: str) -> tuple[list[Wanted], dict]:
     """The files to fetch for one variant, and its tokenizer entry, from the export's manifest.json."""
     name = f"fineweb10B_{variant}"
@@ -338,7 +341,9 @@ def plan_files(upstream: Any, *, variant: str, remote_root: str, train_shards: i
             wanted.append(Wanted(prefix + remote, "tokenizer" + PurePosixPath(remote).suffix, "tokenizer"))
     if not any(w.local == "tokenizer.model" for w in wanted):
         raise DataError(f"{where}: manifest.json: tokenizer {tokenizer.get('name')!r} has no .model file")
-    for split, count in (("val", files_val), ("train", train_shards)):
+    # A CaseOps export carries per-token byte sidecars next to its val shards (its BPB's bytes).
+    splits = (("val", files_val), *((("val_bytes", files_val),) if CASEOPS_MARK in variant else ()), ("train", train_shards))
+    for split, count in splits:
         names = [f"fineweb_{split}_{i:06d}.bin" for i in range(count)]
         wanted += [Wanted(f"{prefix}{dataset_dir}/{name}", name, split) for name in names]
     return wanted, tokenizer
@@ -421,6 +426,7 @@ def download_dataset(
     manifest = {
         "format": "pgolf-data/1",
         "source": {**source, "commit": commit},
+        **({"variant": variant} if CASEOPS_MARK in variant else {}),  # byo links the folder by this name
         "tokenizer": _tokenizer_block(out, tokenizer, where),
         "stats": split_totals(files),
         "files": files,

@@ -5,21 +5,76 @@
 # name): changing any of them adds a new results/byo/<byo_id>/ and keeps the old runs. Limits and
 # the record block only rerun the checks and the record.
 
+import shlex
+
 if BYO["script"]:
+    from pgolf.byo_code import code_files as byo_code_files
+    from pgolf.byo_preflight import check as byo_preflight_check, report as byo_preflight_report
+
+    BYO_DATA = BYO.get("data") or None
+    # What byo-run gets besides the run block: the attention fallback (the lead's BYO_RUN_BLOCK
+    # carries env, launcher, nproc_per_node, artifact).
+    BYO_RUN_SETTINGS = {**BYO_RUN_BLOCK, "attention_fallback": BYO.get("attention_fallback", "none")}
+    BYO_CHECK_LIMITS = {**BYO_LIMITS, "code_size": BYO.get("code_size", "raw")}
+    BYO_CODE_FILES = [str(p) for p in byo_code_files(BYO["script"])]
+
+    # Preflight: modules, programs and data the script needs, one line each, before any job.
+    _byo_vocab = BYO_DATA["vocab_size"] if BYO_DATA else None
+    _byo_text, _byo_ok = byo_preflight_report(byo_preflight_check(BYO, _byo_vocab))
+    if _byo_text:
+        print(_byo_text, file=sys.stderr)
+    if not _byo_ok:
+        sys.exit("config error: byo preflight failed (the FAIL lines above)")
+
+    if BYO_DATA:
+        BYO_DATA_CODE = ["src/pgolf/byo_data.py", "src/pgolf/data.py", "src/pgolf/tokenizer.py"]
+        BYO_DATA_ID = short_hash(
+            canon(BYO_DATA),
+            file_digest([config["data"]["docs"]["path"], BYO_DATA["prepare"], *([BYO_DATA["tokenizer_model"]] if BYO_DATA.get("tokenizer_model") else [])]),
+            file_digest(BYO_DATA_CODE),
+        )
+        BYO_MANIFEST = f"results/byo_data/{BYO_DATA_ID}/manifest.json"
+
+        rule byo_data:
+            message:
+                "Running {input.prepare} on {input.docs} (the record's own data preparation)"
+            input:
+                docs=config["data"]["docs"]["path"],
+                prepare=BYO_DATA["prepare"],
+                code=BYO_DATA_CODE,
+            output:
+                manifest=BYO_MANIFEST,
+            params:
+                hp=canon(BYO_DATA),
+                val_docs=BYO_DATA["val_docs"],
+                vocab=BYO_DATA["vocab_size"],
+                transform=BYO_DATA.get("transform", "lossless_caps_caseops_v1"),
+                tokenizer=f"--tokenizer-model {shlex.quote(BYO_DATA['tokenizer_model'])}" if BYO_DATA.get("tokenizer_model") else "",
+            log:
+                f"results/logs/byo_data/{BYO_DATA_ID}.log",
+            conda:
+                ENV
+            shell:
+                "python -m pgolf.byo_data --prepare {input.prepare:q} --docs {input.docs:q} --out-dir $(dirname {output.manifest})"
+                " --val-docs {params.val_docs} --vocab-size {params.vocab} --transform {params.transform} {params.tokenizer} > {log} 2>&1"
+
+    else:
+        BYO_MANIFEST = f"results/data/{DATA_ID}/manifest.json"
 
     rule byo_run:
         message:
             "Running {input.script} for seed {wildcards.seed} ({params.launcher}, {params.nproc} process(es))"
         input:
-            manifest=f"results/data/{DATA_ID}/manifest.json",
+            manifest=BYO_MANIFEST,
             script=BYO["script"],
-            code=BYO_CODE["run"],
+            siblings=BYO_CODE_FILES[1:],
+            code=BYO_CODE["run"] + ["src/pgolf/byo_code.py", "src/pgolf/byo_sdpa/flash_attn_interface.py"],
         output:
             log="results/byo/{byo_id}/seed{seed}/train.log",
             artifact=f"results/byo/{{byo_id}}/seed{{seed}}/{BYO['artifact']}",
             run="results/byo/{byo_id}/seed{seed}/run.json",
         params:
-            hp=canon(BYO_RUN_BLOCK),
+            hp=canon(BYO_RUN_SETTINGS),
             launcher=BYO["launcher"],
             nproc=BYO["nproc_per_node"],
         log:
@@ -44,11 +99,11 @@ if BYO["script"]:
             log="results/byo/{byo_id}/seed{seed}/train.log",
             artifact=f"results/byo/{{byo_id}}/seed{{seed}}/{BYO['artifact']}",
             script=BYO["script"],
-            code=BYO_CODE["check"],
+            code=BYO_CODE["check"] + ["src/pgolf/byo_code.py"],
         output:
             "results/byo/{byo_id}/seed{seed}/check.json",
         params:
-            limits=canon(BYO_LIMITS),
+            limits=canon(BYO_CHECK_LIMITS),
         log:
             "results/logs/byo_check/{byo_id}/seed{seed}.log",
         conda:
