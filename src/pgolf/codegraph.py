@@ -245,7 +245,8 @@ STAGE_ENTRIES = {
     "record": ("workflow/scripts/assemble_record.py", "workflow/templates/record_README.md.j2"),
     "verify": ("pgolf verify-record",),
     "sweep": ("workflow/scripts/sweep_table.py",),
-    "byo_run": ("pgolf byo-run",),
+    "byo_data": ("src/pgolf/byo_data.py",),
+    "byo_run": ("pgolf data-verify", "pgolf byo-run", "src/pgolf/byo_sdpa/flash_attn_interface.py"),
     "byo_check": ("pgolf byo-check",),
     "byo_record": ("workflow/scripts/assemble_byo_record.py", "workflow/templates/byo_README.md.j2"),
 }

@@ -1,39 +1,15 @@
 # Bring-your-own-script mode: an existing record's train_gpt.py, run unchanged once per seed
 # (it trains, exports and evaluates by itself), then checked and assembled into its own record.
 #   snakemake --cores all byo --configfile config/byo-pr1313.yaml
-# The run is keyed by byo_id = hash(data id, the script's bytes, env, launcher, processes, artifact
-# name): changing any of them adds a new results/byo/<byo_id>/ and keeps the old runs. Limits and
-# the record block only rerun the checks and the record.
+# The run is keyed by byo_id = hash(data id, the bytes of the script and its sibling code files, env,
+# launcher, processes, artifact name, attention fallback, the byo code): changing any of them adds a
+# new results/byo/<byo_id>/ and keeps the old runs. Limits and the record block only rerun the checks
+# and the record (byo_setup.smk).
 
 import shlex
 
 if BYO["script"]:
-    from pgolf.byo_code import code_files as byo_code_files
-    from pgolf.byo_preflight import check as byo_preflight_check, report as byo_preflight_report
-
-    BYO_DATA = BYO.get("data") or None
-    # What byo-run gets besides the run block: the attention fallback (the lead's BYO_RUN_BLOCK
-    # carries env, launcher, nproc_per_node, artifact).
-    BYO_RUN_SETTINGS = {**BYO_RUN_BLOCK, "attention_fallback": BYO.get("attention_fallback", "none")}
-    BYO_CHECK_LIMITS = {**BYO_LIMITS, "code_size": BYO.get("code_size", "raw")}
-    BYO_CODE_FILES = [str(p) for p in byo_code_files(BYO["script"])]
-
-    # Preflight: modules, programs and data the script needs, one line each, before any job.
-    _byo_vocab = BYO_DATA["vocab_size"] if BYO_DATA else None
-    _byo_text, _byo_ok = byo_preflight_report(byo_preflight_check(BYO, _byo_vocab))
-    if _byo_text:
-        print(_byo_text, file=sys.stderr)
-    if not _byo_ok:
-        sys.exit("config error: byo preflight failed (the FAIL lines above)")
-
     if BYO_DATA:
-        BYO_DATA_CODE = ["src/pgolf/byo_data.py", "src/pgolf/data.py", "src/pgolf/tokenizer.py"]
-        BYO_DATA_ID = short_hash(
-            canon(BYO_DATA),
-            file_digest([config["data"]["docs"]["path"], BYO_DATA["prepare"], *([BYO_DATA["tokenizer_model"]] if BYO_DATA.get("tokenizer_model") else [])]),
-            file_digest(BYO_DATA_CODE),
-        )
-        BYO_MANIFEST = f"results/byo_data/{BYO_DATA_ID}/manifest.json"
 
         rule byo_data:
             message:
@@ -41,7 +17,7 @@ if BYO["script"]:
             input:
                 docs=config["data"]["docs"]["path"],
                 prepare=BYO_DATA["prepare"],
-                code=BYO_DATA_CODE,
+                code=BYO_CODE["data"],
             output:
                 manifest=BYO_MANIFEST,
             params:
@@ -58,9 +34,6 @@ if BYO["script"]:
                 "python -m pgolf.byo_data --prepare {input.prepare:q} --docs {input.docs:q} --out-dir $(dirname {output.manifest})"
                 " --val-docs {params.val_docs} --vocab-size {params.vocab} --transform {params.transform} {params.tokenizer} > {log} 2>&1"
 
-    else:
-        BYO_MANIFEST = f"results/data/{DATA_ID}/manifest.json"
-
     rule byo_run:
         message:
             "Running {input.script} for seed {wildcards.seed} ({params.launcher}, {params.nproc} process(es))"
@@ -68,13 +41,13 @@ if BYO["script"]:
             manifest=BYO_MANIFEST,
             script=BYO["script"],
             siblings=BYO_CODE_FILES[1:],
-            code=BYO_CODE["run"] + ["src/pgolf/byo_code.py", "src/pgolf/byo_sdpa/flash_attn_interface.py"],
+            code=BYO_CODE["run"],
         output:
             log="results/byo/{byo_id}/seed{seed}/train.log",
             artifact=f"results/byo/{{byo_id}}/seed{{seed}}/{BYO['artifact']}",
             run="results/byo/{byo_id}/seed{seed}/run.json",
         params:
-            hp=canon(BYO_RUN_SETTINGS),
+            hp=canon(BYO_RUN_BLOCK),
             launcher=BYO["launcher"],
             nproc=BYO["nproc_per_node"],
         log:
@@ -99,11 +72,11 @@ if BYO["script"]:
             log="results/byo/{byo_id}/seed{seed}/train.log",
             artifact=f"results/byo/{{byo_id}}/seed{{seed}}/{BYO['artifact']}",
             script=BYO["script"],
-            code=BYO_CODE["check"] + ["src/pgolf/byo_code.py"],
+            code=BYO_CODE["check"],
         output:
             "results/byo/{byo_id}/seed{seed}/check.json",
         params:
-            limits=canon(BYO_CHECK_LIMITS),
+            limits=canon(BYO_LIMITS),
         log:
             "results/logs/byo_check/{byo_id}/seed{seed}.log",
         conda:
