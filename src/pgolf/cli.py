@@ -1,12 +1,14 @@
 """`pgolf`: the pipeline's command line. Snakemake rules call these; users can too.
 
-User errors (bad data, config, sizes, unreadable logs) print one line starting with "error:" and
-exit 2. `pgolf validate` exits 1 when a record folder has a problem (one line per problem).
+Exit codes (EXIT_CODES, also in `pgolf --help`): 0 ok; 1 the thing checked is bad (a record folder,
+a size over the limit, a failed preflight); 2 the user's input or environment is bad (config, data,
+paths, a full disk), printed as one line starting with "error:", never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 from pathlib import Path
@@ -15,16 +17,26 @@ from pathlib import Path
 from pgolf.byo import ByoError, CheckError
 from pgolf.config import ConfigError, check_config, load_configs
 from pgolf.data import DataError
+from pgolf.jobs import JobError
 from pgolf.logparse import LogParseError
 from pgolf.shards import ShardError
 from pgolf.bundle import BundleError
 from pgolf.rules import SIZE_LIMIT_BYTES
 from pgolf.size import SizeError
 from pgolf.verify import VerifyError
+from pgolf import __version__
 
 USER_ERRORS = (
-    ConfigError, DataError, ShardError, SizeError, LogParseError, ByoError, CheckError, BundleError, VerifyError, FileNotFoundError,
+    ConfigError, DataError, JobError, ShardError, SizeError, LogParseError, ByoError, CheckError, BundleError, VerifyError, FileNotFoundError,
 )
+
+
+EXIT_CODES = """exit codes:
+  0  ok
+  1  the thing checked is bad: a record folder (validate), a size over the limit (size),
+     a failed preflight (doctor)
+  2  your input or environment is bad: config, data, missing paths, a full disk, a job
+     already running; one line starting with "error:" that says what to do next"""
 
 
 def cmd_data_docs(args) -> None:
@@ -78,6 +90,29 @@ def cmd_data_verify(args) -> None:
 def cmd_check_config(args) -> None:
     check_config(load_configs(args.configs))
     print(f"config ok: {', '.join(args.configs)}")
+
+
+def cmd_job(args) -> int:
+    from pgolf.jobs import run_job
+
+    command = args.command_line[1:] if args.command_line[:1] == ["--"] else args.command_line
+    return run_job(command, label=args.label, pidfile=args.pidfile, log=args.log or args.log_append, append=bool(args.log_append),
+                   clean_dir=args.clean_dir, needed=_job_writes(args))
+
+
+def _job_writes(args) -> int | None:
+    """Bytes the job writes, for its disk-full line: a checkpoint for train, an artifact for byo."""
+    from pgolf import doctor
+
+    if args.writes == "train" and args.hparams and args.manifest:
+        with open(args.hparams, encoding="utf-8") as f:
+            model = json.load(f)["model"]
+        with open(args.manifest, encoding="utf-8") as f:
+            vocab = json.load(f)["tokenizer"]["vocab_size"]
+        return doctor.model_params(model, vocab) * doctor.CHECKPOINT_BYTES_PER_PARAM + doctor.LOG_BYTES_PER_SEED
+    if args.writes == "byo":
+        return SIZE_LIMIT_BYTES + doctor.LOG_BYTES_PER_SEED
+    return doctor.LOG_BYTES_PER_SEED if args.writes else None
 
 
 def cmd_bundle(args) -> None:
@@ -189,6 +224,10 @@ def cmd_byo_check(args) -> None:
 def cmd_validate(args) -> int:
     from pgolf.validate import format_report, validate_record
 
+    for path in args.records:
+        if not Path(path).is_dir():
+            what = "is a file, not a record folder" if Path(path).exists() else "no such record folder"
+            raise FileNotFoundError(f"{path}: {what}")
     reports = [validate_record(path) for path in args.records]
     if args.json:
         print(json.dumps([r.to_json() for r in reports], indent=2))
@@ -214,16 +253,18 @@ def cmd_doctor(args) -> int:
     except ValueError as e:
         raise ConfigError(str(e)) from None
     checks = doctor.preflight(config, machine_gpus=gpus, gpu_source=source, results=args.results, cluster=args.cluster)
+    checks.append(doctor.lock_check(Path("."), Path(args.results)))
     print(doctor.format_table(checks, f"pgolf doctor ({', '.join(configs)})"))
-    failed = doctor.first_failure(checks)
-    if failed:
-        print(f"preflight: {failed.message}")
-        return 1
-    return 0
+    failed = doctor.failures(checks)
+    for check in failed:
+        print(f"preflight: {check.message}")
+    return 1 if failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="pgolf", description="Parameter Golf record pipeline tools.")
+    ap = argparse.ArgumentParser(prog="pgolf", description="Parameter Golf record pipeline tools.", epilog=EXIT_CODES,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--version", action="version", version=f"pgolf {__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("data-docs", help="docs JSONL -> tokenizer -> shards -> manifest.json")
@@ -270,6 +311,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-config", help="validate config files (later ones overlay earlier ones)")
     p.add_argument("configs", nargs="+")
     p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("job", help="run a long job's command so that it dies with the workflow; one run per pid file")
+    p.add_argument("--label", required=True, help="the job in messages, e.g. 'train seed 42'")
+    p.add_argument("--pidfile", required=True, help="one per job: a second start while the first one's processes live is refused")
+    log = p.add_mutually_exclusive_group()
+    log.add_argument("--log", help="write the command's output here too (stdout gets it as well)")
+    log.add_argument("--log-append", help="as --log, appending to what the file holds")
+    p.add_argument("--clean-dir", help="the job's output folder: temporary files of dead writers are removed there")
+    p.add_argument("--writes", choices=("train", "eval", "byo"), help="estimate what the job writes, for the disk-full line")
+    p.add_argument("--hparams", help="the train block (JSON), with --writes train")
+    p.add_argument("--manifest", help="the data manifest (vocab size), with --writes train")
+    p.add_argument("command_line", nargs=argparse.REMAINDER, metavar="-- COMMAND ...")
+    p.set_defaults(func=cmd_job)
 
     p = sub.add_parser("bundle", help="generate the record's single train_gpt.py")
     p.add_argument("--config", required=True, help="JSON with the train, export and eval blocks")
@@ -333,6 +387,17 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _expected_writes(args) -> int | None:
+    """Bytes a data command writes, for the disk-full line (None where the command gives no estimate)."""
+    from pgolf import doctor
+
+    if args.command == "data-hub":
+        return doctor.hub_download_bytes(args.train_shards)
+    if args.command == "data-docs":
+        return doctor.docs_data_bytes(args.docs)
+    return None
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -340,6 +405,16 @@ def main(argv=None) -> int:
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 2
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        from pgolf.jobs import disk_full_line
+
+        print(f"error: {disk_full_line(e.filename or '.', needed=_expected_writes(args))}", file=sys.stderr, flush=True)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr, flush=True)
+        return 130
     return rc or 0
 
 
