@@ -44,6 +44,11 @@ MARKER = "PGOLF_JOB"
 TEMP_PATTERNS = (re.compile(r".+\.tmp(\d+)$"), re.compile(r"^\..+\.(\d+)\.tmp$"))
 DISK_FULL_MARKS = ("No space left on device", "[Errno 28]")
 TRACEBACK_START = "Traceback (most recent call last)"
+# One-line errors of the record code that users hit after a fault, and what to run next.
+RECOVERY_HINTS = (
+    (re.compile(r"error: (\S+?): (?:sha256 \S+ does not match the exported artifact's|corrupt artifact)"),
+     "remove {0} and rerun snakemake: the export stage rebuilds it from the trained checkpoint (nothing retrains)"),
+)
 
 
 class JobError(ValueError):
@@ -203,6 +208,16 @@ def disk_full_line(path, needed: int | None = None) -> str:
     )
 
 
+def recovery_hints(lines: list[str]) -> list[str]:
+    """What to run next, for the known one-line errors among lines (each hint once)."""
+    hints = []
+    for line in lines:
+        for pattern, hint in RECOVERY_HINTS:
+            if (m := pattern.search(line)) and (text := hint.format(*m.groups())) not in hints:
+                hints.append(text)
+    return hints
+
+
 # ---- the guard
 
 
@@ -270,6 +285,7 @@ class Guard:
         self.stop_reason: str | None = None
         self.held: list[str] = []  # a traceback and what follows, shown at the end unless one line replaces it
         self.disk_full = False
+        self.seen: list[str] = []  # the command's one-line errors
 
     def run(self) -> int:
         _prctl(PR_SET_CHILD_SUBREAPER, 1)
@@ -326,6 +342,8 @@ class Guard:
             line = raw.decode("utf-8", errors="replace")
             if any(mark in line for mark in DISK_FULL_MARKS):
                 self.disk_full = True
+            if line.startswith("error: "):
+                self.seen.append(line)
             if TRACEBACK_START in line or self.held:
                 self.held.append(line)
             else:
@@ -357,6 +375,9 @@ class Guard:
             return 2
         for line in held:
             self._emit(line)
+        if rc != 0:
+            for hint in recovery_hints(self.seen):
+                self._emit(f"hint: {hint}\n")
         return code
 
     def _on_signal(self, signum, frame) -> None:
