@@ -385,9 +385,11 @@ def test_kill_9_of_snakemake_leaves_no_worker_and_the_rerun_completes(tiny_run):
     finally:
         proc.kill()  # SIGKILL to snakemake alone: its job shell and `pgolf job` live on
         proc.wait()
-    wait_for(lambda: not worker_pids(workdir), 8, "the training workers to stop")
-    assert not list(log.parent.glob("seed11.log.pid"))
-    assert subprocess.run(cmd + ["--unlock"], cwd=workdir, env=env, capture_output=True).returncode == 0
+    try:
+        wait_for(lambda: not worker_pids(workdir), 8, "the training workers to stop")
+        wait_for(lambda: not list(log.parent.glob("seed11.log.pid")), 5, "the job to remove its pid file")
+    finally:
+        assert subprocess.run(cmd + ["--unlock"], cwd=workdir, env=env, capture_output=True).returncode == 0
     train_json = f"results/train/{log.parent.name}/seed11/train.json"
     rerun = snakemake(workdir, train_json, configs=(".test/config.yaml", long))
     assert rerun.returncode == 0, rerun.stderr[-3000:]

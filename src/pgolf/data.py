@@ -150,7 +150,7 @@ def verify_dataset(manifest_path: StrPath, *, hashes: bool = False) -> dict[str,
             tokens = _verify_entry(manifest_file, root, entry, hashes, vocab_size)
         except (DataError, ShardError) as error:
             path = root / str(entry.get("path")) if isinstance(entry, dict) else manifest_file
-            raise DataError(f"{error}; {repair_hint(manifest_file, manifest, path, entry)}") from None
+            raise type(error)(f"{error}; {repair_hint(manifest_file, manifest, path, entry)}") from None
         if entry.get("split") in totals:
             totals[entry["split"]] += tokens
     stats = manifest.get("stats", {})
