@@ -391,7 +391,7 @@ def test_kill_9_of_snakemake_leaves_no_worker_and_the_rerun_completes(tiny_run):
     finally:
         assert subprocess.run(cmd + ["--unlock"], cwd=workdir, env=env, capture_output=True).returncode == 0
     train_json = f"results/train/{log.parent.name}/seed11/train.json"
-    rerun = snakemake(workdir, train_json, configs=(".test/config.yaml", long))
+    rerun = snakemake(workdir, train_json, "--configfile", ".test/config.yaml", long, configs=())
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert (workdir / train_json).is_file() and not list((workdir / train_json).parent.glob("*.tmp*"))
 
