@@ -423,3 +423,30 @@ def test_restored_or_rebuilt_shard_reruns_nothing(tiny_run):
     finally:
         shard.write_bytes(original)
     assert {p: p.stat().st_mtime_ns for p in models} == models
+
+
+def test_tampered_artifact_fails_the_eval_with_a_hint_that_works(tiny_run):
+    workdir, _ = tiny_run
+    artifact = next(workdir.glob("results/export/*/seed42/final_model.ptz"))
+    roundtrip = next(workdir.glob("results/eval/*/seed42/roundtrip.json"))
+    models = {p: p.stat().st_mtime_ns for p in workdir.glob("results/train/*/seed*/model.pt")}
+    original = artifact.read_bytes()
+    try:
+        artifact.write_bytes(original + b"\0")
+        failed = snakemake(workdir, "--force", str(roundtrip.relative_to(workdir)))
+        assert failed.returncode != 0
+        out = failed.stdout + failed.stderr
+        rel = artifact.relative_to(workdir)
+        assert f"error: {rel}: sha256 " in out and "Traceback" not in out
+        hint = f"hint: remove {rel} and rerun snakemake: the export stage rebuilds it from the trained checkpoint (nothing retrains)"
+        assert hint in out
+        artifact.unlink()  # what the hint says
+        plan = planned_jobs(snakemake(workdir, "-n", str(roundtrip.relative_to(workdir))))
+        assert "train" not in plan and plan.get("export") == 1
+        rerun = snakemake(workdir, "--cores", "2", str(roundtrip.relative_to(workdir)))
+        assert rerun.returncode == 0, rerun.stderr[-3000:]
+        assert artifact.read_bytes() == original  # export is deterministic: the same bytes come back
+    finally:
+        if not artifact.exists() or artifact.read_bytes() != original:
+            artifact.write_bytes(original)
+    assert {p: p.stat().st_mtime_ns for p in models} == models
