@@ -44,6 +44,8 @@ MARKER = "PGOLF_JOB"
 TEMP_PATTERNS = (re.compile(r".+\.tmp(\d+)$"), re.compile(r"^\..+\.(\d+)\.tmp$"))
 DISK_FULL_MARKS = ("No space left on device", "[Errno 28]")
 TRACEBACK_START = "Traceback (most recent call last)"
+# torchrun's own log line about a failed worker ("E1207 01:58:38.207000 8670 .../elastic/...] failed (exitcode: 2) ...").
+LAUNCHER_FAILED = re.compile(r"^[EW]\d{4} .*torch/distributed/elastic/.*failed \(exitcode")
 # One-line errors of the record code that users hit after a fault, and what to run next.
 RECOVERY_HINTS = (
     (re.compile(r"error: (\S+?): (?:sha256 \S+ does not match the exported artifact's|corrupt artifact)"),
@@ -208,6 +210,15 @@ def disk_full_line(path, needed: int | None = None) -> str:
     )
 
 
+def launcher_report_only(lines: list[str]) -> bool:
+    """The held lines are just torchrun's traceback reporting that a worker failed (ChildFailedError).
+
+    After a worker's own one-line error it says nothing new, so it is left out; any other traceback stays.
+    """
+    text = "".join(lines)
+    return text.count(TRACEBACK_START) == 1 and "ChildFailedError" in text
+
+
 def recovery_hints(lines: list[str]) -> list[str]:
     """What to run next, for the known one-line errors among lines (each hint once)."""
     hints = []
@@ -344,7 +355,7 @@ class Guard:
                 self.disk_full = True
             if line.startswith("error: "):
                 self.seen.append(line)
-            if TRACEBACK_START in line or self.held:
+            if TRACEBACK_START in line or LAUNCHER_FAILED.search(line) or self.held:
                 self.held.append(line)
             else:
                 self._emit(line)
@@ -373,8 +384,9 @@ class Guard:
             where = self.clean_dir or (self.log_path.parent if self.log_path else Path("."))
             self._emit(f"error: {self.label}: {disk_full_line(where, self.needed)}\n")
             return 2
-        for line in held:
-            self._emit(line)
+        if not (self.seen and launcher_report_only(held)):
+            for line in held:
+                self._emit(line)
         if rc != 0:
             for hint in recovery_hints(self.seen):
                 self._emit(f"hint: {hint}\n")
