@@ -93,26 +93,12 @@ def cmd_check_config(args) -> None:
 
 
 def cmd_job(args) -> int:
-    from pgolf.jobs import run_job
+    from pgolf.jobs import expected_job_writes, run_job
 
     command = args.command_line[1:] if args.command_line[:1] == ["--"] else args.command_line
+    needed = expected_job_writes(args.writes, args.hparams, args.manifest) if args.writes else None
     return run_job(command, label=args.label, pidfile=args.pidfile, log=args.log or args.log_append, append=bool(args.log_append),
-                   clean_dir=args.clean_dir, needed=_job_writes(args))
-
-
-def _job_writes(args) -> int | None:
-    """Bytes the job writes, for its disk-full line: a checkpoint for train, an artifact for byo."""
-    from pgolf import doctor
-
-    if args.writes == "train" and args.hparams and args.manifest:
-        with open(args.hparams, encoding="utf-8") as f:
-            model = json.load(f)["model"]
-        with open(args.manifest, encoding="utf-8") as f:
-            vocab = json.load(f)["tokenizer"]["vocab_size"]
-        return doctor.model_params(model, vocab) * doctor.CHECKPOINT_BYTES_PER_PARAM + doctor.LOG_BYTES_PER_SEED
-    if args.writes == "byo":
-        return SIZE_LIMIT_BYTES + doctor.LOG_BYTES_PER_SEED
-    return doctor.LOG_BYTES_PER_SEED if args.writes else None
+                   clean_dir=args.clean_dir, needed=needed)
 
 
 def cmd_bundle(args) -> None:

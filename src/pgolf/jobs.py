@@ -229,6 +229,20 @@ def recovery_hints(lines: list[str]) -> list[str]:
     return hints
 
 
+def expected_job_writes(kind: str, hparams=None, manifest=None) -> int:
+    """About what a job writes, for its disk-full line: a checkpoint (train), an artifact (byo), logs."""
+    from pgolf import doctor
+    from pgolf.rules import SIZE_LIMIT_BYTES
+
+    if kind == "train" and hparams and manifest:
+        model = json.loads(Path(hparams).read_text(encoding="utf-8"))["model"]
+        vocab = json.loads(Path(manifest).read_text(encoding="utf-8"))["tokenizer"]["vocab_size"]
+        return doctor.model_params(model, vocab) * doctor.CHECKPOINT_BYTES_PER_PARAM + doctor.LOG_BYTES_PER_SEED
+    if kind == "byo":
+        return SIZE_LIMIT_BYTES + doctor.LOG_BYTES_PER_SEED
+    return doctor.LOG_BYTES_PER_SEED
+
+
 # ---- the guard
 
 
