@@ -358,23 +358,26 @@ def overlay(workdir: Path, name: str, content: dict) -> str:
 
 
 def worker_pids(workdir: Path) -> list[int]:
-    """Live processes of a job (torchrun, its workers) started in this workflow copy."""
+    """Live processes running the record code (torchrun, its workers) in this workflow copy; not `pgolf job`."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                environ = (entry / "environ").read_bytes()
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
                 cwd = os.readlink(entry / "cwd")
             except OSError:
                 continue
-            if b"PGOLF_JOB=" in environ and cwd == str(workdir) and jobs.alive(int(entry.name)):
+            if any(a.endswith(b"pgolf") for a in argv[:2]):
+                continue
+            if any(b"workflow/record/" in a for a in argv) and cwd == str(workdir) and jobs.alive(int(entry.name)):
                 found.append(int(entry.name))
     return found
 
 
 def test_kill_9_of_snakemake_leaves_no_worker_and_the_rerun_completes(tiny_run):
     workdir, _ = tiny_run
-    long = overlay(workdir, "faults_long", {"train": {"iterations": 100000, "max_wallclock_seconds": 8}, "seeds": [11]})
+    # Capped at 30 s, so that the rerun ends; a worker left running would go on for most of that.
+    long = overlay(workdir, "faults_long", {"train": {"iterations": 100000, "max_wallclock_seconds": 30}, "seeds": [11]})
     cmd = ["snakemake", "--workflow-profile", "profiles/ci-cpu", "--configfile", ".test/config.yaml", long]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SNAKEMAKE")}
     proc = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
@@ -386,7 +389,7 @@ def test_kill_9_of_snakemake_leaves_no_worker_and_the_rerun_completes(tiny_run):
         proc.kill()  # SIGKILL to snakemake alone: its job shell and `pgolf job` live on
         proc.wait()
     try:
-        wait_for(lambda: not worker_pids(workdir), 8, "the training workers to stop")
+        wait_for(lambda: not worker_pids(workdir), 6, "the training workers to stop")
         wait_for(lambda: not list(log.parent.glob("seed11.log.pid")), 5, "the job to remove its pid file")
     finally:
         assert subprocess.run(cmd + ["--unlock"], cwd=workdir, env=env, capture_output=True).returncode == 0
