@@ -1,12 +1,14 @@
 """`pgolf`: the pipeline's command line. Snakemake rules call these; users can too.
 
-User errors (bad data, config, sizes, unreadable logs) print one line starting with "error:" and
-exit 2. `pgolf validate` exits 1 when a record folder has a problem (one line per problem).
+Exit codes (EXIT_CODES, also in `pgolf --help`): 0 ok; 1 the thing checked is bad (a record folder,
+a size over the limit, a failed preflight); 2 the user's input or environment is bad (config, data,
+paths, a full disk), printed as one line starting with "error:", never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 from pathlib import Path
@@ -14,9 +16,18 @@ from pathlib import Path
 
 # Each command imports its modules inside its handler: `pgolf --help` starts fast, and a command's
 # code closure (pgolf.codegraph, which keys the stages that run it) is its own handler's imports.
+from pgolf import __version__
 from pgolf.errors import UserError
 
 USER_ERRORS = (UserError, FileNotFoundError)
+
+
+EXIT_CODES = """exit codes:
+  0  ok
+  1  the thing checked is bad: a record folder (validate), a size over the limit (size),
+     a failed preflight (doctor)
+  2  your input or environment is bad: config, data, missing paths, a full disk, a job
+     already running; one line starting with "error:" that says what to do next"""
 
 
 def cmd_data_docs(args) -> None:
@@ -73,6 +84,15 @@ def cmd_check_config(args) -> None:
 
     check_config(load_configs(args.configs))
     print(f"config ok: {', '.join(args.configs)}")
+
+
+def cmd_job(args) -> int:
+    from pgolf.jobs import expected_job_writes, run_job
+
+    command = args.command_line[1:] if args.command_line[:1] == ["--"] else args.command_line
+    needed = expected_job_writes(args.writes, args.hparams, args.manifest) if args.writes else None
+    return run_job(command, label=args.label, pidfile=args.pidfile, log=args.log or args.log_append, append=bool(args.log_append),
+                   clean_dir=args.clean_dir, needed=needed)
 
 
 def cmd_bundle(args) -> None:
@@ -187,6 +207,10 @@ def cmd_byo_check(args) -> None:
 def cmd_validate(args) -> int:
     from pgolf.validate import format_report, validate_record
 
+    for path in args.records:
+        if not Path(path).is_dir():
+            what = "is a file, not a record folder" if Path(path).exists() else "no such record folder"
+            raise FileNotFoundError(f"{path}: {what}")
     reports = [validate_record(path) for path in args.records]
     if args.json:
         print(json.dumps([r.to_json() for r in reports], indent=2))
@@ -213,16 +237,18 @@ def cmd_doctor(args) -> int:
     except ValueError as e:
         raise ConfigError(str(e)) from None
     checks = doctor.preflight(config, machine_gpus=gpus, gpu_source=source, results=args.results, cluster=args.cluster)
+    checks.append(doctor.lock_check(Path("."), Path(args.results)))
     print(doctor.format_table(checks, f"pgolf doctor ({', '.join(configs)})"))
-    failed = doctor.first_failure(checks)
-    if failed:
-        print(f"preflight: {failed.message}")
-        return 1
-    return 0
+    failed = doctor.failures(checks)
+    for check in failed:
+        print(f"preflight: {check.message}")
+    return 1 if failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="pgolf", description="Parameter Golf record pipeline tools.")
+    ap = argparse.ArgumentParser(prog="pgolf", description="Parameter Golf record pipeline tools.", epilog=EXIT_CODES,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--version", action="version", version=f"pgolf {__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("data-docs", help="docs JSONL -> tokenizer -> shards -> manifest.json")
@@ -269,6 +295,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-config", help="validate config files (later ones overlay earlier ones)")
     p.add_argument("configs", nargs="+")
     p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("job", help="run a long job's command so that it dies with the workflow; one run per pid file")
+    p.add_argument("--label", required=True, help="the job in messages, e.g. 'train seed 42'")
+    p.add_argument("--pidfile", required=True, help="one per job: a second start while the first one's processes live is refused")
+    log = p.add_mutually_exclusive_group()
+    log.add_argument("--log", help="write the command's output here too (stdout gets it as well)")
+    log.add_argument("--log-append", help="as --log, appending to what the file holds")
+    p.add_argument("--clean-dir", help="the job's output folder: temporary files of dead writers are removed there")
+    p.add_argument("--writes", choices=("train", "eval", "byo"), help="estimate what the job writes, for the disk-full line")
+    p.add_argument("--hparams", help="the train block (JSON), with --writes train")
+    p.add_argument("--manifest", help="the data manifest (vocab size), with --writes train")
+    p.add_argument("command_line", nargs=argparse.REMAINDER, metavar="-- COMMAND ...")
+    p.set_defaults(func=cmd_job)
 
     p = sub.add_parser("bundle", help="generate the record's single train_gpt.py")
     p.add_argument("--config", required=True, help="JSON with the train, export and eval blocks")
@@ -332,6 +371,17 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _expected_writes(args) -> int | None:
+    """Bytes a data command writes, for the disk-full line (None where the command gives no estimate)."""
+    from pgolf import doctor
+
+    if args.command == "data-hub":
+        return doctor.hub_download_bytes(args.train_shards)
+    if args.command == "data-docs":
+        return doctor.docs_data_bytes(args.docs)
+    return None
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -339,6 +389,16 @@ def main(argv=None) -> int:
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 2
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        from pgolf.jobs import disk_full_line
+
+        print(f"error: {disk_full_line(e.filename or '.', needed=_expected_writes(args))}", file=sys.stderr, flush=True)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr, flush=True)
+        return 130
     return rc or 0
 
 

@@ -119,6 +119,8 @@ def library_closure(modules, root: Path = REPO) -> list[str]:
         if name in seen:
             continue
         path = src / f"{name}.py"
+        if not path.is_file() and (src / "__init__.py").is_file() and name.startswith("__"):
+            name, path = "__init__", src / "__init__.py"  # `from pgolf import __version__`: the package itself
         if not path.is_file():
             raise CodeGraphError(f"{SRC}/{name}.py: no such module")
         seen.append(name)
@@ -235,18 +237,18 @@ STAGE_ENTRIES = {
     "data_docs": ("pgolf data-docs",),
     "data_hub": ("pgolf data-hub",),
     "data_local": ("pgolf data-local",),
-    "train": ("pgolf data-verify", "workflow/record/train.py"),
+    "train": ("pgolf data-verify", "pgolf job", "workflow/record/train.py"),
     "export": ("workflow/record/quantize.py",),
     "size": ("pgolf size-gate",),
-    "eval": ("workflow/record/evaluate.py",),
-    "slot": ("workflow/record/slot.py",),
-    "ttt": ("workflow/record/ttt.py",),
+    "eval": ("pgolf job", "workflow/record/evaluate.py"),
+    "slot": ("pgolf job", "workflow/record/slot.py"),
+    "ttt": ("pgolf job", "workflow/record/ttt.py"),
     "bundle": ("pgolf bundle", "record:*"),
     "record": ("workflow/scripts/assemble_record.py", "workflow/templates/record_README.md.j2"),
     "verify": ("pgolf verify-record",),
     "sweep": ("workflow/scripts/sweep_table.py",),
     "byo_data": ("src/pgolf/byo_data.py",),
-    "byo_run": ("pgolf data-verify", "pgolf byo-run", "src/pgolf/byo_sdpa/flash_attn_interface.py"),
+    "byo_run": ("pgolf data-verify", "pgolf job", "pgolf byo-run", "src/pgolf/byo_sdpa/flash_attn_interface.py"),
     "byo_check": ("pgolf byo-check",),
     "byo_record": ("workflow/scripts/assemble_byo_record.py", "workflow/templates/byo_README.md.j2"),
 }

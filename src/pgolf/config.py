@@ -57,12 +57,42 @@ def merge_overlay(base: dict, over: dict) -> None:
             base[k] = v
 
 
+def _yaml_problem(path, error: yaml.YAMLError) -> str:
+    """'file:line:column: what the parser expected' from a YAML error (lines and columns from 1)."""
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+    what = getattr(error, "problem", None) or str(error).splitlines()[0]
+    context, start = getattr(error, "context", None), getattr(error, "context_mark", None)
+    if context and start and start is not mark:
+        context += f" that starts at line {start.line + 1}, column {start.column + 1}"
+    return f"{where}: malformed YAML: {what}" + (f" ({context})" if context else "")
+
+
+def load_config_file(path) -> dict:
+    """One config file as a mapping; a missing, malformed, empty or non-mapping file is one ConfigError line."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a config file") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(_yaml_problem(path, e)) from None
+    if data is None:
+        raise ConfigError(f"{path}: empty config file (snakemake refuses it too): give it keys, or leave it out")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys at the top level, got a YAML {type(data).__name__}")
+    return data
+
+
 def load_configs(paths) -> dict:
     """Config files merged in order, as `snakemake --configfile a b` would."""
     merged: dict = {}
     for path in paths:
-        with open(path, encoding="utf-8") as f:
-            merge_overlay(merged, yaml.safe_load(f) or {})
+        merge_overlay(merged, load_config_file(path))
     return merged
 
 

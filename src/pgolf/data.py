@@ -15,11 +15,14 @@ user's own files instead of copying them). A path may never leave its root.
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pgolf.shards import StrPath, read_header, sha256_file, write_atomic
+import numpy as np
+
 from pgolf.errors import UserError
+from pgolf.shards import HEADER_BYTES, ShardError, StrPath, read_header, sha256_file, write_atomic
 
 MANIFEST_FORMAT = "pgolf-data/1"
 MANIFEST_NAME = "manifest.json"
@@ -84,7 +87,37 @@ def safe_relative(relative: Any, where: str) -> PurePosixPath:
     return pure
 
 
-def _verify_entry(manifest_path: Path, root: Path, entry: Any, hashes: bool) -> int:
+def check_token_ids(path: Path, num_tokens: int, vocab_size: int) -> None:
+    """Every token id of the shard below vocab_size (one vectorized max; the first bad id named by byte offset)."""
+    tokens = np.memmap(path, dtype="<u2", mode="r", offset=HEADER_BYTES, shape=(num_tokens,)) if num_tokens else np.empty(0, "<u2")
+    if tokens.size and int(tokens.max()) >= vocab_size:
+        index = int(np.flatnonzero(tokens >= vocab_size)[0])
+        raise DataError(
+            f"{path}: token id {int(tokens[index])} at byte offset {HEADER_BYTES + 2 * index} (token {index})"
+            f" is not below the tokenizer's vocab_size {vocab_size}"
+        )
+
+
+def repair_hint(manifest_path: Path, manifest: dict[str, Any], path: Path, entry: Any) -> str:
+    """What rebuilds or refetches a damaged file, byte-identical to what the manifest records."""
+    source = manifest.get("source") if isinstance(manifest.get("source"), dict) else {}
+    kind = source.get("kind")
+    sha = entry.get("sha256") if isinstance(entry, dict) else None
+    if kind == "hub":
+        variant = str(source.get("dataset", "")).removeprefix("fineweb10B_") or "sp1024"
+        command = shlex.join([
+            "pgolf", "data-hub", "--out-dir", str(manifest_path.parent), "--repo-id", str(source.get("repo_id")),
+            "--revision", str(source.get("revision")), "--remote-root", str(source.get("remote_root")),
+            "--variant", variant, "--train-shards", str(source.get("train_shards")), "--hashes",
+        ])
+        return f"repair: `{command}` refetches just the damaged files, byte-identical; nothing downstream reruns"
+    if kind == "docs":
+        command = shlex.join(["snakemake", "--cores", "all", "--force", str(manifest_path)])
+        return f"repair: `{command}` rebuilds the data byte-identical (only that job); nothing downstream reruns"
+    return f"repair: restore {path} from your copy (its sha256 must be {sha}), or rerun the data stage"
+
+
+def _verify_entry(manifest_path: Path, root: Path, entry: Any, hashes: bool, vocab_size: Any = None) -> int:
     """Check one listed file against its record; return its token count (0 for non-shards)."""
     if not isinstance(entry, dict):
         raise DataError(f"{manifest_path}: file entry {entry!r} is not an object")
@@ -99,6 +132,8 @@ def _verify_entry(manifest_path: Path, root: Path, entry: Any, hashes: bool) -> 
         num_tokens = read_header(path)
         if num_tokens != entry.get("num_tokens"):
             raise DataError(f"{path}: header says {num_tokens} tokens, manifest says {entry.get('num_tokens')}")
+        if isinstance(vocab_size, int):
+            check_token_ids(path, num_tokens, vocab_size)
     if hashes and (digest := sha256_file(path)) != entry.get("sha256"):
         raise DataError(f"{path}: sha256 {digest} on disk, manifest says {entry.get('sha256')}")
     return num_tokens
@@ -110,8 +145,13 @@ def verify_dataset(manifest_path: StrPath, *, hashes: bool = False) -> dict[str,
     manifest = load_manifest(manifest_file)
     root = dataset_root(manifest_file, manifest)
     totals = {split: 0 for split in SPLITS}
+    vocab_size = (manifest.get("tokenizer") or {}).get("vocab_size")
     for entry in manifest["files"]:
-        tokens = _verify_entry(manifest_file, root, entry, hashes)
+        try:
+            tokens = _verify_entry(manifest_file, root, entry, hashes, vocab_size)
+        except (DataError, ShardError) as error:
+            path = root / str(entry.get("path")) if isinstance(entry, dict) else manifest_file
+            raise type(error)(f"{error}; {repair_hint(manifest_file, manifest, path, entry)}") from None
         if entry.get("split") in totals:
             totals[entry["split"]] += tokens
     stats = manifest.get("stats", {})

@@ -1,20 +1,24 @@
 """Preflight: can this machine run the configured workflow? Checked before the first job, and by `pgolf doctor`.
 
-Each check is one row of a table (what will run where, and whether it can); the first failed
-row becomes the one line the run stops with. The checks are cheap on purpose (no torch import,
+Each check is one row of a table (what will run where, and whether it can); every failed row
+becomes one line of what the run stops with (all of them at once, each with its fix). The checks are cheap on purpose (no torch import,
 one short HTTP request at most), because the workflow runs them every time it starts:
 
   gpus      every stage's processes against the GPUs visible here (CUDA_VISIBLE_DEVICES respected)
-  disk      free space under results/ (and the hub cache) against the data stage's download
+  disk      free space under results/ (and the hub cache) against what the planned jobs write: the
+            data, every seed's checkpoint, artifact and logs (an estimate from the config)
   hub       the Hugging Face hub answers, when data.source is hub and the data is not there yet
   attention FlashAttention importable when training runs on GPUs (SDPA is the fallback: a warning)
   results   results/ on a filesystem the compute nodes share, when a cluster executor runs the jobs
+  lock      (pgolf doctor only) a lock or running jobs left by a killed snakemake, and what to run
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import re
 import shutil
 import subprocess
 import urllib.error
@@ -26,8 +30,15 @@ from pathlib import Path
 # plus its 1,024-byte header; the one val shard (50,000 documents) about 124 MB.
 HUB_TRAIN_SHARD_BYTES = 200_001_024
 HUB_VAL_BYTES = 124_100_000
-# Kept free beyond the download: checkpoints, artifacts and logs of a run are a few hundred MB.
-DISK_MARGIN_BYTES = 2_000_000_000
+# What the other stages write, per seed, estimated from the config (see run_writes). Measured on the
+# tiny overlay (.test/config.yaml, 279,178 parameters; 2026-12-07, CPU): model.pt 1,125,202 bytes
+# (float32), the int6+lzma artifact 0.92 bytes per parameter, all logs and JSON of a seed ~60 kB.
+CHECKPOINT_BYTES_PER_PARAM = 4
+ARTIFACT_BYTES_PER_PARAM = 1
+LOG_BYTES_PER_SEED = 5_000_000
+# A compressed docs corpus (.xz, .gz) becomes about 2.7x its size in shards (the embedded corpus:
+# 2,615,792 bytes of .jsonl.xz, 7.1 MB of shards and tokenizer); plain JSONL about its own size.
+COMPRESSED_DOCS_TO_SHARDS = 3
 HUB_TIMEOUT_S = 5.0
 SHARED_FILESYSTEMS = {
     "nfs", "nfs4", "lustre", "gpfs", "beegfs", "cifs", "smb3", "smbfs", "ceph", "cephfs", "glusterfs",
@@ -131,14 +142,68 @@ def gpu_checks(config: dict, machine_gpus: int, source: str, cluster: bool) -> l
     return checks
 
 
+def hub_download_bytes(train_shards: int) -> int:
+    return train_shards * HUB_TRAIN_SHARD_BYTES + HUB_VAL_BYTES
+
+
 def download_bytes(config: dict) -> int:
     """Bytes the data stage downloads (hub only; docs writes shards about the corpus's size, local copies nothing)."""
     if config["data"]["source"] != "hub":
         return 0
-    return config["data"]["hub"]["train_shards"] * HUB_TRAIN_SHARD_BYTES + HUB_VAL_BYTES
+    return hub_download_bytes(config["data"]["hub"]["train_shards"])
 
 
-def _existing_parent(path: Path) -> Path:
+def docs_data_bytes(docs_path) -> int:
+    """Shards and tokenizer the docs source writes for this corpus (0 when the corpus is not there)."""
+    try:
+        size = Path(docs_path).stat().st_size
+    except OSError:
+        return 0
+    return size * COMPRESSED_DOCS_TO_SHARDS if str(docs_path).endswith((".xz", ".gz")) else size
+
+
+def vocab_size(config: dict) -> int:
+    data = config["data"]
+    if data["source"] == "docs":
+        return data["docs"]["tokenizer"]["vocab_size"]
+    m = re.search(r"(\d+)$", str(data["hub"].get("variant", "")))
+    return int(m.group(1)) if m else 1024
+
+
+def model_params(model: dict, vocab: int) -> int:
+    """Parameters of the record model (workflow/record/model.py) for a train.model block, to ~1%."""
+    d, layers = model["model_dim"], model["num_layers"]
+    kv_dim = d * model["num_kv_heads"] // model["num_heads"]
+    per_layer = 2 * d * d + 2 * d * kv_dim + 2 * d * int(model["mlp_mult"] * d) + 8 * d
+    total = vocab * d + layers * per_layer
+    if model.get("bigram_vocab_size"):
+        total += model["bigram_vocab_size"] * model["bigram_dim"] + model["bigram_dim"] * d
+    if any(layer < layers for layer in model.get("ve_layers", [])):
+        total += vocab * model["ve_dim"] + model["ve_dim"] * kv_dim
+    return total
+
+
+def run_writes(config: dict, data_ready: bool) -> list[tuple[str, int]]:
+    """(what, bytes) the planned jobs write under results/: data, checkpoints, artifacts, logs. An estimate."""
+    seeds = len(config["seeds"])
+    data = config["data"]
+    plan = []
+    if not data_ready:
+        if data["source"] == "hub":
+            plan.append((f"data ({data['hub']['train_shards']} train shards)", download_bytes(config)))
+        elif data["source"] == "docs":
+            plan.append(("data (shards of the corpus)", docs_data_bytes(data["docs"]["path"])))
+    params = model_params(config["train"]["model"], vocab_size(config))
+    plan.append((f"checkpoints ({seeds} x {params:,} parameters)", seeds * params * CHECKPOINT_BYTES_PER_PARAM))
+    artifact = min(params * ARTIFACT_BYTES_PER_PARAM, config["export"]["size_limit_bytes"])
+    plan.append((f"artifacts ({seeds} seeds)", seeds * artifact))
+    if (config.get("byo") or {}).get("script"):
+        plan.append((f"byo artifacts ({seeds} seeds)", seeds * config["export"]["size_limit_bytes"]))
+    plan.append((f"logs ({seeds} seeds)", seeds * LOG_BYTES_PER_SEED))
+    return plan
+
+
+def existing_parent(path: Path) -> Path:
     path = path.resolve()
     while not path.exists():
         path = path.parent
@@ -154,29 +219,37 @@ def hub_cache_dir(env=None) -> Path:
 
 
 def disk_check(config: dict, results: Path, data_ready: bool, env=None) -> Check:
-    where = _existing_parent(results)
-    free = shutil.disk_usage(where).free
-    need = 0 if data_ready else download_bytes(config)
-    if need == 0:
-        why = "data already there" if data_ready else f"data.source {config['data']['source']}: nothing to download"
-        return Check("disk", "ok", f"{free / 1e9:.1f} GB free under {where} ({why})")
+    """Free space under results/ (and a separate hub cache) against what the planned jobs write."""
+    from pgolf.jobs import human_bytes
+
+    where = existing_parent(results)
+    plan = run_writes(config, data_ready)
+    need = sum(n for _, n in plan)
+    places = [(where, need)]
+    download = 0 if data_ready else download_bytes(config)
     # The hub's files land in its cache first and are hard-linked into results/ when both share a
     # filesystem; otherwise each holds a copy.
-    places = [(where, need + DISK_MARGIN_BYTES)]
-    cache = _existing_parent(hub_cache_dir(env))
-    if os.stat(cache).st_dev != os.stat(where).st_dev:
-        places.append((cache, need))
-    shards = config["data"]["hub"]["train_shards"]
+    if download:
+        cache = existing_parent(hub_cache_dir(env))
+        if os.stat(cache).st_dev != os.stat(where).st_dev:
+            places.append((cache, download))
+    parts = ", ".join(f"{what} {human_bytes(n)}" for what, n in plan)
     for place, wanted in places:
         free = shutil.disk_usage(place).free
         if free < wanted:
+            if download:
+                fix = "free space, put results/ or HF_HUB_CACHE elsewhere, or lower data.hub.train_shards"
+                lead = f"data.hub.train_shards is {config['data']['hub']['train_shards']}: the data stage downloads about {download / 1e9:.1f} GB, and "
+            else:
+                fix = "free space, put results/ on a larger filesystem, or train fewer seeds"
+                lead = ""
             message = (
-                f"data.hub.train_shards is {shards}: the data stage downloads about {need / 1e9:.1f} GB, but {place} has"
-                f" {free / 1e9:.1f} GB free (want {wanted / 1e9:.1f} GB); free space, put results/ or HF_HUB_CACHE"
-                " elsewhere, or lower data.hub.train_shards"
+                f"{lead}the planned jobs write about {human_bytes(wanted)} ({parts}), but {place} has"
+                f" {human_bytes(free)} free; {fix}"
             )
-            return Check("disk", "fail", f"{free / 1e9:.1f} GB free under {place}, download about {need / 1e9:.1f} GB", message)
-    return Check("disk", "ok", f"{shutil.disk_usage(where).free / 1e9:.1f} GB free under {where}, download about {need / 1e9:.1f} GB")
+            return Check("disk", "fail", f"{human_bytes(free)} free under {place}, the run writes about {human_bytes(wanted)}", message)
+    why = " (data already there)" if data_ready else ""
+    return Check("disk", "ok", f"{human_bytes(shutil.disk_usage(where).free)} free under {where}, the run writes about {human_bytes(need)}{why}")
 
 
 def probe_hub(endpoint: str, repo_id: str, revision: str, remote_root: str, timeout: float = HUB_TIMEOUT_S) -> str | None:
@@ -239,7 +312,7 @@ def attention_check(config: dict, machine_gpus: int, cluster: bool) -> Check | N
 
 def filesystem_type(path: Path) -> tuple[str, str]:
     """(filesystem type, mount point) of path, from /proc/mounts ('unknown' elsewhere)."""
-    path = _existing_parent(path)
+    path = existing_parent(path)
     best = ("unknown", "/")
     try:
         lines = Path("/proc/mounts").read_text().splitlines()
@@ -277,24 +350,74 @@ def preflight(
     env=None,
     probe=probe_hub,
 ) -> list[Check]:
-    """Every check, in order; the hub is not contacted once an earlier check has failed."""
+    """Every check, in order, all of them run: a user sees every failure with its fix at once."""
     results = Path(results)
     checks = gpu_checks(config, machine_gpus, gpu_source, cluster)
     checks.append(disk_check(config, results, data_ready, env))
-    if any(c.status == "fail" for c in checks) and config["data"]["source"] == "hub" and not data_ready:
-        checks.append(Check("hub", "info", "not contacted: an earlier check failed"))
-    else:
-        checks.append(hub_check(config, data_ready, env, probe))
+    checks.append(hub_check(config, data_ready, env, probe))
     checks.append(attention_check(config, machine_gpus, cluster))
     checks.append(shared_fs_check(results, cluster))
     return [c for c in checks if c is not None]
 
 
+def failures(checks: list[Check]) -> list[Check]:
+    """Every failed check, in table order: the run stops with all of their lines at once."""
+    return [c for c in checks if c.status == "fail"]
+
+
 def first_failure(checks: list[Check]) -> Check | None:
-    return next((c for c in checks if c.status == "fail"), None)
+    """The failed checks as one: the first's name, every message on its own line (the workflow's
+    preflight prints `preflight: <message>`, so each further line repeats that prefix)."""
+    failed = failures(checks)
+    if not failed:
+        return None
+    if len(failed) == 1:
+        return failed[0]
+    message = "\npreflight: ".join(c.message for c in failed)
+    return Check(failed[0].name, "fail", failed[0].detail, message)
 
 
 def format_table(checks: list[Check], title: str = "preflight") -> str:
     width = max(len(c.name) for c in checks)
     lines = [f"{title}:"] + [f"  {c.name:{width}}  {c.status:4}  {c.detail}" for c in checks]
     return "\n".join(lines)
+
+
+def snakemake_processes(workdir: Path) -> list[int]:
+    """PIDs of snakemake processes whose working directory is workdir (read from /proc)."""
+    here, found = workdir.resolve(), []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            cwd = Path(os.readlink(entry / "cwd"))
+        except OSError:
+            continue
+        if cwd == here and any(Path(a.decode(errors="replace")).name.startswith("snakemake") for a in argv[:2]):
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def lock_check(workdir: Path, results: Path) -> Check:
+    """A killed snakemake leaves a lock, and (before pgolf job) its training: say what to run next."""
+    from pgolf.jobs import previous_run_alive
+
+    running = snakemake_processes(workdir)
+    jobs = {}
+    for pidfile in sorted((workdir / results / "logs").glob("**/*.pid")):
+        if live := previous_run_alive(pidfile):
+            jobs[pidfile] = live
+    if running:
+        return Check("lock", "info", f"snakemake runs here (PID {' '.join(map(str, running))}): wait for it, or stop it")
+    if jobs:
+        pids = " ".join(str(p) for live in jobs.values() for p in live)
+        where = ", ".join(str(p) for p in jobs)
+        message = f"jobs of a killed run still run with no snakemake here (PID {pids}; {where}): stop them with `kill {pids}`, then rerun"
+        return Check("lock", "fail", f"orphaned jobs: PID {pids}", message)
+    locks = sorted((workdir / ".snakemake" / "locks").glob("*"))
+    if locks:
+        message = ("a killed snakemake left its lock in .snakemake/locks and no snakemake runs here:"
+                   " run `snakemake --unlock`, then rerun (the killed jobs rerun from the start)")
+        return Check("lock", "fail", f"stale lock ({len(locks)} file(s) in .snakemake/locks), no snakemake running", message)
+    return Check("lock", "ok", "no lock, no job left running")

@@ -61,6 +61,7 @@ if BYO["script"]:
             ENV
         shell:
             "pgolf data-verify {input.manifest} > {log} 2>&1 &&"
+            " pgolf job --label 'byo seed {wildcards.seed}' --pidfile {log}.pid --writes byo --"
             " pgolf byo-run --script {input.script:q} --manifest {input.manifest} --settings {params.hp:q}"
             " --seed {wildcards.seed} --out-dir $(dirname {output.log}) >> {log} 2>&1"
 

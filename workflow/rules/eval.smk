@@ -31,9 +31,10 @@ rule eval:
     conda:
         ENV
     shell:
-        "{params.cache}torchrun --standalone --nproc_per_node {params.nproc} workflow/record/evaluate.py {wildcards.method}"
+        "{params.cache}pgolf job --label 'eval {wildcards.method} seed {wildcards.seed}' --pidfile {log}.pid --log {log}"
+        " --clean-dir $(dirname {output}) --writes eval --"
+        " torchrun --standalone --nproc_per_node {params.nproc} workflow/record/evaluate.py {wildcards.method}"
         " --hparams {input.hp} --artifact {input.artifact} --export-json {input.export} --data {input.manifest} --out {output}"
-        " 2>&1 | tee {log}"
 
 
 rule eval_slot:
@@ -63,9 +64,10 @@ rule eval_slot:
     conda:
         ENV
     shell:
-        "{params.cache}torchrun --standalone --nproc_per_node {params.nproc} workflow/record/slot.py --mode {wildcards.mode}"
+        "{params.cache}pgolf job --label 'eval slot {wildcards.mode} seed {wildcards.seed}' --pidfile {log}.pid --log {log}"
+        " --clean-dir $(dirname {output}) --writes eval --"
+        " torchrun --standalone --nproc_per_node {params.nproc} workflow/record/slot.py --mode {wildcards.mode}"
         " --hparams {input.hp} --artifact {input.artifact} --export-json {input.export} --data {input.manifest} --out {output}"
-        " 2>&1 | tee {log}"
 
 
 # Score-first TTT (workflow/record/ttt.py): its own id, so a TTT setting reruns only this and the record.
@@ -94,6 +96,7 @@ rule eval_ttt:
     conda:
         ENV
     shell:
-        "{params.cache}torchrun --standalone --nproc_per_node {params.nproc} workflow/record/ttt.py"
+        "{params.cache}pgolf job --label 'eval ttt seed {wildcards.seed}' --pidfile {log}.pid --log {log}"
+        " --clean-dir $(dirname {output}) --writes eval --"
+        " torchrun --standalone --nproc_per_node {params.nproc} workflow/record/ttt.py"
         " --hparams {input.hp} --artifact {input.artifact} --export-json {input.export} --data {input.manifest} --out {output}"
-        " 2>&1 | tee {log}"

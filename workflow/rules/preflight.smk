@@ -74,6 +74,6 @@ onstart:
 
 
 def job_env(wildcards):
-    """Environment of a GPU-stage job: the shared compile cache, and PGOLF_JOB naming the seed so that
+    """Environment of a GPU-stage job: the shared compile cache, and PGOLF_PROGRESS_TAG naming the seed so that
     progress lines of concurrent seeds can be told apart."""
-    return f"{COMPILE_CACHE}PGOLF_JOB='seed {wildcards.seed}' "
+    return f"{COMPILE_CACHE}PGOLF_PROGRESS_TAG='seed {wildcards.seed}' "

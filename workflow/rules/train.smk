@@ -26,6 +26,8 @@ rule train:
         ENV
     shell:
         "pgolf data-verify {input.manifest} > {log} 2>&1 &&"
-        " {params.cache}torchrun --standalone --nproc_per_node {params.nproc} workflow/record/train.py"
+        " {params.cache}pgolf job --label 'train seed {wildcards.seed}' --pidfile {log}.pid --log-append {log}"
+        " --clean-dir $(dirname {output.model}) --writes train --hparams {input.hp} --manifest {input.manifest} --"
+        " torchrun --standalone --nproc_per_node {params.nproc} workflow/record/train.py"
         " --hparams {input.hp} --data {input.manifest} --seed {wildcards.seed}"
-        " --out-dir $(dirname {output.model}) 2>&1 | tee -a {log}"
+        " --out-dir $(dirname {output.model})"
