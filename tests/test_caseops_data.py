@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import lzma
 import os
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -27,11 +29,13 @@ EXTRA = ["ÉCOLE Straße: NASA and the CamelCase iPhone, Ünïcödé — “quot
 
 @pytest.fixture(scope="module")
 def record(tmp_path_factory):
-    import sentencepiece as spm
+    from pgolf.byo_data import PREPARE_PATH_ENV, prepare_env
 
-    if not hasattr(spm.SentencePieceProcessor, "encode_as_immutable_proto"):
-        pytest.skip(f"sentencepiece {spm.__version__} has no encode_as_immutable_proto, which the record's "
-                    "prepare_caseops_data.py calls (0.2.0 to 0.2.2 have it)")
+    probe = "import sentencepiece as s; print(s.__version__, hasattr(s.SentencePieceProcessor, 'encode_as_immutable_proto'))"
+    version, has = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=prepare_env()).stdout.split()
+    if has != "True":  # .ci/run provides one in PGOLF_PREPARE_PYTHONPATH
+        pytest.skip(f"sentencepiece {version} has no encode_as_immutable_proto, which the record's prepare_caseops_data.py "
+                    f"calls (0.2.0 to 0.2.2 have it; set {PREPARE_PATH_ENV} to a folder holding one)")
     if not TAR.is_file():
         pytest.skip(f"upstream corpus not found at {TAR} (set PGOLF_CORPUS to the .tar.xz)")
     out = tmp_path_factory.mktemp("corpus")

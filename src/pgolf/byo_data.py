@@ -26,6 +26,7 @@ import argparse
 import importlib.util
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -126,6 +127,20 @@ def val_text_bytes(docs_jsonl: Path, val_docs: int) -> int:
     return total
 
 
+# A folder of the record's own package versions where they differ from ours (the CaseOps scripts
+# need sentencepiece <= 0.2.2), put first on the PYTHONPATH of the record's script alone:
+#   pip install --target DIR 'sentencepiece==0.2.1' && export PGOLF_PREPARE_PYTHONPATH=DIR
+PREPARE_PATH_ENV = "PGOLF_PREPARE_PYTHONPATH"
+
+
+def prepare_env() -> dict:
+    """The environment the record's preparation script runs in (see PREPARE_PATH_ENV)."""
+    extra = os.environ.get(PREPARE_PATH_ENV)
+    if not extra:
+        return dict(os.environ)
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [extra, os.environ.get("PYTHONPATH")]))}
+
+
 def check_sentencepiece(prepare: Path, python: str = sys.executable) -> None:
     """The CaseOps scripts call `encode_as_immutable_proto`, which sentencepiece 0.2.3 no longer has."""
     text = prepare.read_text(encoding="utf-8", errors="replace") + " ".join(
@@ -133,10 +148,10 @@ def check_sentencepiece(prepare: Path, python: str = sys.executable) -> None:
     if "encode_as_immutable_proto" not in text:
         return
     probe = "import sentencepiece as s; print(s.__version__, hasattr(s.SentencePieceProcessor, 'encode_as_immutable_proto'))"
-    done = subprocess.run([python, "-c", probe], capture_output=True, text=True)
+    done = subprocess.run([python, "-c", probe], capture_output=True, text=True, env=prepare_env())
     version, has = (done.stdout.split() + ["?", "False"])[:2]
     if has != "True":
-        raise DataError(f"{prepare}: calls SentencePieceProcessor.encode_as_immutable_proto, which sentencepiece {version} lacks (0.2.0 to 0.2.2 have it: pip install 'sentencepiece==0.2.1')")
+        raise DataError(f"{prepare}: calls SentencePieceProcessor.encode_as_immutable_proto, which sentencepiece {version} lacks (0.2.0 to 0.2.2 have it: pip install 'sentencepiece==0.2.1', or into a folder named by {PREPARE_PATH_ENV})")
 
 
 def build(prepare: Path, docs: Path, out: Path, *, val_docs: int, vocab_size: int, transform: str, tokenizer_model: Path | None, log=print) -> dict:
@@ -170,7 +185,7 @@ def build(prepare: Path, docs: Path, out: Path, *, val_docs: int, vocab_size: in
     log(f"byo-data: tokenizer ready, {got} pieces ({time.perf_counter() - started:.1f}s)")
     cmd = [sys.executable, str(prepare.resolve()), "--docs", str(docs_jsonl.resolve()), "--out", str((out / "prepared").resolve()),
            "--sp", str(model.resolve()), "--val-docs", str(val_docs)]
-    done = subprocess.run(cmd, cwd=out, capture_output=True, text=True)
+    done = subprocess.run(cmd, cwd=out, capture_output=True, text=True, env=prepare_env())
     log(done.stdout.rstrip())
     if done.returncode != 0:
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
