@@ -8,8 +8,8 @@ import math
 import re
 import statistics
 
-from pgolf.claims import match_mean
-from pgolf.discover import code_files, find_script, find_submission, log_files
+from pgolf.claims import match_mean, seed_claims
+from pgolf.discover import code_files, find_script, find_submission, log_files, script_source
 from pgolf.folder import METHOD_LABEL, SCORE_KEYS, Folder, close, is_int, is_number, json_decimals, json_tol
 from pgolf.logparse import LogSummary
 from pgolf.rules import SIZE_LIMIT_BYTES
@@ -57,7 +57,7 @@ def check_submission(f: Folder) -> None:
         f.note(f"{name}: date {sub['date']!r} is not an ISO date")
     key, score = f.get(*SCORE_KEYS)
     if key is None:
-        f.note(f"{name}: no score (val_bpb)")
+        f.no_score = not any(is_number(c.val_bpb) for c in seed_claims(sub).values())  # judged by check_claim_present
     elif not is_number(score):
         f.problem(f"{name}: {key} is not a number ({score!r})")
     elif key != "val_bpb":
@@ -238,11 +238,13 @@ def _check_significance(f: Folder, claimed: dict[int, LogSummary]) -> None:
 
 def size_convention(f: Folder) -> str:
     """The record's own: `code_size_convention` in submission.json (ours), else `lzma` when its logs
-    state a compressed code size (the frontier's), else `raw`."""
+    state a compressed code size (the frontier's) or its script is a self-extracting wrapper, else `raw`."""
     stated = f.sub.get("code_size_convention") if f.sub else None
     if stated in CONVENTIONS:
         return stated
-    return "lzma" if any(log.bytes_code_compressed is not None for _, log in f.logs.values()) else "raw"
+    if any(log.bytes_code_compressed is not None for _, log in f.logs.values()):
+        return "lzma"
+    return "lzma" if f.script is not None and script_source(f.script)[1] else "raw"
 
 
 def check_size(f: Folder) -> None:
@@ -251,23 +253,33 @@ def check_size(f: Folder) -> None:
     if is_int(value) and value > SIZE_LIMIT_BYTES:
         f.problem(f"{f.sub_name}: bytes_total {value} > cap {SIZE_LIMIT_BYTES}")
     shipped = packed = None
+    extra_raw = extra_packed = 0
     if f.script is not None:
         code = f.script.read_bytes()
         wrapper = f.root / "train_gpt.py"
         extra = wrapper.stat().st_size if f.script != wrapper and wrapper.is_file() else 0
         shipped = len(code) + extra
         packed = lzma_bytes(code) + extra if convention == "lzma" else None  # costs ~0.1 s: only when counted
+        # Every other file the script imports, reads or execs ships too (#29 item 5).
+        others = [p for p in code_files(f.script) if p not in (f.script, wrapper)]
+        if others:
+            extra_raw = sum(p.stat().st_size for p in others)
+            extra_packed = sum(lzma_bytes(p.read_bytes()) for p in others) if convention == "lzma" else 0
+            f.note(f"{f.script.name} imports, reads or execs {', '.join(f.rel(p) for p in others)}: "
+                   f"{extra_packed if convention == 'lzma' else extra_raw} more code bytes counted ({convention} convention)")
     script = f.script.name if f.script else "train_gpt.py"
     for seed, (name, log) in sorted(f.logs.items()):
         model = log.bytes_model
         if convention == "lzma" and log.bytes_code_compressed is not None:
-            counted, how = log.bytes_code_compressed, f"{name}'s Code size (compressed)"
+            counted, how = log.bytes_code_compressed + extra_packed, f"{name}'s Code size (compressed)"
             if packed is not None and abs(packed - counted) > 0 and seed == min(f.logs):
                 f.note(f"{script}: lzma -9e of the shipped code is {packed} bytes; {name} states {counted} compressed (its own packing)")
         elif convention == "lzma":
-            counted, how = packed, f"{script} lzma -9e"
+            counted, how = None if packed is None else packed + extra_packed, f"{script} lzma -9e"
         else:
-            counted, how = shipped, f"{script} as shipped"
+            counted, how = None if shipped is None else shipped + extra_raw, f"{script} as shipped"
+        if extra_raw:
+            how += " and the files it imports"
         if counted is not None and model is not None:
             total = counted + model
             if total > SIZE_LIMIT_BYTES:

@@ -99,7 +99,7 @@ def _named_files(text: str, folder: Path) -> set[Path]:
     """Files of `folder` that `text` imports (`import x`, `from x import`) or names in a string
     (`open("x.py")`, `exec(...)`, `runpy`, a shared-library path)."""
     out = set()
-    for name in re.findall(r"^\s*(?:from\s+([\w.]+)\s+import|import\s+([\w., ]+))", text, re.M):
+    for name in re.findall(r"(?:^|[:;])[ \t]*(?:from\s+([\w.]+)\s+import|import[ \t]+([\w., \t]+))", text, re.M):
         for mod in (name[0] or name[1]).split(","):
             top = mod.strip().split(" ")[0].split(".")[0]
             if not top:

@@ -74,6 +74,7 @@ class Folder:
     unmatched: set = field(default_factory=set)  # seeds whose claim no log line carries (one problem each)
     logs: dict[int, tuple[str, LogSummary]] = field(default_factory=dict)  # seed -> (file name, summary)
     track: object = None  # pgolf.track.Track, once inferred
+    no_score: bool = False  # submission.json claims no val_bpb at all
 
     def problem(self, text: str) -> None:
         self.report.problems.append(text)

@@ -20,14 +20,14 @@ import statistics
 from pathlib import Path
 
 from pgolf.checks import check_files, check_numbers, check_readme, check_size, check_submission
-from pgolf.claims import check_logs, declared_seeds, parse_claimed, seed_claims  # noqa: F401  (public API)
+from pgolf.claims import check_claim_present, check_logs, declared_seeds, parse_claimed, seed_claims  # noqa: F401  (public API)
 from pgolf.discover import code_files, find_script, find_submission, log_files  # noqa: F401  (public API)
 from pgolf.folder import Claim, Folder, Report  # noqa: F401  (public API)
 from pgolf.logparse import number_matches
 from pgolf.scorefirst import check_score_first
 from pgolf.track import check_compliance, check_time, check_track
 
-CHECKS = (check_files, check_submission, check_track, check_logs, check_readme, check_numbers, check_size, check_time,
+CHECKS = (check_files, check_submission, check_track, check_logs, check_claim_present, check_readme, check_numbers, check_size, check_time,
           check_compliance, check_score_first)
 
 
