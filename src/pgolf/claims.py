@@ -108,13 +108,16 @@ def check_logs(f: Folder) -> None:
         key, score = f.get(*SCORE_KEYS)
         what = (f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}" if seeds
                 else f"{f.sub_name}'s {key} = {score}" if is_number(score) else None)
-        if what and non_record(f) and _readme_states(f):
+        if what and non_record(f) and f.root.parent.name.startswith("track_non_record") and _readme_states(f):
+            # Already in upstream's records/track_non_record_16mb/: merged on its README's word.
             f.note(f"no training log for {what}: a non-record folder whose numbers only its README states")
         elif what:
             kind = "a non-record folder still needs evidence for its numbers" if non_record(f) else "a record that cannot be checked is not valid"
             f.problem(f"no training log for {what} (*.log / *.txt with training or score lines): {kind}")
+        elif non_record(f) and says_it_claims_nothing(f):
+            f.note("no training log and no score: a non-record folder that says it claims none")
         elif non_record(f):
-            f.note("no training log (*.log / *.txt with training lines): nothing to check the numbers against")
+            f.problem("no training log and no claimed score: a non-record folder still needs evidence for a result")
         else:
             f.problem(f"no training log and no claimed score: nothing to check on the record track ({f.track.why})")
         return
@@ -221,11 +224,26 @@ def _pick_log(f: Folder, seed: int, paths: list[Path], parsed: dict, spare: dict
 
 
 def check_claim_present(f: Folder) -> None:
-    """A record must claim a score. Without a val_bpb key, a number in the blurb or name that a log
-    carries on a final-score line stands for the claim (a note); else a problem on the record track."""
+    """A record must claim a score and ship its script. Without a val_bpb key, a number in the blurb
+    or name that a log carries on a final-score line stands for the claim (a note). A non-record
+    folder that claims no score (a write-up, a negative result) needs neither: notes."""
+    claims_nothing = f.no_score or f.sub is None and not f.logs
+    if f.script is None:
+        missing = "train_gpt.py: missing (no train_gpt*.py either)"
+        (f.note if non_record(f) and claims_nothing else f.problem)(missing)
     if not f.no_score:
         return
+    if f.sub_path is None:
+        if not non_record(f):
+            f.problem(f"submission.json: missing: a record must claim its score ({f.track.why})")
+        elif f.logs or says_it_claims_nothing(f):
+            f.note("submission.json: missing; the logs are checked for what they say" if f.logs else "submission.json: missing (and no training log)")
+        else:
+            f.problem("submission.json: missing (and no training log)")
+        return
     what = f"{f.sub_name}: no score (val_bpb, or a per-seed val_bpb)"
+    if f.null_score_key:
+        what = f"{f.sub_name}: {f.null_score_key} is not a number (None)"
     prose = " ".join(str(f.sub.get(k, "")) for k in ("blurb", "name", "description", "summary"))
     finals = [log.final_val_bpb for _, log in f.logs.values() if log.final_val_bpb is not None]
     for n in re.findall(r"\b\d\.\d{3,}\b", prose):
@@ -241,6 +259,16 @@ def check_claim_present(f: Folder) -> None:
         f.problem(f"{what}: a record must claim one ({f.track.why})")
     else:
         f.note(what)
+
+
+NO_CLAIM = re.compile(r"no (?:new )?score (?:is )?claimed|claims? no (?:\w+ )?score|not claim\w* (?:a|any) (?:\w+ )?score|"
+                      r"leaderboard_claim\W+false|-only package|methodology|synthesis|lessons learned", re.I)
+
+
+def says_it_claims_nothing(f: Folder) -> bool:
+    """A write-up, package or analysis that says it claims no score (README or submission.json)."""
+    texts = [p.read_text(encoding="utf-8", errors="replace")[:30_000] for p in (f.root / "README.md", f.sub_path) if p is not None and p.is_file()]
+    return any(NO_CLAIM.search(t) for t in texts)
 
 
 # The last merged record whose headline is its best seed is dated 2026-03-24; from the next day on,

@@ -75,6 +75,7 @@ class Folder:
     logs: dict[int, tuple[str, LogSummary]] = field(default_factory=dict)  # seed -> (file name, summary)
     track: object = None  # pgolf.track.Track, once inferred
     no_score: bool = False  # submission.json claims no val_bpb at all
+    null_score_key: str | None = None  # the score key is there, but null
 
     def problem(self, text: str) -> None:
         self.report.problems.append(text)

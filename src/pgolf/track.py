@@ -12,7 +12,7 @@ from pgolf.rules import MAX_EVAL_SECONDS, MAX_TRAIN_SECONDS, SIZE_LIMIT_BYTES, t
 
 NON_RECORD = re.compile(r"non[-_ ]?record|unlimited[-_ ]compute|not (?:claimed as |submitted as |intended as )?an? (?:official )?(?:leaderboard )?record", re.I)
 RECORD = re.compile(r"10[-_ ]?min|track_10min|record", re.I)
-README_NON_RECORD = re.compile(r"non[-_ ]record (?:submission|track|entry|result|run)|\bunlimited[- ]compute\b|not (?:a|an official) (?:leaderboard )?record\b|track_non_record", re.I)
+README_NON_RECORD = re.compile(r"\bnon[-_ ]?record\b|\bunlimited[- ]compute\b|not (?:a|an official) (?:leaderboard )?record\b|no (?:new )?score is claimed|claims? no (?:leaderboard )?score", re.I)
 SUB_KEYS = ("track", "category", "submission_type", "type", "record_type", "status", "submission_track")
 
 
@@ -30,21 +30,19 @@ class Track:
 
 
 def infer_track(f: Folder) -> Track:
-    """The track from, in order: the folder's parent (`track_10min_16mb`, `track_non_record_16mb`),
-    submission.json (`track` and keys like it, a `non_record` flag), the README, and the hardware
-    the logs state; when nothing says non-record, the 10-minute record track."""
+    """The track from, in order: the folder's parent (`track_10min_16mb`, `track_non_record_16mb`);
+    a non-record statement anywhere (submission.json's track and keys like it, a `non_record` flag,
+    its name or blurb, the README: a folder that says it is non-record is judged as one even when
+    its track key says 10min); submission.json's track; else the 10-minute record track."""
     parent = f.root.parent.name
     if parent.startswith("track_"):
         return Track("non_record" if NON_RECORD.search(parent) else "record", f"the folder is in {parent}/", True)
     sub = f.sub or {}
     track = sub.get("track")
-    if isinstance(track, str) and track.strip():
-        name = "non_record" if NON_RECORD.search(track) or not RECORD.search(track) else "record"
-        return Track(name, f"{f.sub_name} track {track!r}", True)
-    for key in SUB_KEYS[1:]:
+    for key in SUB_KEYS + ("name", "title", "blurb", "description"):
         value = sub.get(key)
         if isinstance(value, str) and NON_RECORD.search(value):
-            return Track("non_record", f"{f.sub_name} {key} {value!r}", False)
+            return Track("non_record", f"{f.sub_name} {key} {_quote(value, NON_RECORD)}", key == "track")
     for key in ("non_record", "is_non_record"):
         if sub.get(key) is True:
             return Track("non_record", f"{f.sub_name} {key}: true", False)
@@ -52,14 +50,20 @@ def infer_track(f: Folder) -> Track:
         return Track("non_record", f"{f.sub_name} says it is not a record", False)
     readme = f.root / "README.md"
     if readme.is_file():
-        text = readme.read_text(encoding="utf-8", errors="replace")[:20_000]
+        text = readme.read_text(encoding="utf-8", errors="replace")[:30_000]
         m = README_NON_RECORD.search(text)
         if m:
-            return Track("non_record", f"README.md says {m.group(0)!r}", False)
-    name = next((sub[k] for k in ("name", "title") if isinstance(sub.get(k), str)), "")
-    if NON_RECORD.search(name):
-        return Track("non_record", f"{f.sub_name} name {name!r}", False)
+            line = text.count("\n", 0, m.start()) + 1
+            return Track("non_record", f"README.md:{line} says {m.group(0)!r}", False)
+    if isinstance(track, str) and track.strip():
+        return Track("record", f"{f.sub_name} track {track!r}", True)
     return Track("record", "nothing says non-record", False)
+
+
+def _quote(value: str, pattern: re.Pattern) -> str:
+    m = pattern.search(value)
+    start = max(0, m.start() - 30)
+    return repr(value[start:m.end() + 30])
 
 
 def check_track(f: Folder) -> None:
@@ -93,10 +97,10 @@ def check_time(f: Folder) -> None:
         grace = train_grace_ms(log.step_avg_ms)
         over_train = log.train_time_ms is not None and log.train_time_ms > 1000 * MAX_TRAIN_SECONDS + grace
         if over_train and (timed or train_claim):
-            f.problem(f"{name}: training took {log.train_time_ms / 1000:.3f} s > {MAX_TRAIN_SECONDS:g} s (+{grace / 1000:.3f} s grace){_claimed(train_claim)}")
+            (f.problem if timed else f.flag)(f"{name}: training took {log.train_time_ms / 1000:.3f} s > {MAX_TRAIN_SECONDS:g} s (+{grace / 1000:.3f} s grace){_claimed(train_claim)}")
         over_eval = log.eval_time_ms is not None and log.eval_time_ms > 1000 * MAX_EVAL_SECONDS
         if over_eval and (timed or eval_claim):
-            f.problem(f"{name}: eval passes took {log.eval_time_ms / 1000:.3f} s > {MAX_EVAL_SECONDS:g} s{_claimed(eval_claim)}")
+            (f.problem if timed else f.flag)(f"{name}: eval passes took {log.eval_time_ms / 1000:.3f} s > {MAX_EVAL_SECONDS:g} s{_claimed(eval_claim)}")
 
 
 def _claimed(claim: bool) -> str:
