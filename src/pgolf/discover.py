@@ -86,7 +86,7 @@ def _packed_payload(tree: ast.AST) -> str | None:
 def script_source(path: Path) -> tuple[str, bool]:
     """The text to read for what a script does, and whether it was decoded from a packed wrapper."""
     text = path.read_text(encoding="utf-8", errors="replace")
-    if len(text) > 20_000 or "decompress" not in text:
+    if "decompress" not in text or not ("b85decode" in text or "b64decode" in text):
         return text, False
     try:
         payload = _packed_payload(ast.parse(text))

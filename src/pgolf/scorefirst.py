@@ -33,6 +33,7 @@ from pgolf.discover import code_files, script_source
 from pgolf.folder import Folder
 
 SCORED_SUM = re.compile(r"(loss|nll|bpb|bits?|bytes?|tokens?|tok)_?(sum|total|count|cnt|acc|accum)\b|\b(total|sum|running)_(loss|nll|bits|bytes|tokens|bpb)|\bnll_list|\blosses\b", re.I)
+TRAINING_SUM = re.compile(r"epoch|train|fit|adapt|ttt_loss|slot_loss", re.I)
 VAL_NAME = re.compile(r"\bval|valid", re.I)
 TARGET_KEY = re.compile(r"\^\s*\(?\s*\(?\s*(?:tgt|target|targets|tg|tok_next|next_tok|y)\w*(?:\[[^\]]*\])?\s*\)?\s*\*\s*[\w.]*prime", re.I)
 NEGATION = re.compile(r"\bno\b|\bnot\b|n't|without|disabled|\boff\b|instead of|legal|score-first|score first|causal")
@@ -114,14 +115,40 @@ def _scored_before(fn: ast.AST, own: list, at: ast.AST, scorers: set) -> bool:
 
 
 def _scored_sums_own(own: list) -> list[int]:
+    """Lines that accumulate a scored loss (`loss_sum += ...`, `nll_sum.add_(...)`), not a training
+    loss kept for logging (`epoch_loss_sum`, `train_loss_sum`)."""
     lines = []
     for n in own:
-        if isinstance(n, ast.AugAssign) and SCORED_SUM.search(ast.unparse(n.target)):
-            lines.append(n.lineno)
-        elif isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in ("add_", "append") \
-                and SCORED_SUM.search(ast.unparse(n.func.value)):
+        if isinstance(n, ast.AugAssign):
+            name = ast.unparse(n.target)
+        elif isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in ("add_", "append"):
+            name = ast.unparse(n.func.value)
+        else:
+            continue
+        if SCORED_SUM.search(name) and not TRAINING_SUM.search(name):
             lines.append(n.lineno)
     return lines
+
+
+def _judge(fn, b, loops, scored, functions, scorers, slot, quote) -> Finding | None:
+    """The shape of one `.backward()` on validation tokens, or None when it is score-first."""
+    if not scored:
+        # A training pass on validation tokens: fine only where every caller scored them first.
+        sites = [(g, g_own, c) for g, g_own in functions.items() if g is not fn for c in _calls_to(g_own, {fn.name})]
+        if all(_scored_before(g, g_own, c, scorers) for g, g_own, c in sites) and sites:
+            return None
+        return Finding("ttt_on_val_before_scoring", "medium", quote(b.lineno), f"{fn.name}()")
+    for loop in loops:
+        inside = [ln for ln in scored if loop.lineno <= ln <= (loop.end_lineno or ln)]
+        if not inside:
+            continue
+        if any(ln < b.lineno for ln in inside):
+            return None  # scored before the fit in the same iteration: score-first
+        shape = "slot_fit_on_scored" if slot else "ttt_fit_before_score"
+        return Finding(shape, "high" if slot else "medium", quote(b.lineno), f"{fn.name}()")
+    if any(ln < b.lineno for ln in scored):
+        return None
+    return Finding("ttt_on_val_before_scoring", "medium", quote(b.lineno), f"{fn.name}()")
 
 
 def analyse(source: str, name: str) -> list[Finding]:
@@ -136,30 +163,21 @@ def analyse(source: str, name: str) -> list[Finding]:
     scorers = {fn.name for fn, own in functions.items() if _scored_sums_own(own)}
     out: list[Finding] = []
     for fn, own in functions.items():
-        backwards = [n for n in own if _is_backward(n)]
-        if not backwards or not any(isinstance(n, ast.Subscript) and VAL_NAME.search(ast.unparse(n.value)) for n in own):
-            continue
         low = fn.name.lower()
-        if re.search(r"train|warmup|calib|main|gptq|hessian", low) and "ttt" not in low and "slot" not in low:
-            continue  # the training loop (it validates now and then) and calibration passes
-        slot = "slot" in low or "slot" in ast.unparse(fn).lower()
-        b = backwards[0]
+        if re.search(r"warmup|calib|gptq|hessian", low):
+            continue  # calibration passes
+        slot = "slot" in low or any("slot" in ast.unparse(n).lower() for n in own if _is_backward(n))
         scored = sorted(set(_scored_sums_own(own)) | {c.lineno for c in _calls_to(own, scorers - {fn.name})})
-        if not scored:
-            # A training pass on validation tokens: fine only where every caller scored them first.
-            sites = [(g, g_own, c) for g, g_own in functions.items() if g is not fn for c in _calls_to(g_own, {fn.name})]
-            if sites and not all(_scored_before(g, g_own, c, scorers) for g, g_own, c in sites):
-                out.append(Finding("ttt_on_val_before_scoring", "medium", quote(b.lineno), f"{fn.name}()"))
-            continue
-        for loop in _loops_around(fn, b):
-            inside = [ln for ln in scored if loop.lineno <= ln <= (loop.end_lineno or ln)]
-            if not inside:
-                continue
-            if any(ln < b.lineno for ln in inside):
-                break  # scored before the fit in the same iteration: score-first
-            shape = "slot_fit_on_scored" if slot else "ttt_fit_before_score"
-            out.append(Finding(shape, "high" if slot else "medium", quote(b.lineno), f"{fn.name}()"))
-            break
+        for b in sorted((n for n in own if _is_backward(n)), key=lambda n: n.lineno):
+            loops = _loops_around(fn, b)
+            if not loops or not _slices_val(loops[-1]):
+                continue  # a fit on training data (the training loop, distillation)
+            if any(re.search(r"warm", ast.unparse(lp.iter if isinstance(lp, ast.For) else lp.test), re.I) for lp in loops):
+                continue  # a compile warm-up whose fitted parameters are thrown away
+            finding = _judge(fn, b, loops, scored, functions, scorers, slot, quote)
+            if finding is not None:
+                out.append(finding)
+                break
     for i, line in enumerate(lines, 1):
         code = line.split("#", 1)[0]
         if TARGET_KEY.search(code) or TARGET_HASH_CALL.search(code):
