@@ -270,7 +270,7 @@ def check_size(f: Folder) -> None:
         if convention == "lzma" and log.bytes_code_compressed is not None:
             counted, how = log.bytes_code_compressed + extra_packed, f"{name}'s Code size (compressed)"
             if packed is not None and abs(packed - counted) > 0 and seed == min(f.logs):
-                f.note(f"{script}: lzma -9e of the shipped code is {packed} bytes; {name} states {counted} compressed (its own packing)")
+                f.note(f"{script}: lzma -9e of the shipped code is {packed} bytes; {name} states {log.bytes_code_compressed} compressed (its own packing)")
         elif convention == "lzma":
             counted, how = None if packed is None else packed + extra_packed, f"{script} lzma -9e"
         else:
