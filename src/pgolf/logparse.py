@@ -443,7 +443,7 @@ def _evals(s: LogSummary, text: str) -> None:
 def _float_model_diagnostic(label: str) -> bool:
     """Evals of the float weights before quantization: not part of the scored eval."""
     low = label.lower()
-    return "post_ema" in low or "post-ema" in low
+    return any(w in low for w in ("post_ema", "post-ema", "pre_quant", "pre-quant", "prequant"))
 
 
 def _last_int(pattern: re.Pattern, text: str) -> int | None:
