@@ -215,20 +215,23 @@ def test_missing_files_and_seed_logs(tmp_path):
     assert validate_record(folder).problems == ["train_seed2024.log: missing (submission.json lists seed 2024)", "README.md: missing"]
     for log in folder.glob("*.log"):
         log.unlink()
-    assert validate_record(folder).problems == ["no training log for seeds 42, 1337, 2024 (*.log / *.txt with training lines)", "README.md: missing"]
-    # Upstream, a non-record folder without any log is merged on its README's word: a note.
+    NON_RECORD = "(*.log / *.txt with training or score lines): a non-record folder still needs evidence for its numbers"
+    assert validate_record(folder).problems == [f"no training log for seeds 42, 1337, 2024 {NON_RECORD}", "README.md: missing"]
+    # Upstream, a non-record folder without any log is a note only when its README states results in bpb (#29).
     edit(folder, _drop("eval_method"))
+    assert validate_record(folder).problems == [f"no training log for seeds 42, 1337, 2024 {NON_RECORD}"]
+    write(folder, "README.md", "# Ours\n\nFinal: 2.2158 bpb (3-seed mean).\n")
     r = validate_record(folder)
-    assert r.problems == [] and r.notes[:2] == [
-        "no training log for seeds 42, 1337, 2024: a non-record folder whose numbers cannot be checked (its README has to carry the claim)",
-        "README.md: missing"]
+    assert r.problems == [] and r.notes[:1] == [
+        "no training log for seeds 42, 1337, 2024: a non-record folder whose numbers only its README states"]
     folder = ours_folder(tmp_path / "timed", track="track_10min_16mb")  # on the record track it is a problem
     edit(folder, _drop("eval_method"))
     for log in folder.glob("*.log"):
         log.unlink()
-    assert validate_record(folder).problems == ["no training log for seeds 42, 1337, 2024 (*.log / *.txt with training lines)"]
+    RECORD = "(*.log / *.txt with training or score lines): a record that cannot be checked is not valid"
+    assert validate_record(folder).problems == [f"no training log for seeds 42, 1337, 2024 {RECORD}"]
     edit(folder, lambda s: [s.pop(k) for k in ("seeds", "seed_results", "compliance")])
-    assert validate_record(folder).problems == ["no training log for submission.json's val_bpb = 2.21576813 (*.log / *.txt with training lines)"]
+    assert validate_record(folder).problems == [f"no training log for submission.json's val_bpb = 2.21576813 {RECORD}"]
     assert validate_record(tmp_path / "nowhere").problems == ["not a directory"]
 
 

@@ -204,6 +204,29 @@ def cmd_byo_check(args) -> None:
     print(f"train: {fmt(t['train'])}; eval: {fmt(t['eval'])}")
 
 
+def cmd_audit_bpb(args) -> int:
+    """Runs the record's own byte-counting code (in a child process): see pgolf.bpbaudit."""
+    from pgolf.bpbaudit import AuditError, audit
+
+    try:
+        result = audit(args.record, args.tokenizer, args.val, timeout=args.timeout, max_tokens=args.max_tokens)
+    except AuditError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 2
+    print(result.line())
+    return 0 if result.ok else 1
+
+
+def add_audit_bpb_parser(sub) -> None:
+    p = sub.add_parser("audit-bpb", help="RUNS THE RECORD'S CODE (child process, stripped env, time limit): its byte count vs the decoded text's UTF-8 bytes; exit 1 when > 0.1%% off")
+    p.add_argument("record", metavar="RECORD_DIR")
+    p.add_argument("--tokenizer", required=True, help="the SentencePiece .model the record scores with")
+    p.add_argument("--val", required=True, help="folder of fineweb_val_*.bin shards")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds before the child is killed (default 300)")
+    p.add_argument("--max-tokens", type=int, default=None, help="audit only the first N validation tokens")
+    p.set_defaults(func=cmd_audit_bpb)
+
+
 def cmd_validate(args) -> int:
     from pgolf.validate import format_report, validate_record
 
@@ -368,6 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("records", nargs="+", metavar="RECORD_DIR")
     p.add_argument("--json", action="store_true", help="print one JSON report per folder")
     p.set_defaults(func=cmd_validate)
+    add_audit_bpb_parser(sub)
     return ap
 
 

@@ -110,10 +110,11 @@ class LogSummary:
     tol: dict[str, float] = field(default_factory=dict, repr=False)
     lines: list["ScoreLine"] = field(default_factory=list, repr=False)  # every line carrying a val_bpb
     audits: dict[str, str] = field(default_factory=dict, repr=False)  # label -> audit verdict (ours)
+    mentions: set = field(default_factory=set, repr=False)  # eval-method words the log's output (not its embedded code) uses
 
     def to_json(self) -> dict:
         d = asdict(self)
-        for k in ("tol", "lines", "audits"):
+        for k in ("tol", "lines", "audits", "mentions"):
             d.pop(k)
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 
@@ -158,7 +159,23 @@ def parse_text(text: str) -> LogSummary:
     s.model_params = _last_int(RE["params"], text)
     s.peak_mem_mib = _last_int(RE["peak"], text)
     s.seed = _seed(text)
+    s.mentions = mentions(text)
     return s
+
+
+METHOD_WORDS = ("ttt", "slot", "adapt", "test-time", "test_time", "ngram", "n-gram", "cache", "backoff", "mix", "phrase")
+_CODE_LINE = re.compile(r"^(?:\s|@|(?:def|class|import|from|if|for|while|return|with|try|elif|else|except|assert|raise|print|log0?)\b)"
+                        r"|os\.environ|;\s*\w+\s*=|^[\w.\[\]]+\s*[-+*/]?=\s*\S|:\s*$|\(.*\)\s*$")
+_DISABLED = re.compile(r"\b(ttt|slot|ngram|n-gram|cache|backoff|mix|phrase)\w*?_?(?:enabled?|on|use)\s*[:=]\s*(?:false|0|none|off)\b", re.I)
+
+
+def mentions(text: str) -> set:
+    """Eval-method words in the log's output lines (never in the source code that upstream logs
+    embed), less those an `<x>_enabled: False` line turns off."""
+    out_lines = [ln for ln in text.splitlines() if ln.strip() and not _CODE_LINE.search(ln)]
+    low = "\n".join(out_lines).lower()
+    off = {m.lower() for m in _DISABLED.findall(text)}
+    return {w for w in METHOD_WORDS if w in low and w not in off}
 
 
 def parse_file(path) -> LogSummary:
@@ -427,7 +444,7 @@ def _evals(s: LogSummary, text: str) -> None:
 def _float_model_diagnostic(label: str) -> bool:
     """Evals of the float weights before quantization: not part of the scored eval."""
     low = label.lower()
-    return "post_ema" in low or "post-ema" in low
+    return any(w in low for w in ("post_ema", "post-ema", "pre_quant", "pre-quant", "prequant"))
 
 
 def _last_int(pattern: re.Pattern, text: str) -> int | None:

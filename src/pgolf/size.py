@@ -16,6 +16,8 @@ import json
 import os
 from pathlib import Path
 
+from pgolf.discover import code_files, find_script, log_files
+from pgolf.logparse import parse_file
 from pgolf.rules import CODE_SIZE_CONVENTIONS as CONVENTIONS
 from pgolf.rules import SIZE_LIMIT_BYTES as CHALLENGE_LIMIT
 from pgolf.rules import lzma_code_bytes as lzma_bytes
@@ -101,8 +103,6 @@ def resolve_targets(paths: list[str]) -> tuple[list[Path], Path | None]:
     for arg in paths:
         p = Path(arg)
         if p.is_dir():
-            from pgolf.validate import find_script
-
             script, _ = find_script(p)
             if script is None:
                 raise SizeError(f"{p}: no train_gpt.py (or train_gpt*.py) in this folder")
@@ -130,9 +130,6 @@ def resolve_targets(paths: list[str]) -> tuple[list[Path], Path | None]:
 def measure_logged(code_paths: list[Path], folder: Path, limit: int = CHALLENGE_LIMIT, convention: str = "raw") -> dict:
     """Size accounting of a record folder that holds no model: the largest compressed-model size its
     seed logs state (what each seed's run wrote), plus the shipped code."""
-    from pgolf.logparse import parse_file
-    from pgolf.validate import log_files
-
     logged = {}
     for log in log_files(Path(folder)):
         n = parse_file(log).bytes_model

@@ -1,0 +1,359 @@
+"""What a submission claims, and which log line carries it: the per-seed claims of submission.json
+(`Claim`), each seed's log, and the line of it that carries the claimed number (the check `check_logs`,
+`parse-log`'s `parse_claimed`, and the corpus measure `claim_pairs`)."""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from pathlib import Path
+
+from pgolf.discover import NOT_LOGS, find_submission, log_files
+from pgolf.folder import SCORE_KEYS, Claim, Folder, close, is_int, is_number, json_tol
+from pgolf.track import non_record
+from pgolf.logparse import LogSummary, apply_claim, final_rule, find_claim, half_unit, number_matches, parse_file
+
+
+def declared_seeds(f: Folder) -> list[int]:
+    """Seeds submission.json names: `seeds` (a list, or a dict keyed by seed) and `seed_results` keys."""
+    if f.sub is None:
+        return []
+    found: list[int] = []
+    for key in ("seeds", "seed_results"):
+        value = f.sub.get(key)
+        items = list(value) if isinstance(value, (list, dict)) else []
+        if items and all(isinstance(i, dict) for i in items):
+            items = [i.get("seed") for i in items]
+        seeds = [int(s) for s in items if is_int(s) or (isinstance(s, str) and s.isdigit())]
+        if len(seeds) != len(items):
+            f.problem(f"submission.json: {key} holds something that is not a seed: {items!r}")
+        if found and seeds and sorted(seeds) != sorted(found):
+            f.problem(f"submission.json: seeds {sorted(found)} but seed_results has {sorted(seeds)}")
+        found = sorted(set(found) | set(seeds))
+    return sorted(set(found) | set(seed_claims(f.sub)))
+
+
+def seed_claims(sub: dict | None) -> dict[int, Claim]:
+    """Per-seed claims of submission.json: `seed_results` / `seeds` / `results` /
+    `per_seed` keyed by seed (rows, or bare val_bpb numbers), a list of rows with a `seed`, `seed_<N>`
+    objects, or `val_bpb_seeds` / `seed_scores` beside a `seeds` list."""
+    if not isinstance(sub, dict):
+        return {}
+    out: dict[int, Claim] = {}
+
+    def add(seed, row, where, kind="row"):
+        if isinstance(seed, str) and seed.removeprefix("seed_").removeprefix("seed").isdigit():
+            seed = int(seed.removeprefix("seed_").removeprefix("seed"))
+        if not is_int(seed):
+            return
+        if is_number(row):
+            row = {"val_bpb": row}
+        if isinstance(row, dict) and seed not in out:
+            out[seed] = Claim(where, row, kind)
+
+    for key in ("seed_results", "seeds", "results", "per_seed"):
+        value = sub.get(key)
+        if isinstance(value, dict):
+            for seed, row in value.items():
+                add(seed, row, f"{key}[{seed}]")
+        elif isinstance(value, list) and key != "seeds":
+            for i, row in enumerate(value):
+                if isinstance(row, dict):
+                    add(row.get("seed"), row, f"{key}[{i}]")
+    for key, row in sub.items():
+        if re.fullmatch(r"seed_?\d+", key):
+            add(key, row, key)
+    seeds = sub.get("seeds")
+    for key in ("val_bpb_seeds", "seed_scores", "seed_val_bpbs"):
+        value = sub.get(key)
+        if isinstance(value, dict):
+            for seed, bpb in value.items():
+                add(seed, bpb, f"{key}[{seed}]", "number")
+        elif isinstance(value, list) and isinstance(seeds, list) and len(seeds) == len(value):
+            for i, (seed, bpb) in enumerate(zip(seeds, value)):
+                add(seed, bpb, f"{key}[{i}]", "number")
+    return out
+
+
+def _seed_of(p: Path, summary: LogSummary, seeds: list[int]) -> int | None:
+    m = re.search(r"seed[_-]?(\d+)", p.name, re.I) or re.search(r"(?:^|[_-])s(\d+)(?:[_.-]|$)", p.stem)
+    if m:
+        return int(m.group(1))
+    if summary.seed is not None:
+        return summary.seed
+    m = re.search(r"[_-](\d+)$", p.stem)  # ternary_log_1337.txt
+    if m and not seeds:
+        return int(m.group(1))
+    numbers = [int(n) for n in re.findall(r"\d+", p.stem)]
+    hits = [n for n in numbers if n in seeds]
+    return hits[-1] if hits else None
+
+
+def check_logs(f: Folder) -> None:
+    seeds = f.declared = declared_seeds(f)
+    f.claims = {s: c for s, c in seed_claims(f.sub).items() if is_number(c.val_bpb)}
+    parsed = {}
+    for p in log_files(f.root):
+        if NOT_LOGS.match(p.name):
+            continue
+        try:
+            summary = parse_file(p)
+        except OSError as e:
+            f.problem(f"{f.rel(p)}: cannot be read ({e.strerror})")
+            continue
+        if summary.lines or summary.steps is not None:  # a training or eval log, not notes
+            parsed[p] = summary
+    if not parsed:
+        key, score = f.get(*SCORE_KEYS)
+        what = (f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}" if seeds
+                else f"{f.sub_name}'s {key} = {score}" if is_number(score) else None)
+        if what and non_record(f) and f.root.parent.name.startswith("track_non_record") and _readme_states(f):
+            # Already in upstream's records/track_non_record_16mb/: merged on its README's word.
+            f.note(f"no training log for {what}: a non-record folder whose numbers only its README states")
+        elif what:
+            kind = "a non-record folder still needs evidence for its numbers" if non_record(f) else "a record that cannot be checked is not valid"
+            f.problem(f"no training log for {what} (*.log / *.txt with training or score lines): {kind}")
+        elif non_record(f) and says_it_claims_nothing(f):
+            f.note("no training log and no score: a non-record folder that says it claims none")
+        elif non_record(f):
+            f.problem("no training log and no claimed score: a non-record folder still needs evidence for a result")
+        else:
+            f.problem(f"no training log and no claimed score: nothing to check on the record track ({f.track.why})")
+        return
+    by_seed: dict[int, list[Path]] = {}
+    unseeded = []
+    for p, summary in parsed.items():
+        seed = _seed_of(p, summary, seeds)
+        if seed is None and len(seeds) == 1 and len(parsed) == 1:
+            seed = seeds[0]
+        if seed is None:
+            unseeded.append(p)
+        else:
+            by_seed.setdefault(seed, []).append(p)
+    # A log whose seed is unknown may still carry a seed's claim (train.log of a one-seed run, ...).
+    for p in unseeded:
+        owner = [s for s, c in f.claims.items() if _carries(parsed[p], c)]
+        if len(owner) == 1:
+            by_seed.setdefault(owner[0], []).append(p)
+        elif not seeds and len(parsed) == 1:
+            by_seed[-1] = [p]  # a lone log of a folder without seeds: checked for what it says
+        else:
+            f.note(f"{f.rel(p)}: no seed in its name or content; not checked")
+    key, top = f.get(*SCORE_KEYS)
+    if not f.claims and is_number(top) and len(seeds or by_seed) == 1 and by_seed:
+        _, loss = f.get("val_loss", "mean_val_loss")
+        f.claims[(seeds or sorted(by_seed))[0]] = Claim(key, {"val_bpb": top, "val_loss": loss}, "top")
+    # Logs of seeds submission.json does not name: a claim missing from its own seed's log may be here.
+    spare = {p: s for s, ps in by_seed.items() if s not in (seeds or by_seed) for p in ps}
+    for seed in seeds or sorted(by_seed):
+        paths = by_seed.get(seed)
+        if not paths:
+            f.problem(f"train_seed{seed}.log: missing (submission.json lists seed {seed})")
+            continue
+        name, summary = _pick_log(f, seed, paths, parsed, spare)
+        f.logs[seed] = (name, summary)
+    for p, seed in spare.items():
+        if p == by_seed[seed][0]:
+            f.note(f"{f.rel(p)}: seed {seed} is not in submission.json (a run left out?)")
+
+
+def _carries(log: LogSummary, claim: Claim) -> bool:
+    loss = claim.val_loss
+    line = find_claim(log, claim.val_bpb, loss)
+    return line is not None and line.claim and (loss is None or line.val_loss is None or number_matches(loss, line.val_loss))
+
+
+def _pick_log(f: Folder, seed: int, paths: list[Path], parsed: dict, spare: dict) -> tuple[str, LogSummary]:
+    """The log checked for `seed`, its final score being the line that carries the claimed number;
+    when no log of the seed carries it but the final line of a log of an unclaimed seed does, that
+    log is taken (a seed mix-up between file and submission.json: a note) and leaves `spare`."""
+    standard = f"train_seed{seed}.log"
+    paths = sorted(paths, key=lambda p: (p.name != standard, p.parent != f.root, p.name))
+    main = paths[0]
+    if len(paths) > 1:
+        f.note(f"seed {seed}: {len(paths)} logs ({', '.join(f.rel(p) for p in paths)}); checked {f.rel(main)}")
+    summary = parsed[main]
+    name = f.rel(main)
+    claim = f.claims.get(seed)
+    if claim is None:
+        if summary.final_label is None:
+            f.problem(f"{name}: no final score line ({final_rule(summary.family)})")
+        for label, n in summary.reused_labels.items():
+            f.note(f"{name}: {label}_exact printed {n} times with different numbers; the claim taken is {summary.final_label}")
+        return name, summary
+    where, bpb, loss = claim.bpb_key, claim.val_bpb, claim.val_loss
+    hits = [(p, find_claim(parsed[p], bpb, loss)) for p in paths]
+    hits = [(p, ln) for p, ln in hits if ln is not None]
+    near = lambda ln: (ln.claim, loss is None or ln.val_loss is None or number_matches(loss, ln.val_loss), -abs(float(ln.val_bpb) - bpb))
+    best = max(hits, key=lambda h: near(h[1]), default=None)
+    aside = ""
+    if best is not None and not best[1].claim and not near(best[1])[1]:
+        # Only a non-claim line with the same val_bpb but another val_loss: a coincidence, not the claim.
+        p, line = best
+        aside = f"; {f.rel(p)} line {line.lineno} `{line.label}` has val_bpb:{line.val_bpb} but val_loss:{line.val_loss}, not {loss}"
+        best = None
+    if best is None:
+        other = [(p, find_claim(parsed[p], bpb, loss)) for p in spare]
+        other = [(p, ln) for p, ln in other if ln is not None and ln.claim and (loss is None or ln.val_loss is None or number_matches(loss, ln.val_loss))]
+        if len(other) == 1:
+            p, line = other[0]
+            f.note(f"seed {seed}: the claimed {bpb} is not in {name} but on {f.rel(p)} line {line.lineno} `{line.label}`, "
+                   f"a log of seed {spare.pop(p)}: that log is checked as seed {seed}'s (a seed mix-up)")
+            apply_claim(parsed[p], line, f"{f.sub_name} {where}, in {f.rel(p)}")
+            return f.rel(p), parsed[p]
+    if best is None:
+        got = f"{summary.final_label} val_bpb:{summary.final_val_bpb}" if summary.final_label else f"no final score line, {final_rule(summary.family)}"
+        f.unmatched.add(seed)
+        f.problem(f"{f.sub_name} {where} = {bpb}: no line of {', '.join(f.rel(p) for p in paths)} carries it (its final score: {got}{aside})")
+        return name, summary
+    p, line = best
+    if not line.claim:
+        f.problem(f"{f.sub_name} {where} = {bpb} is found only on {f.rel(p)} line {line.lineno} `{line.label}`, a {line.kind} number, not a final score")
+    if p != main:  # the claim comes from another log of the seed (e.g. an eval-only rerun)
+        f.note(f"seed {seed}: the claimed {bpb} is in {f.rel(p)} line {line.lineno}, not {name}")
+        other = parsed[p]
+        apply_claim(other, line, where)
+        for attr in ("final_label", "final_val_loss", "final_val_bpb", "final_kind", "final_audit", "claim_source", "claim_line"):
+            setattr(summary, attr, getattr(other, attr))
+        summary.tol.update(final_val_bpb=other.tol["final_val_bpb"], final_val_loss=other.tol["final_val_loss"])
+        summary.claim_source = f"{f.sub_name} {where}, in {f.rel(p)}"
+    else:
+        apply_claim(summary, line, f"{f.sub_name} {where}")
+    return name, summary
+
+
+def check_claim_present(f: Folder) -> None:
+    """A record must claim a score and ship its script. Without a val_bpb key, a number in the blurb
+    or name that a log carries on a final-score line stands for the claim (a note). A non-record
+    folder that claims no score (a write-up, a negative result) needs neither: notes."""
+    claims_nothing = f.no_score or f.sub is None and not f.logs
+    if f.script is None:
+        missing = "train_gpt.py: missing (no train_gpt*.py either)"
+        (f.note if non_record(f) and claims_nothing else f.problem)(missing)
+    if not f.no_score:
+        return
+    if f.sub_path is None:
+        if not non_record(f):
+            f.problem(f"submission.json: missing: a record must claim its score ({f.track.why})")
+        elif f.logs or says_it_claims_nothing(f):
+            f.note("submission.json: missing; the logs are checked for what they say" if f.logs else "submission.json: missing (and no training log)")
+        else:
+            f.problem("submission.json: missing (and no training log)")
+        return
+    what = f"{f.sub_name}: no score (val_bpb, or a per-seed val_bpb)"
+    if f.null_score_key:
+        what = f"{f.sub_name}: {f.null_score_key} is not a number (None)"
+    prose = " ".join(str(f.sub.get(k, "")) for k in ("blurb", "name", "description", "summary"))
+    finals = [log.final_val_bpb for _, log in f.logs.values() if log.final_val_bpb is not None]
+    for n in re.findall(r"\b\d\.\d{3,}\b", prose):
+        if len(finals) > 1 and number_matches(float(n), repr(statistics.fmean(finals))):
+            f.note(f"{what}; its text states {n}, the mean of the {len(finals)} logged final scores")
+            return
+        for seed, (name, log) in sorted(f.logs.items()):
+            line = find_claim(log, float(n))
+            if line is not None and line.claim:
+                f.note(f"{what}; its text states {n}, which {name} line {line.lineno} `{line.label}` carries")
+                return
+    if f.track is not None and f.track.record:
+        f.problem(f"{what}: a record must claim one ({f.track.why})")
+    else:
+        f.note(what)
+
+
+NO_CLAIM = re.compile(r"no (?:new )?score (?:is )?claimed|claims? no (?:\w+ )?score|not claim\w* (?:a|any) (?:\w+ )?score|"
+                      r"leaderboard_claim\W+false|-only package|methodology|synthesis|lessons learned", re.I)
+
+
+def says_it_claims_nothing(f: Folder) -> bool:
+    """A write-up, package or analysis that says it claims no score (README or submission.json)."""
+    texts = [p.read_text(encoding="utf-8", errors="replace")[:30_000] for p in (f.root / "README.md", f.sub_path) if p is not None and p.is_file()]
+    return any(NO_CLAIM.search(t) for t in texts)
+
+
+# The last merged record whose headline is its best seed is dated 2026-03-24; from the next day on,
+# every merged record on the 10-minute track claims the mean of its seeds.
+MEAN_CLAIM_SINCE = "2026-03-25"
+
+
+def folder_date(f: Folder) -> str | None:
+    """submission.json's date, else the folder name's YYYY-MM-DD prefix."""
+    date = f.sub.get("date") if f.sub else None
+    m = re.match(r"\d{4}-\d{2}-\d{2}", date) if isinstance(date, str) else None
+    m = m or re.match(r"\d{4}-\d{2}-\d{2}", f.root.name)
+    return m.group(0) if m else None
+
+
+def mean_is_the_claim(f: Folder) -> bool:
+    """A record-track folder dated from MEAN_CLAIM_SINCE on (or undated) claims the mean of its seeds."""
+    date = folder_date(f)
+    return not non_record(f) and (date is None or date >= MEAN_CLAIM_SINCE)
+
+
+def _readme_states(f: Folder) -> bool:
+    """Whether the README states results in bpb (a non-record write-up without logs)."""
+    readme = f.root / "README.md"
+    if not readme.is_file():
+        return False
+    text = readme.read_text(encoding="utf-8", errors="replace")
+    return bool(re.search(r"\b[0-4]\.\d{3,}", text)) and "bpb" in text.lower()
+
+
+def match_mean(f: Folder, claimed: dict[int, LogSummary]) -> None:
+    """Without per-seed claims: when the family rule's lines do not average to the claimed score,
+    the label that does (printed once in every seed's log, a claim kind) is taken as the final one."""
+    key, value = f.get(*SCORE_KEYS)
+    if not is_number(value) or len(claimed) < 2:
+        return
+    tol = lambda logs: max(l.tol.get("final_val_bpb", 0.0) for l in logs) + json_tol(value)
+    if close(float(value), statistics.fmean(l.final_val_bpb for l in claimed.values()), tol(claimed.values())):
+        return
+    per_label: dict[str, dict[int, object]] = {}
+    for seed, log in claimed.items():
+        for ln in log.lines:
+            if ln.claim:
+                per_label.setdefault(ln.label, {})[seed] = ln  # the last line of each label
+    for label, lines in per_label.items():
+        if len(lines) == len(claimed) and close(float(value), statistics.fmean(float(ln.val_bpb) for ln in lines.values()), max(half_unit(ln.val_bpb) for ln in lines.values()) + json_tol(value)):
+            for seed, ln in lines.items():
+                apply_claim(claimed[seed], ln, f"{f.sub_name} {key}: the mean of the seeds' {label} lines")
+            return
+    # Early records state one run's score (the best seed's), not the mean.
+    for seed, log in sorted(claimed.items()):
+        ln = find_claim(log, value)
+        if ln is not None and ln.claim:
+            apply_claim(log, ln, f"{f.sub_name} {key}")
+            f.top_seed = seed
+            (f.problem if mean_is_the_claim(f) else f.note)(f"{f.sub_name}: {key} = {value} is seed {seed}'s score ({f.logs[seed][0]} line {ln.lineno}, {ln.label}), "
+                      f"not the mean of the {len(claimed)} seeds (the mean is the claim)")
+            return
+
+
+# ----------------------------------------------------------------------------- parse-log's claim
+
+
+def parse_claimed(path) -> LogSummary:
+    """`pgolf parse-log`: a log's numbers, its final score being the line that carries what the
+    submission*.json beside it (or one folder up, for logs/) claims for the log's seed; the family
+    rule when there is no such claim (claim_source says which)."""
+    p = Path(path)
+    summary = parse_file(p)
+    for root in (p.parent, p.parent.parent):
+        sub_path, _ = find_submission(root)
+        if sub_path is None:
+            continue
+        try:
+            sub = json.loads(sub_path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return summary
+        claims = {s: c for s, c in seed_claims(sub).items() if is_number(c.val_bpb)}
+        seed = _seed_of(p, summary, sorted(claims))
+        if seed not in claims:
+            return summary
+        claim = claims[seed]
+        line = find_claim(summary, claim.val_bpb, claim.val_loss)
+        if line is not None:
+            apply_claim(summary, line, f"{sub_path.name} {claim.bpb_key}")
+        return summary
+    return summary
+

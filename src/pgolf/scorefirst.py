@@ -1,0 +1,234 @@
+"""Score-first from evidence: what the record's own script does at eval time, not what its
+submission.json says about itself.
+
+Three known shapes that are not score-first (the challenge's Issue #1017 conditions C1/C3), read
+from the script's syntax tree (a self-extracting script through its decoded source):
+
+- **fit before score**: inside a loop over validation windows or chunks, a `.backward()` (an
+  optimizer fitting something) runs before the loop's scored loss is accumulated, and no scored
+  loss of that iteration was accumulated before it. PR #1313's `eval_val_slot` (delta and logit
+  bias fitted on the window's scored targets, then those targets scored) is the type; it is named
+  SLOT when the function speaks of SLOT, else test-time training.
+- **training on validation before scoring**: a function that slices the validation tokens and
+  calls `.backward()`, with no scored loss accumulated anywhere in it (a pre-eval TTT pass).
+- **target-keyed cache**: an n-gram cache whose hash key mixes in the target token
+  (`ctx_hash ^ (tgt * prime)`), so the probability of the true next token is looked up by the
+  answer itself.
+
+Score-first TTT (#549 and the merged frontier: score a chunk under no_grad, then train on it) has
+its scored loss accumulated before the `.backward()` of the same iteration and passes. Every
+finding carries a confidence and the quoted code line (`train_gpt.py:LINE: text`). Our own
+records print a causality audit with their final score: where it passed, that runtime evidence
+stands and the script is not read.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from pgolf.discover import code_files, script_source
+from pgolf.folder import Folder
+
+SCORED_SUM = re.compile(r"(loss|nll|bpb|bits?|bytes?|tokens?|tok)_?(sum|total|count|cnt|acc|accum)\b|\b(total|sum|running)_(loss|nll|bits|bytes|tokens|bpb)|\bnll_list|\blosses\b", re.I)
+TRAINING_SUM = re.compile(r"epoch|train|fit|adapt|ttt_loss|slot_loss", re.I)
+VAL_NAME = re.compile(r"\bval|valid", re.I)
+TARGET_KEY = re.compile(r"\^\s*\(?\s*\(?\s*(?:tgt|target|targets|tg|tok_next|next_tok|y)\w*(?:\[[^\]]*\])?\s*\)?\s*\*\s*[\w.]*prime", re.I)
+NEGATION = re.compile(r"\bno\b|\bnot\b|n't|without|disabled|\boff\b|instead of|legal|score-first|score first|causal")
+TARGET_HASH_CALL = re.compile(r"hash_full\w*\([^)]*\b(?:tgt|target)\w*", re.I)
+
+
+@dataclass(frozen=True)
+class Finding:
+    shape: str  # "slot_fit_on_scored", "ttt_fit_before_score", "ttt_on_val_before_scoring", "target_keyed_cache"
+    confidence: str  # "high", "medium"
+    where: str  # `train_gpt.py:LINE: text`
+    function: str
+
+    def message(self) -> str:
+        what = {
+            "slot_fit_on_scored": "not score-first: SLOT fits on the scored targets before scoring them",
+            "ttt_fit_before_score": "not score-first: test-time training steps on validation windows before they are scored",
+            "ttt_on_val_before_scoring": "not score-first: test-time training on validation tokens before they are scored",
+            "target_keyed_cache": "not score-first: the eval cache is keyed by the target token",
+        }[self.shape]
+        return f"{what} ({self.confidence} confidence; {self.function}: {self.where})"
+
+
+# ----------------------------------------------------------------------------- syntax tree
+
+
+def _functions(tree: ast.AST):
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            yield node
+
+
+def _is_backward(node: ast.AST) -> bool:
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "backward"
+
+
+def _slices_val(node: ast.AST) -> bool:
+    return any(isinstance(n, ast.Subscript) and VAL_NAME.search(ast.unparse(n.value)) for n in ast.walk(node))
+
+
+def _own_nodes(fn: ast.AST):
+    """The nodes of a function, not those of functions nested in it."""
+    todo = list(ast.iter_child_nodes(fn))
+    while todo:
+        n = todo.pop()
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            continue
+        yield n
+        todo.extend(ast.iter_child_nodes(n))
+
+
+def _loops_around(fn: ast.AST, target: ast.AST) -> list[ast.AST]:
+    """The loops of `fn` enclosing `target`, innermost first."""
+    path: list[ast.AST] = []
+
+    def walk(node, stack):
+        if node is target:
+            path.extend(stack)
+            return True
+        inner = stack + [node] if isinstance(node, (ast.For, ast.While)) else stack
+        return any(walk(c, inner) for c in ast.iter_child_nodes(node) if not isinstance(c, (ast.FunctionDef, ast.AsyncFunctionDef)))
+
+    walk(fn, [])
+    return path[::-1]
+
+
+def _calls_to(node: ast.AST, names: set) -> list[ast.Call]:
+    return [n for n in node if isinstance(n, ast.Call) and (getattr(n.func, "id", None) in names or getattr(n.func, "attr", None) in names)]
+
+
+def _scored_before(fn: ast.AST, own: list, at: ast.AST, scorers: set) -> bool:
+    """Whether, in a loop of `fn` around `at`, a scored loss is accumulated (or a scoring function
+    called) before `at` in the same iteration."""
+    scored = sorted(set(_scored_sums_own(own)) | {c.lineno for c in _calls_to(own, scorers)})
+    for loop in _loops_around(fn, at):
+        if any(loop.lineno <= ln < at.lineno for ln in scored):
+            return True
+    return False
+
+
+def _scored_sums_own(own: list) -> list[int]:
+    """Lines that accumulate a scored loss (`loss_sum += ...`, `nll_sum.add_(...)`), not a training
+    loss kept for logging (`epoch_loss_sum`, `train_loss_sum`)."""
+    lines = []
+    for n in own:
+        if isinstance(n, ast.AugAssign):
+            name = ast.unparse(n.target)
+        elif isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in ("add_", "append"):
+            name = ast.unparse(n.func.value)
+        else:
+            continue
+        if SCORED_SUM.search(name) and not TRAINING_SUM.search(name):
+            lines.append(n.lineno)
+    return lines
+
+
+def _judge(fn, b, loops, scored, functions, scorers, slot, quote) -> Finding | None:
+    """The shape of one `.backward()` on validation tokens, or None when it is score-first."""
+    if not scored:
+        # A training pass on validation tokens: fine only where every caller scored them first.
+        sites = [(g, g_own, c) for g, g_own in functions.items() if g is not fn for c in _calls_to(g_own, {fn.name})]
+        if all(_scored_before(g, g_own, c, scorers) for g, g_own, c in sites) and sites:
+            return None
+        return Finding("ttt_on_val_before_scoring", "medium", quote(b.lineno), f"{fn.name}()")
+    for loop in loops:
+        inside = [ln for ln in scored if loop.lineno <= ln <= (loop.end_lineno or ln)]
+        if not inside:
+            continue
+        if any(ln < b.lineno for ln in inside):
+            return None  # scored before the fit in the same iteration: score-first
+        shape = "slot_fit_on_scored" if slot else "ttt_fit_before_score"
+        return Finding(shape, "high" if slot else "medium", quote(b.lineno), f"{fn.name}()")
+    if any(ln < b.lineno for ln in scored):
+        return None
+    return Finding("ttt_on_val_before_scoring", "medium", quote(b.lineno), f"{fn.name}()")
+
+
+def analyse(source: str, name: str) -> list[Finding]:
+    """Findings in one script's source (`name` is how messages name the file)."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return []
+    lines = source.splitlines()
+    quote = lambda ln: f"{name}:{ln}: {lines[ln - 1].strip()[:160]}"
+    functions = {fn: list(_own_nodes(fn)) for fn in _functions(tree)}
+    scorers = {fn.name for fn, own in functions.items() if _scored_sums_own(own)}
+    out: list[Finding] = []
+    for fn, own in functions.items():
+        low = fn.name.lower()
+        if re.search(r"warmup|calib|gptq|hessian", low):
+            continue  # calibration passes
+        slot = "slot" in low or any("slot" in ast.unparse(n).lower() for n in own if _is_backward(n))
+        scored = sorted(set(_scored_sums_own(own)) | {c.lineno for c in _calls_to(own, scorers - {fn.name})})
+        for b in sorted((n for n in own if _is_backward(n)), key=lambda n: n.lineno):
+            loops = _loops_around(fn, b)
+            if not loops or not _slices_val(loops[-1]):
+                continue  # a fit on training data (the training loop, distillation)
+            if any(re.search(r"warm", ast.unparse(lp.iter if isinstance(lp, ast.For) else lp.test), re.I) for lp in loops):
+                continue  # a compile warm-up whose fitted parameters are thrown away
+            finding = _judge(fn, b, loops, scored, functions, scorers, slot, quote)
+            if finding is not None:
+                out.append(finding)
+                break
+    for i, line in enumerate(lines, 1):
+        code = line.split("#", 1)[0]
+        if TARGET_KEY.search(code) or TARGET_HASH_CALL.search(code):
+            out.append(Finding("target_keyed_cache", "high", quote(i), "n-gram cache"))
+            break
+    return out
+
+
+def script_findings(script: Path) -> list[Finding]:
+    """Findings in a record's script and every code file it uses."""
+    out = []
+    for path in code_files(script):
+        if path.suffix != ".py":
+            continue
+        source, packed = script_source(path)
+        out += analyse(source, path.name + (" (decoded)" if packed else ""))
+    return out
+
+
+# ----------------------------------------------------------------------------- the check
+
+
+def _ran(f: Folder, finding: Finding) -> bool:
+    """Whether the logs show the flagged eval ran: the claimed line (or any score line) is a SLOT,
+    TTT or cache line, or the log names the method."""
+    words = {"slot_fit_on_scored": ("slot",), "ttt_fit_before_score": ("ttt", "adapt", "slot"),
+             "ttt_on_val_before_scoring": ("ttt", "adapt", "test-time", "test_time"),
+             "target_keyed_cache": ("ngram", "n-gram", "backoff", "phrase")}[finding.shape]
+    for _, log in f.logs.values():
+        labels = " ".join(ln.label.lower() for ln in log.lines) + " " + (log.final_label or "").lower()
+        if any(w in labels for w in words) or any(w in log.mentions for w in words):
+            return True
+    readme = f.root / "README.md"
+    if readme.is_file():
+        for line in readme.read_text(encoding="utf-8", errors="replace").lower().splitlines():
+            if any(w in line for w in words) and not NEGATION.search(line):
+                return True
+    return False
+
+
+def check_score_first(f: Folder) -> None:
+    if f.script is None or not f.logs:
+        return
+    if f.ours and all(log.final_audit == "pass" for _, log in f.logs.values()):
+        return  # our causality audit ran on the real eval code and passed
+    findings = script_findings(f.script)
+    for finding in findings:
+        # A fit before scoring that is not SLOT may fit on context only (a prefix of the window):
+        # the syntax tree cannot tell, so it stays a note.
+        if finding.shape != "ttt_fit_before_score" and _ran(f, finding):
+            f.problem(finding.message())
+            return
+    if findings:
+        f.note(f"{findings[0].message()}; the logs do not show that eval running")

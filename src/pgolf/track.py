@@ -1,0 +1,126 @@
+"""Which track a folder is on, and the checks that depend on it: time limits and the compliance
+block's claims."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from pgolf.folder import Folder
+from pgolf.rules import MAX_EVAL_SECONDS, MAX_TRAIN_SECONDS, SIZE_LIMIT_BYTES, train_grace_ms
+
+
+NON_RECORD = re.compile(r"non[-_ ]?record|unlimited[-_ ]compute|not (?:claimed as |submitted as |intended as )?an? (?:official )?(?:leaderboard )?record", re.I)
+RECORD = re.compile(r"10[-_ ]?min|track_10min|record", re.I)
+README_NON_RECORD = re.compile(r"\bnon[-_ ]?record\b|\bunlimited[- ]compute\b|not (?:a|an official) (?:leaderboard )?record\b|no (?:new )?score is claimed|claims? no (?:leaderboard )?score", re.I)
+SUB_KEYS = ("track", "category", "submission_type", "type", "record_type", "status", "submission_track")
+
+
+@dataclass(frozen=True)
+class Track:
+    """The folder's track: ``record`` (the 10-minute limits apply) or ``non_record``, and why."""
+
+    name: str
+    why: str
+    stated: bool  # said by the folder's path or submission.json's track key, not inferred
+
+    @property
+    def record(self) -> bool:
+        return self.name == "record"
+
+
+def infer_track(f: Folder) -> Track:
+    """The track from, in order: the folder's parent (`track_10min_16mb`, `track_non_record_16mb`);
+    a non-record statement anywhere (submission.json's track and keys like it, a `non_record` flag,
+    its name or blurb, the README: a folder that says it is non-record is judged as one even when
+    its track key says 10min); submission.json's track; else the 10-minute record track."""
+    parent = f.root.parent.name
+    if parent.startswith("track_"):
+        return Track("non_record" if NON_RECORD.search(parent) else "record", f"the folder is in {parent}/", True)
+    sub = f.sub or {}
+    track = sub.get("track")
+    for key in SUB_KEYS + ("name", "title", "blurb", "description"):
+        value = sub.get(key)
+        if isinstance(value, str) and NON_RECORD.search(value):
+            return Track("non_record", f"{f.sub_name} {key} {_quote(value, NON_RECORD)}", key == "track")
+    for key in ("non_record", "is_non_record"):
+        if sub.get(key) is True:
+            return Track("non_record", f"{f.sub_name} {key}: true", False)
+    if sub.get("record") is False or sub.get("is_record") is False:
+        return Track("non_record", f"{f.sub_name} says it is not a record", False)
+    readme = f.root / "README.md"
+    if readme.is_file():
+        text = readme.read_text(encoding="utf-8", errors="replace")[:30_000]
+        m = README_NON_RECORD.search(text)
+        if m:
+            line = text.count("\n", 0, m.start()) + 1
+            return Track("non_record", f"README.md:{line} says {m.group(0)!r}", False)
+    if isinstance(track, str) and track.strip():
+        return Track("record", f"{f.sub_name} track {track!r}", True)
+    return Track("record", "nothing says non-record", False)
+
+
+def _quote(value: str, pattern: re.Pattern) -> str:
+    m = pattern.search(value)
+    start = max(0, m.start() - 30)
+    return repr(value[start:m.end() + 30])
+
+
+def check_track(f: Folder) -> None:
+    """Infers the track (before the logs are read: a record needs its evidence) and states an
+    inference that no path or track key made."""
+    f.track = infer_track(f)
+    if not f.track.stated:
+        rule = "the 10-minute limits apply" if f.track.record else "no time limits"
+        f.note(f"track: {f.track.name.replace('_', '-')} (inferred: {f.track.why}; {rule})")
+
+
+def timed_track(f: Folder) -> bool:
+    return f.track is None or f.track.record
+
+
+def non_record(f: Folder) -> bool:
+    return f.track is not None and not f.track.record
+
+
+def _claims(f: Folder) -> dict:
+    block = f.sub.get("compliance") if f.sub else None
+    return block if isinstance(block, dict) else {}
+
+
+def check_time(f: Folder) -> None:
+    claims = _claims(f)
+    train_claim = claims.get("train_under_600s", claims.get("training_under_600s")) is True
+    eval_claim = claims.get("eval_under_600s") is True
+    timed = timed_track(f)
+    for seed, (name, log) in sorted(f.logs.items()):
+        grace = train_grace_ms(log.step_avg_ms)
+        over_train = log.train_time_ms is not None and log.train_time_ms > 1000 * MAX_TRAIN_SECONDS + grace
+        if over_train and (timed or train_claim):
+            (f.problem if timed else f.flag)(f"{name}: training took {log.train_time_ms / 1000:.3f} s > {MAX_TRAIN_SECONDS:g} s (+{grace / 1000:.3f} s grace){_claimed(train_claim)}")
+        over_eval = log.eval_time_ms is not None and log.eval_time_ms > 1000 * MAX_EVAL_SECONDS
+        if over_eval and (timed or eval_claim):
+            (f.problem if timed else f.flag)(f"{name}: eval passes took {log.eval_time_ms / 1000:.3f} s > {MAX_EVAL_SECONDS:g} s{_claimed(eval_claim)}")
+
+
+def _claimed(claim: bool) -> str:
+    return " (submission.json's compliance block claims it is under)" if claim else ""
+
+
+def check_compliance(f: Folder) -> None:
+    claims = _claims(f)
+    n = len(set(f.logs) | set(f.declared))  # a missing log is its own problem
+    if claims.get("three_seeds") is True and n < 3:
+        f.problem(f"submission.json: compliance.three_seeds is true but the record has {n} seed{'s' if n != 1 else ''}")
+    if claims.get("artifact_under_16mb") is True:
+        over = [name for name, log in f.logs.values() if log.bytes_total is not None and log.bytes_total > SIZE_LIMIT_BYTES]
+        if over:
+            f.problem(f"submission.json: compliance.artifact_under_16mb is true but {over[0]} is over the cap")
+    if claims.get("score_first_eval") is True and f.sub.get("eval_method") == "slot_published":
+        f.problem("submission.json: compliance.score_first_eval is true but eval_method slot_published fits on the scored targets")
+    elif claims.get("score_first_eval") is True:
+        failed = [(name, log) for name, log in f.logs.values() if log.final_audit == "fail"]
+        if failed:
+            name, log = failed[0]
+            f.problem(f"{f.sub_name}: compliance.score_first_eval is true but {name}'s {log.final_label.removesuffix('_exact')} line says audit:fail")
+
