@@ -22,12 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pgolf.discover import find_script, script_source
+from pgolf.errors import UserError
 
 TOLERANCE = 0.001  # 0.1%: more than rounding, less than one leading space in a thousand bytes
 CHILD = Path(__file__).with_name("bpb_audit_child.py")
 
 
-class AuditError(ValueError):
+class AuditError(UserError):
     """The audit could not run (bad arguments, the record's code failed, time limit): one line."""
 
 

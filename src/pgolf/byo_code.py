@@ -30,6 +30,7 @@ import subprocess
 from pathlib import Path
 
 from pgolf.rules import lzma_code_bytes
+from pgolf.errors import UserError
 
 CONVENTIONS = ("auto", "raw", "lzma", "brotli_b85", "lzma_b85", "log")
 PACKED = ("brotli_b85", "lzma_b85")
@@ -44,7 +45,7 @@ PACKINGS = {
 }
 
 
-class CodeSizeError(ValueError):
+class CodeSizeError(UserError):
     """The code's size cannot be counted as asked; one line."""
 
 

@@ -16,7 +16,6 @@ one short HTTP request at most), because the workflow runs them every time it st
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import re
 import shutil
@@ -26,16 +25,14 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from pgolf.diskspace import CHECKPOINT_BYTES_PER_PARAM, LOG_BYTES_PER_SEED, existing_parent, filesystem_type, model_params
+
 # Sizes of the challenge's FineWeb sp1024 export on the hub: a train shard is 100 M uint16 tokens
 # plus its 1,024-byte header; the one val shard (50,000 documents) about 124 MB.
 HUB_TRAIN_SHARD_BYTES = 200_001_024
 HUB_VAL_BYTES = 124_100_000
-# What the other stages write, per seed, estimated from the config (see run_writes). Measured on the
-# tiny overlay (.test/config.yaml, 279,178 parameters; 2026-12-07, CPU): model.pt 1,125,202 bytes
-# (float32), the int6+lzma artifact 0.92 bytes per parameter, all logs and JSON of a seed ~60 kB.
-CHECKPOINT_BYTES_PER_PARAM = 4
+# The int6+lzma artifact: 0.92 bytes per parameter on the tiny overlay (see pgolf.diskspace).
 ARTIFACT_BYTES_PER_PARAM = 1
-LOG_BYTES_PER_SEED = 5_000_000
 # A compressed docs corpus (.xz, .gz) becomes about 2.7x its size in shards (the embedded corpus:
 # 2,615,792 bytes of .jsonl.xz, 7.1 MB of shards and tokenizer); plain JSONL about its own size.
 COMPRESSED_DOCS_TO_SHARDS = 3
@@ -170,19 +167,6 @@ def vocab_size(config: dict) -> int:
     return int(m.group(1)) if m else 1024
 
 
-def model_params(model: dict, vocab: int) -> int:
-    """Parameters of the record model (workflow/record/model.py) for a train.model block, to ~1%."""
-    d, layers = model["model_dim"], model["num_layers"]
-    kv_dim = d * model["num_kv_heads"] // model["num_heads"]
-    per_layer = 2 * d * d + 2 * d * kv_dim + 2 * d * int(model["mlp_mult"] * d) + 8 * d
-    total = vocab * d + layers * per_layer
-    if model.get("bigram_vocab_size"):
-        total += model["bigram_vocab_size"] * model["bigram_dim"] + model["bigram_dim"] * d
-    if any(layer < layers for layer in model.get("ve_layers", [])):
-        total += vocab * model["ve_dim"] + model["ve_dim"] * kv_dim
-    return total
-
-
 def run_writes(config: dict, data_ready: bool) -> list[tuple[str, int]]:
     """(what, bytes) the planned jobs write under results/: data, checkpoints, artifacts, logs. An estimate."""
     seeds = len(config["seeds"])
@@ -203,13 +187,6 @@ def run_writes(config: dict, data_ready: bool) -> list[tuple[str, int]]:
     return plan
 
 
-def existing_parent(path: Path) -> Path:
-    path = path.resolve()
-    while not path.exists():
-        path = path.parent
-    return path
-
-
 def hub_cache_dir(env=None) -> Path:
     env = os.environ if env is None else env
     if env.get("HF_HUB_CACHE"):
@@ -220,7 +197,7 @@ def hub_cache_dir(env=None) -> Path:
 
 def disk_check(config: dict, results: Path, data_ready: bool, env=None) -> Check:
     """Free space under results/ (and a separate hub cache) against what the planned jobs write."""
-    from pgolf.jobs import human_bytes
+    from pgolf.diskspace import human_bytes
 
     where = existing_parent(results)
     plan = run_writes(config, data_ready)
@@ -308,25 +285,6 @@ def attention_check(config: dict, machine_gpus: int, cluster: bool) -> Check | N
         return Check("attention", "ok", f"{name} ({module}) importable")
     detail = "FlashAttention not installed: attention runs on PyTorch SDPA (#1313 used FlashAttention 3)"
     return Check("attention", "warn", detail)
-
-
-def filesystem_type(path: Path) -> tuple[str, str]:
-    """(filesystem type, mount point) of path, from /proc/mounts ('unknown' elsewhere)."""
-    path = existing_parent(path)
-    best = ("unknown", "/")
-    try:
-        lines = Path("/proc/mounts").read_text().splitlines()
-    except OSError:
-        return best
-    longest = -1
-    for line in lines:
-        fields = line.split()
-        if len(fields) < 3:
-            continue
-        mount = fields[1].replace("\\040", " ")
-        if (str(path) == mount or str(path).startswith(mount.rstrip("/") + "/")) and len(mount) > longest:
-            best, longest = (fields[2], mount), len(mount)
-    return best
 
 
 def shared_fs_check(results: Path, cluster: bool) -> Check | None:

@@ -35,6 +35,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from pgolf.diskspace import human_bytes
 from pgolf.errors import UserError
 
 PR_SET_PDEATHSIG = 1
@@ -190,16 +191,9 @@ def remove_dead_temporaries(folder: Path) -> list[Path]:
 # ---- disk space
 
 
-def human_bytes(n: float) -> str:
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if abs(n) >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{int(n)} bytes"
-
-
 def disk_full_line(path, needed: int | None = None) -> str:
     """One line for ENOSPC: the filesystem (mount point, type), its free bytes, what the job writes."""
-    from pgolf.doctor import existing_parent, filesystem_type
+    from pgolf.diskspace import existing_parent, filesystem_type
 
     where = existing_parent(Path(path))
     fstype, mount = filesystem_type(where)
@@ -232,16 +226,16 @@ def recovery_hints(lines: list[str]) -> list[str]:
 
 def expected_job_writes(kind: str, hparams=None, manifest=None) -> int:
     """About what a job writes, for its disk-full line: a checkpoint (train), an artifact (byo), logs."""
-    from pgolf import doctor
+    from pgolf import diskspace
     from pgolf.rules import SIZE_LIMIT_BYTES
 
     if kind == "train" and hparams and manifest:
         model = json.loads(Path(hparams).read_text(encoding="utf-8"))["model"]
         vocab = json.loads(Path(manifest).read_text(encoding="utf-8"))["tokenizer"]["vocab_size"]
-        return doctor.model_params(model, vocab) * doctor.CHECKPOINT_BYTES_PER_PARAM + doctor.LOG_BYTES_PER_SEED
+        return diskspace.model_params(model, vocab) * diskspace.CHECKPOINT_BYTES_PER_PARAM + diskspace.LOG_BYTES_PER_SEED
     if kind == "byo":
-        return SIZE_LIMIT_BYTES + doctor.LOG_BYTES_PER_SEED
-    return doctor.LOG_BYTES_PER_SEED
+        return SIZE_LIMIT_BYTES + diskspace.LOG_BYTES_PER_SEED
+    return diskspace.LOG_BYTES_PER_SEED
 
 
 # ---- the guard
