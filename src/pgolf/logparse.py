@@ -5,7 +5,8 @@ so the source code that upstream logfiles embed never matches):
 
 - ``pgolf``: our logs. A `==== pgolf stage: ... ====` header or one of our unique final labels
   (`final_roundtrip_exact`, `final_sliding_window_exact`, `final_slot_causal_exact`,
-  `final_slot_published_exact`, `pre_quant_post_ema_exact`). Step lines use the legacy format.
+  `final_slot_published_exact`, `final_ttt_exact`, `pre_quant_post_ema_exact`: pgolf.rules).
+  Step lines use the legacy format.
 - ``legacy``: baseline, #414, #549, #1019, #1303, #1313 (`step:N/M train_loss:...` lines and
   `<label>_exact val_loss:F val_bpb:F` lines).
 - ``newer``: the SP8192 lineage from April 2026 (`N/M train_loss: F train_time: Fm tok/s: N` and
@@ -14,8 +15,8 @@ so the source code that upstream logfiles embed never matches):
 Which line is the claimed final score:
 
 - pgolf: `final_score_exact` (the record stage and the shipped script print it, after
-  `final_score_method:<method>`), else `final_slot_causal_exact` or `final_slot_published_exact`
-  when present, else `final_sliding_window_exact` (submission.json's `eval_method` says which). A log with neither
+  `final_score_method:<method>`), else `final_slot_causal_exact`, `final_slot_published_exact` or
+  `final_ttt_exact` when present, else `final_sliding_window_exact` (submission.json's `eval_method` says which). A log with neither
   has no final score (a roundtrip number is never claimed).
 - legacy: `final_slot_exact` when present (#1303/#1313), else `legal_ttt_exact` (#549), else the
   LAST `final_*_exact` line. The last one matters: from #414 on the scripts print
@@ -49,11 +50,14 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from pgolf.errors import UserError
+from pgolf.rules import FINAL_SCORE_LABEL, PRE_QUANT_LABEL, ROUNDTRIP_LABEL, method_label
 
 NUM = r"[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|nan|inf)"
 
-PGOLF_FINAL = ("final_score", "final_slot_causal", "final_slot_published", "final_ttt", "final_sliding_window")
-PGOLF_LABELS = ("final_roundtrip", "pre_quant_post_ema") + PGOLF_FINAL
+# Our final labels (pgolf.rules), in the order a claim is looked for when no final_score line says.
+PGOLF_FINAL = tuple(label.removesuffix("_exact") for label in (
+    FINAL_SCORE_LABEL, *(method_label(m) for m in ("slot_causal", "slot_published", "ttt", "sliding_window"))))
+PGOLF_LABELS = (ROUNDTRIP_LABEL.removesuffix("_exact"), PRE_QUANT_LABEL.removesuffix("_exact")) + PGOLF_FINAL
 
 RE = {
     "stage_header": re.compile(r"^==== pgolf stage: .* \(seed (\d+)\) ====$", re.M),
