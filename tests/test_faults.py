@@ -453,3 +453,24 @@ def test_tampered_artifact_fails_the_eval_with_a_hint_that_works(tiny_run):
         if not artifact.exists() or artifact.read_bytes() != original:
             artifact.write_bytes(original)
     assert {p: p.stat().st_mtime_ns for p in models} == models
+
+
+def test_a_really_full_filesystem_stops_the_data_stage_in_one_line(tmp_path):
+    """The issue's 5 MB filesystem, for real: a tmpfs (needs mount rights; skipped where there are none)."""
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=5m", "tmpfs", str(small)], capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a 5 MB tmpfs here (needs root or CAP_SYS_ADMIN)")
+    try:
+        out = small / "data"
+        r = pgolf("data-docs", "--docs", str(REPO / "data/corpus/embedded.jsonl.xz"), "--out-dir", str(out), "--num-val-docs", "10",
+                  "--shard-tokens", "1000000", "--vocab-size", "1024", "--workers", "1", timeout=600)
+        assert r.returncode == 2
+        assert "Traceback" not in r.stdout + r.stderr
+        [line] = r.stderr.splitlines()
+        assert line.startswith(f"error: disk full: no space left on {small} (tmpfs) writing under {out}: ")
+        assert f"this job writes about {jobs.human_bytes(doctor.docs_data_bytes(REPO / 'data/corpus/embedded.jsonl.xz'))}" in line
+        assert not (out / "manifest.json").exists()  # nothing that looks finished
+        assert not [p.name for p in out.iterdir() if ".tmp" in p.name]
+    finally:
+        subprocess.run(["umount", str(small)], capture_output=True)

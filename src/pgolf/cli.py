@@ -418,7 +418,8 @@ def main(argv=None) -> int:
             raise
         from pgolf.jobs import disk_full_line
 
-        print(f"error: {disk_full_line(e.filename or '.', needed=_expected_writes(args))}", file=sys.stderr, flush=True)
+        where = e.filename or getattr(args, "out_dir", None) or getattr(args, "out", None) or "."
+        print(f"error: {disk_full_line(where, needed=_expected_writes(args))}", file=sys.stderr, flush=True)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr, flush=True)
