@@ -499,3 +499,16 @@ def test_a_full_filesystem_during_a_jobs_write_is_one_line_and_leaves_no_partial
         assert (small / "seed2" / "model.pt").read_bytes() == b"finished" * 1000
     finally:
         subprocess.run(["umount", str(small)], capture_output=True)
+
+
+def test_snakemake_itself_says_only_that_an_overlay_is_unreadable(tmp_path):
+    """Why the README points at `pgolf check-config`: snakemake reads --configfile before any workflow code."""
+    workdir = copy_workflow(tmp_path / "wf")
+    (workdir / "bad.yaml").write_text("train:\n  iterations: [1, 2\nseeds: 3\n")
+    result = snakemake(workdir, "-n", configs=("bad.yaml",))
+    assert result.returncode != 0
+    out = result.stdout + result.stderr
+    assert "Config file is not valid JSON or YAML" in out
+    assert "line 3" not in out and "bad.yaml:3:6" not in out
+    r = pgolf("check-config", "config.yaml", "bad.yaml", cwd=workdir)
+    assert r.stderr.startswith("error: bad.yaml:3:6: malformed YAML: ")
