@@ -474,3 +474,41 @@ def test_a_really_full_filesystem_stops_the_data_stage_in_one_line(tmp_path):
         assert not [p.name for p in out.iterdir() if ".tmp" in p.name]
     finally:
         subprocess.run(["umount", str(small)], capture_output=True)
+
+
+def test_a_full_filesystem_during_a_jobs_write_is_one_line_and_leaves_no_partial_file(tmp_path):
+    """The record code's own atomic writer (model.pt.tmp<pid>) on a real 5 MB tmpfs, under pgolf job."""
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=5m", "tmpfs", str(small)], capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a 5 MB tmpfs here (needs root or CAP_SYS_ADMIN)")
+    try:
+        seed = small / "seed1"
+        seed.mkdir()
+        (small / "seed2").mkdir()
+        (small / "seed2" / "model.pt").write_bytes(b"finished" * 1000)  # another seed's finished model
+        save = ("import sys; sys.path.insert(0, sys.argv[2]); from runtime import write_bytes_atomic;"
+                " write_bytes_atomic(sys.argv[1], b'x' * 8_000_000)")
+        r = pgolf("job", "--label", "train seed 1", "--pidfile", str(tmp_path / "seed1.pid"), "--clean-dir", str(seed), "--",
+                  sys.executable, "-c", save, str(seed / "model.pt"), str(REPO / "workflow/record"), timeout=120)
+        assert r.returncode == 2
+        assert "Traceback" not in r.stdout + r.stderr
+        [line] = r.stdout.splitlines()
+        assert line.startswith(f"error: train seed 1: disk full: no space left on {small} (tmpfs) writing under {seed}: ")
+        assert list(seed.iterdir()) == []  # the partial model.pt.tmp<pid> is gone
+        assert (small / "seed2" / "model.pt").read_bytes() == b"finished" * 1000
+    finally:
+        subprocess.run(["umount", str(small)], capture_output=True)
+
+
+def test_snakemake_itself_says_only_that_an_overlay_is_unreadable(tmp_path):
+    """Why the README points at `pgolf check-config`: snakemake reads --configfile before any workflow code."""
+    workdir = copy_workflow(tmp_path / "wf")
+    (workdir / "bad.yaml").write_text("train:\n  iterations: [1, 2\nseeds: 3\n")
+    result = snakemake(workdir, "-n", configs=("bad.yaml",))
+    assert result.returncode != 0
+    out = result.stdout + result.stderr
+    assert "Config file is not valid JSON or YAML" in out
+    assert "line 3" not in out and "bad.yaml:3:6" not in out
+    r = pgolf("check-config", "config.yaml", "bad.yaml", cwd=workdir)
+    assert r.stderr.startswith("error: bad.yaml:3:6: malformed YAML: ")
