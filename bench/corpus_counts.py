@@ -23,6 +23,8 @@ def corpus_root(arg: str | None) -> Path:
     if arg:
         return Path(arg)
     tar = REPO.parent / "shared" / "corpus" / "upstream-records.tar.xz"
+    if not tar.is_file():
+        sys.exit(f"corpus_counts: no corpus: give an extracted corpus folder (python bench/corpus_counts.py DIR) or put the tarball at {tar}")
     out = Path(tempfile.mkdtemp(prefix="pgolf-corpus-"))
     with tarfile.open(tar) as t:
         t.extractall(out, filter="data")
