@@ -99,7 +99,7 @@ def test_bundle_reads_the_record_code_it_is_given_not_the_packages(tmp_path):
     assert "MARKER-edited-in-this-workflow" in (tmp_path / "train_gpt.py").read_text()
     (src / "slot.py").unlink()
     r = pgolf("bundle", "--config", "settings.json", "--src", "workflow/record", "--out", "other.py", cwd=tmp_path)
-    assert r.returncode == 2 and r.stderr.strip() == "error: workflow/record: record module(s) missing: slot.py"
+    assert r.returncode == 2 and r.stderr.strip() == "error: workflow/record: record module(s) missing: slot.py (imported by entry.py)"
     assert not (tmp_path / "other.py").exists()
 
 

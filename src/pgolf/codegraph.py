@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import importlib.util
 import re
 from pathlib import Path
 
@@ -37,9 +38,13 @@ class CodeGraphError(ValueError):
 
 
 def sibling_imports(path: Path) -> list[str]:
-    """The record modules `path` imports, in the order its lines state them."""
-    names = SIBLING_IMPORT.findall(path.read_text(encoding="utf-8"))
-    return [n for n in dict.fromkeys(names) if (path.parent / f"{n}.py").is_file()]
+    """The record modules `path` imports, in the order its lines state them. A `from X import` of
+    neither a file beside it nor an installed module is a record module that is missing."""
+    names = list(dict.fromkeys(SIBLING_IMPORT.findall(path.read_text(encoding="utf-8"))))
+    missing = [n for n in names if not (path.parent / f"{n}.py").is_file() and importlib.util.find_spec(n) is None]
+    if missing:
+        raise CodeGraphError(f"record module(s) missing: {', '.join(f'{n}.py' for n in missing)} (imported by {path.name})")
+    return [n for n in names if (path.parent / f"{n}.py").is_file()]
 
 
 def record_closure(entries, record_dir: Path = REPO / RECORD) -> list[str]:
