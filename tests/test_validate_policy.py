@@ -92,3 +92,18 @@ def test_every_file_the_script_imports_reads_or_execs_is_counted(tmp_path):
         f"train_seed{s}.log) = {counted + 15960000} > cap 16000000 (lzma convention)" for s in (42, 314, 999)]
     (folder / "train_gpt.py").write_text("src = 1\n")  # imports nothing: fits
     assert validate_record(folder).problems == []
+
+
+def test_a_free_text_claim_line_is_found_and_classified(tmp_path):
+    """#29 item 6: a seed log whose final score line is free text is a log, and the claim is found on it."""
+    folder = newer_folder(tmp_path)
+    for s in (42, 314, 999):
+        log = folder / f"train_seed{s}.log"
+        text = log.read_text()
+        line = next(ln for ln in text.splitlines() if ln.startswith("quantized_ttt "))
+        bpb = line.split("val_bpb:")[1].split()[0]
+        log.write_text(text.replace(line, f"Quantized BPB (TTT): {bpb}"))
+    r = validate_record(folder)
+    assert r.problems == []
+    assert {s["final_label"] for s in r.seeds.values()} == {"Quantized BPB (TTT)"}
+    assert r.seeds["42"]["final_kind"] == "ttt" and r.seeds["42"]["final_val_bpb"] == 1.08079352
