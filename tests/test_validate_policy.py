@@ -92,3 +92,31 @@ def test_every_file_the_script_imports_reads_or_execs_is_counted(tmp_path):
         f"train_seed{s}.log) = {counted + 15960000} > cap 16000000 (lzma convention)" for s in (42, 314, 999)]
     (folder / "train_gpt.py").write_text("src = 1\n")  # imports nothing: fits
     assert validate_record(folder).problems == []
+
+
+def test_a_free_text_claim_line_is_found_and_classified(tmp_path):
+    """#29 item 6: a seed log whose final score line is free text is a log, and the claim is found on it."""
+    folder = newer_folder(tmp_path)
+    for s in (42, 314, 999):
+        log = folder / f"train_seed{s}.log"
+        text = log.read_text()
+        line = next(ln for ln in text.splitlines() if ln.startswith("quantized_ttt "))
+        bpb = line.split("val_bpb:")[1].split()[0]
+        log.write_text(text.replace(line, f"Quantized BPB (TTT): {bpb}"))
+    r = validate_record(folder)
+    assert r.problems == []
+    assert {s["final_label"] for s in r.seeds.values()} == {"Quantized BPB (TTT)"}
+    assert r.seeds["42"]["final_kind"] == "ttt" and r.seeds["42"]["final_val_bpb"] == 1.08079352
+
+
+def test_pgolf_size_counts_every_code_file_of_a_folder(tmp_path, capsys):
+    from pgolf.cli import main
+
+    folder = tmp_path / "rec"
+    write(folder, "train_gpt.py", "import helpers\n" + "#" * 985 + "\n")  # 1,001 bytes
+    write(folder, "helpers.py", "#" * 499 + "\n")  # 500 bytes
+    (folder / "final_model.ptz").write_bytes(b"\x28\xb5\x2f\xfd" + b"\0" * 996)  # 1,000 bytes
+    assert main(["size", str(folder), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["code_bytes_raw"] == 1501 and report["total_bytes_raw"] == 2501
+    assert sorted(report["code_files"]) == ["helpers.py", "train_gpt.py"]

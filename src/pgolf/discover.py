@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import functools
 import lzma
 import re
 import zlib
@@ -85,8 +86,17 @@ def _packed_payload(tree: ast.AST) -> str | None:
 
 def script_source(path: Path) -> tuple[str, bool]:
     """The text to read for what a script does, and whether it was decoded from a packed wrapper."""
-    text = path.read_text(encoding="utf-8", errors="replace")
-    if "decompress" not in text or not ("b85decode" in text or "b64decode" in text):
+    st = path.stat()
+    return _source(str(path), st.st_size, st.st_mtime_ns)
+
+
+LONG_LITERAL = re.compile(r"""[^\s"']{1024,}|(?:["'][^\s"']{60,}["']\s*){16}""")
+
+
+@functools.lru_cache(maxsize=512)
+def _source(path: str, size: int, mtime_ns: int) -> tuple[str, bool]:
+    text = Path(path).read_text(encoding="utf-8", errors="replace")
+    if "decompress" not in text or not ("b85decode" in text or "b64decode" in text) or not LONG_LITERAL.search(text):
         return text, False
     try:
         payload = _packed_payload(ast.parse(text))

@@ -344,6 +344,21 @@ def score_lines(text: str) -> list[ScoreLine]:
         label = re.sub(r"^\d{9,}(?:\.\d+)?\s+", "", label)  # a leading unix timestamp (logs/train<N>.txt of #1530 and others)
         label = re.sub(r"(?: \w+:\S+)+$", "", label) if label.endswith("_exact") is False and " " in label and label.split()[0].endswith("_exact") else label
         out.append(ScoreLine(label, line_kind(label), loss.group(1) if loss else None, bpb.group(1), lineno))
+    return out + free_text_lines(text)
+
+
+# A free-text score line: `Quantized BPB (no XSA): 1.016586`, `final bpb = 1.2345` (never `val_bpb`,
+# which _LINE reads; never code: a format string holds `{...}`, not a number).
+_FREE = re.compile(rf"^(?P<label>[A-Za-z][^\n:=]{{0,60}}?\bbpb\b[^\n:=0-9]{{0,30}})\s*[:=]\s*(?P<bpb>\d\.\d{{3,}})\s*$", re.M | re.I)
+
+
+def free_text_lines(text: str) -> list[ScoreLine]:
+    out = []
+    for m in _FREE.finditer(text):
+        label = m.group("label").strip()
+        if "val_bpb" in label.lower():
+            continue
+        out.append(ScoreLine(label, line_kind(label), None, m.group("bpb"), text.count("\n", 0, m.start()) + 1))
     return out
 
 

@@ -25,6 +25,7 @@ stands and the script is not read.
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,12 +61,6 @@ class Finding:
 # ----------------------------------------------------------------------------- syntax tree
 
 
-def _functions(tree: ast.AST):
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            yield node
-
-
 def _is_backward(node: ast.AST) -> bool:
     return isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "backward"
 
@@ -74,41 +69,63 @@ def _slices_val(node: ast.AST) -> bool:
     return any(isinstance(n, ast.Subscript) and VAL_NAME.search(ast.unparse(n.value)) for n in ast.walk(node))
 
 
-def _own_nodes(fn: ast.AST):
-    """The nodes of a function, not those of functions nested in it."""
-    todo = list(ast.iter_child_nodes(fn))
-    while todo:
-        n = todo.pop()
-        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
-            continue
-        yield n
-        todo.extend(ast.iter_child_nodes(n))
+FUNCTION_TYPES = (ast.FunctionDef, ast.AsyncFunctionDef)
 
 
-def _loops_around(fn: ast.AST, target: ast.AST) -> list[ast.AST]:
-    """The loops of `fn` enclosing `target`, innermost first."""
-    path: list[ast.AST] = []
+class _Functions:
+    """The script's functions, found by walking statements only; a function's own nodes (not those
+    of functions nested in it) are walked when first asked for, with their parents."""
 
-    def walk(node, stack):
-        if node is target:
-            path.extend(stack)
-            return True
-        inner = stack + [node] if isinstance(node, (ast.For, ast.While)) else stack
-        return any(walk(c, inner) for c in ast.iter_child_nodes(node) if not isinstance(c, (ast.FunctionDef, ast.AsyncFunctionDef)))
+    def __init__(self, tree: ast.AST, lines: list[str]):
+        self.defs = list(self._defs(tree))
+        self.lines = lines
+        self.parent: dict = {}
+        self._own: dict = {}
 
-    walk(fn, [])
-    return path[::-1]
+    @classmethod
+    def _defs(cls, node):
+        for field in ("body", "orelse", "finalbody", "handlers"):
+            for child in getattr(node, field, None) or []:
+                if isinstance(child, FUNCTION_TYPES):
+                    yield child
+                yield from cls._defs(child)
+
+    def text(self, fn) -> str:
+        return "\n".join(self.lines[fn.lineno - 1:fn.end_lineno])
+
+    def own(self, fn) -> list:
+        if fn not in self._own:
+            nodes, todo = [], [fn]
+            while todo:
+                node = todo.pop()
+                for child in ast.iter_child_nodes(node):
+                    self.parent[child] = node
+                    if not isinstance(child, (*FUNCTION_TYPES, ast.Lambda)):
+                        nodes.append(child)
+                        todo.append(child)
+            self._own[fn] = nodes
+        return self._own[fn]
+
+
+def _loops_around(parent: dict, target: ast.AST) -> list[ast.AST]:
+    """The loops enclosing `target` inside its function, innermost first."""
+    out, node = [], parent.get(target)
+    while node is not None and not isinstance(node, FUNCTION_TYPES):
+        if isinstance(node, (ast.For, ast.While)):
+            out.append(node)
+        node = parent.get(node)
+    return out
 
 
 def _calls_to(node: ast.AST, names: set) -> list[ast.Call]:
     return [n for n in node if isinstance(n, ast.Call) and (getattr(n.func, "id", None) in names or getattr(n.func, "attr", None) in names)]
 
 
-def _scored_before(fn: ast.AST, own: list, at: ast.AST, scorers: set) -> bool:
-    """Whether, in a loop of `fn` around `at`, a scored loss is accumulated (or a scoring function
-    called) before `at` in the same iteration."""
+def _scored_before(parent: dict, own: list, at: ast.AST, scorers: set) -> bool:
+    """Whether, in a loop around `at`, a scored loss is accumulated (or a scoring function called)
+    before `at` in the same iteration."""
     scored = sorted(set(_scored_sums_own(own)) | {c.lineno for c in _calls_to(own, scorers)})
-    for loop in _loops_around(fn, at):
+    for loop in _loops_around(parent, at):
         if any(loop.lineno <= ln < at.lineno for ln in scored):
             return True
     return False
@@ -130,12 +147,13 @@ def _scored_sums_own(own: list) -> list[int]:
     return lines
 
 
-def _judge(fn, b, loops, scored, functions, scorers, slot, quote) -> Finding | None:
+def _judge(fns: _Functions, fn, b, loops, scored, scorers, slot, quote) -> Finding | None:
     """The shape of one `.backward()` on validation tokens, or None when it is score-first."""
     if not scored:
         # A training pass on validation tokens: fine only where every caller scored them first.
-        sites = [(g, g_own, c) for g, g_own in functions.items() if g is not fn for c in _calls_to(g_own, {fn.name})]
-        if all(_scored_before(g, g_own, c, scorers) for g, g_own, c in sites) and sites:
+        callers = [g for g in fns.defs if g is not fn and f"{fn.name}(" in fns.text(g)]
+        sites = [(g, c) for g in callers for c in _calls_to(fns.own(g), {fn.name})]
+        if sites and all(_scored_before(fns.parent, fns.own(g), c, scorers) for g, c in sites):
             return None
         return Finding("ttt_on_val_before_scoring", "medium", quote(b.lineno), f"{fn.name}()")
     for loop in loops:
@@ -151,38 +169,51 @@ def _judge(fn, b, loops, scored, functions, scorers, slot, quote) -> Finding | N
     return Finding("ttt_on_val_before_scoring", "medium", quote(b.lineno), f"{fn.name}()")
 
 
+@functools.lru_cache(maxsize=256)
 def analyse(source: str, name: str) -> list[Finding]:
-    """Findings in one script's source (`name` is how messages name the file)."""
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError):
-        return []
+    """Findings in one script's source (`name` is how messages name the file). Many folders ship
+    the same script: the result is cached on the text."""
+    out: list[Finding] = []
     lines = source.splitlines()
     quote = lambda ln: f"{name}:{ln}: {lines[ln - 1].strip()[:160]}"
-    functions = {fn: list(_own_nodes(fn)) for fn in _functions(tree)}
-    scorers = {fn.name for fn, own in functions.items() if _scored_sums_own(own)}
-    out: list[Finding] = []
-    for fn, own in functions.items():
-        low = fn.name.lower()
-        if re.search(r"warmup|calib|gptq|hessian", low):
-            continue  # calibration passes
-        slot = "slot" in low or any("slot" in ast.unparse(n).lower() for n in own if _is_backward(n))
-        scored = sorted(set(_scored_sums_own(own)) | {c.lineno for c in _calls_to(own, scorers - {fn.name})})
-        for b in sorted((n for n in own if _is_backward(n)), key=lambda n: n.lineno):
-            loops = _loops_around(fn, b)
-            if not loops or not _slices_val(loops[-1]):
-                continue  # a fit on training data (the training loop, distillation)
-            if any(re.search(r"warm", ast.unparse(lp.iter if isinstance(lp, ast.For) else lp.test), re.I) for lp in loops):
-                continue  # a compile warm-up whose fitted parameters are thrown away
-            finding = _judge(fn, b, loops, scored, functions, scorers, slot, quote)
-            if finding is not None:
-                out.append(finding)
-                break
+    if ".backward(" in source:
+        try:
+            tree = ast.parse(source)
+        except (SyntaxError, ValueError):
+            tree = None
+        if tree is not None:
+            out += _fits(_Functions(tree, lines), quote)
     for i, line in enumerate(lines, 1):
         code = line.split("#", 1)[0]
         if TARGET_KEY.search(code) or TARGET_HASH_CALL.search(code):
             out.append(Finding("target_keyed_cache", "high", quote(i), "n-gram cache"))
             break
+    return out
+
+
+def _fits(fns: _Functions, quote) -> list[Finding]:
+    scorers = {fn.name for fn in fns.defs if SCORED_SUM.search(fns.text(fn)) and _scored_sums_own(fns.own(fn))}
+    out = []
+    for fn in fns.defs:
+        low = fn.name.lower()
+        if re.search(r"warmup|calib|gptq|hessian", low) or ".backward(" not in fns.text(fn):
+            continue  # calibration passes; functions that fit nothing
+        own = fns.own(fn)
+        backwards = sorted((n for n in own if _is_backward(n)), key=lambda n: n.lineno)
+        if not backwards:
+            continue  # the .backward( is in a nested function
+        slot = "slot" in low or any("slot" in ast.unparse(n).lower() for n in backwards)
+        scored = sorted(set(_scored_sums_own(own)) | {c.lineno for c in _calls_to(own, scorers - {fn.name})})
+        for b in backwards:
+            loops = _loops_around(fns.parent, b)
+            if not loops or not _slices_val(loops[-1]):
+                continue  # a fit on training data (the training loop, distillation)
+            if any(re.search(r"warm", ast.unparse(lp.iter if isinstance(lp, ast.For) else lp.test), re.I) for lp in loops):
+                continue  # a compile warm-up whose fitted parameters are thrown away
+            finding = _judge(fns, fn, b, loops, scored, scorers, slot, quote)
+            if finding is not None:
+                out.append(finding)
+                break
     return out
 
 
@@ -223,6 +254,8 @@ def check_score_first(f: Folder) -> None:
         return
     if f.ours and all(log.final_audit == "pass" for _, log in f.logs.values()):
         return  # our causality audit ran on the real eval code and passed
+    if not any(_ran(f, Finding(shape, "", "", "")) for shape in ("ttt_on_val_before_scoring", "slot_fit_on_scored", "target_keyed_cache")):
+        return  # nothing in the logs or README speaks of an adaptive eval: no finding could be a problem
     findings = script_findings(f.script)
     for finding in findings:
         # A fit before scoring that is not SLOT may fit on context only (a prefix of the window):

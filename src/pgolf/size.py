@@ -106,7 +106,7 @@ def resolve_targets(paths: list[str]) -> tuple[list[Path], Path | None]:
             script, _ = find_script(p)
             if script is None:
                 raise SizeError(f"{p}: no train_gpt.py (or train_gpt*.py) in this folder")
-            code.append(script)
+            code.extend(code_files(script))  # the script, its wrapper and every file it imports, reads or execs
             model = _model_in_folder(p)
             if model is not None:
                 models.append(model)
