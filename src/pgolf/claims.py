@@ -13,6 +13,7 @@ from pgolf.discover import NOT_LOGS, find_submission, log_files
 from pgolf.folder import SCORE_KEYS, Claim, Folder, close, is_int, is_number, json_tol
 from pgolf.track import non_record
 from pgolf.logparse import LogSummary, apply_claim, final_rule, find_claim, half_unit, number_matches, parse_file
+from pgolf.rules import MEAN_CLAIM_SINCE
 
 
 def declared_seeds(f: Folder) -> list[int]:
@@ -271,9 +272,6 @@ def says_it_claims_nothing(f: Folder) -> bool:
     return any(NO_CLAIM.search(t) for t in texts)
 
 
-# The last merged record whose headline is its best seed is dated 2026-03-24; from the next day on,
-# every merged record on the 10-minute track claims the mean of its seeds.
-MEAN_CLAIM_SINCE = "2026-03-25"
 
 
 def folder_date(f: Folder) -> str | None:

@@ -33,6 +33,12 @@ def code_bytes(data: bytes, convention: str) -> int:
     return lzma_code_bytes(data) if convention == "lzma" else len(data)
 
 
+# ---- the claim
+# The last merged record whose headline is its best seed is dated 2026-03-24; from the next day on,
+# every merged record on the 10-minute track claims the mean of its seeds.
+MEAN_CLAIM_SINCE = "2026-03-25"
+
+
 # ---- time
 MAX_TRAIN_SECONDS = 600.0  # on 8xH100, the training loop's wall clock
 MAX_EVAL_SECONDS = 600.0  # all eval passes together
