@@ -397,10 +397,12 @@ def test_shipped_script_carries_gptq_and_charges_its_time(tmp_path, capsys, monk
     class StopAfterExport(Exception):
         pass
 
-    def stop(*args):
-        raise StopAfterExport
+    class Stop:
+        @classmethod
+        def load(cls, *args):
+            raise StopAfterExport
 
-    script.train, script.EvalSetup = trained, stop
+    script.train, script.EvalSetup = trained, Stop
     manifest = tiny_dataset(tmp_path / "data")
     with pytest.raises(StopAfterExport):
         script.record_main(["--data", manifest, "--seed", "1", "--out-dir", str(tmp_path)], config)

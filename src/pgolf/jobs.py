@@ -357,6 +357,12 @@ class Guard:
                 pass
             self.log = None
 
+    def _tagged(self, text: str) -> str:
+        """Lines as the terminal shows them: with the job's label (`[train seed 42] step:...`), so that
+        concurrent seeds' lines can be told apart; one-line errors and hints stay as they are."""
+        return "".join(line if line.startswith(("error: ", "hint: ")) else f"[{self.label}] {line}"
+                       for line in text.splitlines(keepends=True))
+
     def _pump(self) -> None:
         for raw in iter(self.child.stdout.readline, b""):
             line = raw.decode("utf-8", errors="replace")
@@ -371,7 +377,7 @@ class Guard:
 
     def _emit(self, text: str) -> None:
         try:
-            self.out.write(text)
+            self.out.write(self._tagged(text))
             self.out.flush()
         except (OSError, ValueError):
             pass  # the reader (snakemake's job shell) may be gone; the log keeps the text

@@ -189,9 +189,7 @@ class StageProgress:
     """
 
     def __init__(self, total: int, desc: str, unit: str = "windows", rank: int = 0, device: torch.device | None = None, step: int = 10):
-        # PGOLF_PROGRESS_TAG (e.g. "seed 42", set by the workflow's rules) tells concurrent jobs' lines apart.
-        job = os.environ.get("PGOLF_PROGRESS_TAG")
-        self.total, self.desc, self.unit, self.device, self.step = total, f"[{job}] {desc}" if job else desc, unit, device, step
+        self.total, self.desc, self.unit, self.device, self.step = total, desc, unit, device, step
         self.active = rank == 0 and total > 0
         self.tty = sys.stderr.isatty()
         self.next_percent = step

@@ -18,7 +18,7 @@ rule eval:
     wildcard_constraints:
         method="roundtrip|sliding",
     params:
-        cache=job_env,
+        cache=COMPILE_CACHE,
         hp=stage_setting("eval", "hparams"),
         nproc=stage_setting("eval", "nproc"),
     log:
@@ -51,7 +51,7 @@ rule eval_slot:
     wildcard_constraints:
         mode="causal|published",
     params:
-        cache=job_env,
+        cache=COMPILE_CACHE,
         hp=stage_setting("slot", "hparams"),
         nproc=stage_setting("slot", "nproc"),
     log:
@@ -83,7 +83,7 @@ rule eval_ttt:
     output:
         "results/ttt/{ttt_id}/seed{seed}/ttt.json",
     params:
-        cache=job_env,
+        cache=COMPILE_CACHE,
         hp=stage_setting("ttt", "hparams"),
         nproc=stage_setting("ttt", "nproc"),
     log:

@@ -71,9 +71,3 @@ def preflight(log):
 
 onstart:
     preflight(log)
-
-
-def job_env(wildcards):
-    """Environment of a GPU-stage job: the shared compile cache, and PGOLF_PROGRESS_TAG naming the seed so that
-    progress lines of concurrent seeds can be told apart."""
-    return f"{COMPILE_CACHE}PGOLF_PROGRESS_TAG='seed {wildcards.seed}' "

@@ -44,12 +44,16 @@ def seed_logs(seed):
     return [(title, log) for _, log, title in seed_paths(seed).values()]
 
 
+# Captions of the record's report items (an absolute path: record_outputs() is called from other rule files).
+REPORT_DIR = Path(workflow.basedir) / "workflow" / "report"
+
+
 def record_outputs():
     """The record folder's files; the README (with its per-seed score table) and submission.json
     also go into `snakemake --report`."""
     out = {
-        "readme": report(f"{RECORD_DIR}/README.md", caption="../report/record_readme.rst", category="Record", labels={"file": "README.md (per-seed scores)"}),
-        "submission": report(f"{RECORD_DIR}/submission.json", caption="../report/submission.rst", category="Record", labels={"file": "submission.json"}),
+        "readme": report(f"{RECORD_DIR}/README.md", caption=f"{REPORT_DIR}/record_readme.rst", category="Record", labels={"file": "README.md (per-seed scores)"}),
+        "submission": report(f"{RECORD_DIR}/submission.json", caption=f"{REPORT_DIR}/submission.rst", category="Record", labels={"file": "submission.json"}),
         "code": f"{RECORD_DIR}/train_gpt.py",
         "requirements": f"{RECORD_DIR}/requirements.txt",
         "provenance": f"{RECORD_DIR}/provenance.json",

@@ -12,7 +12,7 @@ rule train:
         model="results/train/{train_id}/seed{seed}/model.pt",
         metrics="results/train/{train_id}/seed{seed}/train.json",
     params:
-        cache=job_env,
+        cache=COMPILE_CACHE,
         hp=canon(config["train"]),
         nproc=config["train"]["nproc_per_node"],
     log:
