@@ -82,6 +82,9 @@ def test_record_folder_files(byo_workdir):
         info = json.loads((run / "run.json").read_text())
         assert info["env"]["SEED"] == str(seed) and info["env"]["ITERATIONS"] == "20"
         assert (run / "train_gpt.py").read_bytes() == (REPO / SCRIPT).read_bytes()
+    # The record is dated by the day its runs started (not the clock at planning time).
+    started = [json.loads((run / "run.json").read_text())["started_utc"][:10] for run in runs.values()]
+    assert rec.name.startswith(min(started) + "_")
 
 
 def test_submission_numbers_are_the_logged_and_real_ones(byo_workdir):

@@ -152,6 +152,7 @@ def run_script(script, manifest, settings: dict, seed: int, out_dir) -> dict:
     log_tmp, log_final = out / f"{LOG_NAME}.partial", out / LOG_NAME
     print(f"byo: seed {seed}: {' '.join(f'{k}={v}' for k, v in added.items())} {shown}", flush=True)
     started = time.perf_counter()
+    started_utc = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())  # dates the byo record (pgolf.record.run_date)
     with open(log_tmp, "w", encoding="utf-8") as log:
         if fallback == "sdpa":
             log.write(FALLBACK_LINE + "\n")
@@ -172,6 +173,7 @@ def run_script(script, manifest, settings: dict, seed: int, out_dir) -> dict:
     os.replace(log_tmp, log_final)
     info = {
         "seed": seed,
+        "started_utc": started_utc,
         "script": str(script),
         "script_sha256": hashlib.sha256(script.read_bytes()).hexdigest(),
         "code_files": [SCRIPT_NAME, *(p.name for p in files[1:])],
