@@ -33,7 +33,7 @@ from importlib import metadata
 from pathlib import Path
 
 from pgolf.byo_code import code_files
-from pgolf.data import DataError, dataset_root, load_manifest, safe_relative, shard_paths
+from pgolf.data import DataError, dataset_root, load_manifest, safe_relative, shard_paths, split_files
 from pgolf.errors import UserError
 
 RESERVED_ENV = ("SEED", "DATA_PATH", "TOKENIZER_PATH")
@@ -65,14 +65,7 @@ def env_value(value) -> str:
 
 def extra_paths(manifest_path) -> list[Path]:
     """Absolute paths of the manifest's extra per-split files (e.g. CaseOps `val_bytes` sidecars)."""
-    manifest_file = Path(manifest_path).resolve()
-    manifest = load_manifest(manifest_file)
-    root = dataset_root(manifest_file, manifest)
-    return [
-        root / safe_relative(e.get("path"), str(manifest_file))
-        for e in manifest["files"]
-        if e.get("split") in EXTRA_SPLITS
-    ]
+    return split_files(manifest_path, EXTRA_SPLITS)
 
 
 def link_data(manifest_path, data_dir: Path) -> dict[str, str]:

@@ -167,13 +167,18 @@ def shard_paths(manifest_path: StrPath, split: str) -> list[Path]:
     """Absolute paths of one split's shards, in manifest (= shard index) order."""
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r} (expected one of {', '.join(SPLITS)})")
+    return split_files(manifest_path, (split,))
+
+
+def split_files(manifest_path: StrPath, splits) -> list[Path]:
+    """Absolute paths of the manifest's files whose split is one of `splits`, in manifest order."""
     manifest_file = Path(manifest_path).resolve()
     manifest = load_manifest(manifest_file)
     root = dataset_root(manifest_file, manifest)
     return [
         root / safe_relative(entry.get("path"), str(manifest_file))
         for entry in manifest["files"]
-        if entry.get("split") == split
+        if entry.get("split") in splits
     ]
 
 

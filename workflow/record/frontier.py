@@ -121,25 +121,12 @@ class FrontierAttention(Attention):
 
     def forward(self, x, v_embed, v_first, tail: int = 0, docs: torch.Tensor | None = None):
         """docs: document_mask of the batch (None: plain causal attention)."""
-        B, T, _ = x.shape
-        xq = x[:, -tail:] if tail else x
-        Tq = xq.size(1)
-        q = self.q(xq).view(B, Tq, self.num_heads, self.head_dim)
-        k = self.k(x).view(B, T, self.num_kv_heads, self.head_dim)
-        v_raw = self.v(x)
-        v = v_raw if v_embed is None else v_raw + v_embed
-        if self.vrl_gate is not None and v_first is not None:
-            g = torch.sigmoid(self.vrl_gate.to(v.dtype))
-            v = (1 - g) * v + g * v_first
-        v = v.view(B, T, self.num_kv_heads, self.head_dim)
-        q = self.rotary(rms_norm(q), T) * self.q_gain.to(q.dtype)[None, None, :, None]
-        k = self.rotary(rms_norm(k))
-        y = causal_attention(q, k, v) if docs is None else masked_attention(q, k, v, docs[..., T - Tq :, :])
-        if self.xsa:
-            y = self._remove_self_value(y, v[:, T - Tq :])
+        T = x.size(1)
+        attend = causal_attention if docs is None else (lambda q, k, v: masked_attention(q, k, v, docs[..., T - q.size(1) :, :]))
+        y, v_raw = self.heads(x, v_embed, v_first, tail, attend)
         if self.gate is not None:
-            y = y * self.head_gate(xq)[..., None]
-        return self.proj(y.reshape(B, Tq, -1)), v_raw
+            y = y * self.head_gate(x[:, -tail:] if tail else x)[..., None]
+        return self.proj(y.reshape(*y.shape[:2], -1)), v_raw
 
 
 class FrontierGPT(GPT):

@@ -243,6 +243,12 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, v_embed: torch.Tensor | None, v_first: torch.Tensor | None, tail: int = 0):
         """Returns (output, this layer's raw values before any mixing). tail > 0: the output at the
         last `tail` positions only (their queries attend to every position's keys and values)."""
+        y, v_raw = self.heads(x, v_embed, v_first, tail, causal_attention)
+        return self.proj(y.reshape(*y.shape[:2], -1)), v_raw
+
+    def heads(self, x: torch.Tensor, v_embed, v_first, tail: int, attend):
+        """Each head's output (B, Tq, H, D) and the raw values; attend(q, k, v) is the attention
+        kernel (causal here; frontier.py passes its document-masked one)."""
         B, T, _ = x.shape
         xq = x[:, -tail:] if tail else x
         Tq = xq.size(1)
@@ -257,10 +263,10 @@ class Attention(nn.Module):
         # Normalising q and k bounds the logits; the learned gain sets their temperature per head.
         q = self.rotary(rms_norm(q), T) * self.q_gain.to(q.dtype)[None, None, :, None]
         k = self.rotary(rms_norm(k))
-        y = causal_attention(q, k, v)
+        y = attend(q, k, v)
         if self.xsa:
             y = self._remove_self_value(y, v[:, T - Tq :])
-        return self.proj(y.reshape(B, Tq, -1)), v_raw
+        return y, v_raw
 
     def _remove_self_value(self, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """XSA: drop from each head's output its projection on its own position's (unit) value."""
