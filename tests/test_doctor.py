@@ -18,7 +18,7 @@ import yaml
 
 from conftest import REPO, copy_workflow
 from pgolf import cli, doctor
-from pgolf.config import load_configs
+from pgolf.config import check_config, load_configs
 
 PRESET = load_configs([REPO / "config.yaml", REPO / "config" / "fineweb-8xh100.yaml"])
 EMBEDDED = load_configs([REPO / "config.yaml"])
@@ -206,3 +206,17 @@ def test_attention_check_names_the_flash_attention_that_model_py_will_use(tmp_pa
         monkeypatch.delitem(sys.modules, name)
     check = doctor.attention_check(PRESET, machine_gpus=8, cluster=False)
     assert (check.status, check.detail[: len(want[1])]) == want
+
+
+def test_byo_without_a_gpu_names_the_byo_key_the_schema_accepts():
+    byo = load_configs([REPO / "config.yaml", REPO / "config" / "byo-549.yaml", REPO / "config" / "byo-gpu-smoke-549.yaml"])
+    failed = doctor.failures(doctor.preflight(byo, machine_gpus=0, data_ready=True, probe=NO_HUB))[0]
+    assert failed.name == "byo"
+    assert failed.message.startswith("byo.gpus is 1 but this machine has 0 GPUs: ")
+    assert "set byo.gpus: 0" in failed.message and "byo.device" not in failed.message
+    # and that fix is a config the schema takes, which then runs on the CPU
+    on_cpu = copy.deepcopy(byo)
+    on_cpu["byo"]["gpus"] = 0
+    checks = doctor.preflight(on_cpu, machine_gpus=0, data_ready=True, probe=NO_HUB)
+    assert doctor.first_failure(checks) is None
+    check_config(on_cpu)

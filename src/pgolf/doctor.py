@@ -129,7 +129,8 @@ def gpu_checks(config: dict, machine_gpus: int, source: str, cluster: bool) -> l
             checks.append(Check(name, "ok", f"{_plural(n, 'process')} on {need} of {have} ({source})"))
             continue
         if machine_gpus == 0:
-            fix = f"no GPU is visible ({source}); set {name}.device: cpu, or run on a machine with {need} GPUs"
+            to_cpu = f"{key}: 0" if key == "byo.gpus" else f"{name}.device: cpu"  # byo has no device key
+            fix = f"no GPU is visible ({source}); set {to_cpu}, or run on a machine with {need} GPUs"
         elif machine_gpus == 1:
             fix = f"{SMOKE_HINT}, or set {also(key, 1)} in an overlay"
         else:
