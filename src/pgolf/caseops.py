@@ -1,0 +1,185 @@
+"""CaseOps: the April records' reversible case transform, and the byte counts it needs.
+
+The records from 2026-04-18 on (`lossless_caps_caseops_v1`, 1.0611 among them) lowercase every
+ASCII letter before tokenizing and say where the capitals were with four operator characters
+from Unicode's private use area, which the SentencePiece model reserves as pieces of their own:
+
+    TITLE   U+E001  before a word: its first letter is a capital
+    ALLCAPS U+E002  before a word of two or more letters: every letter is a capital
+    CAPNEXT U+E003  inside a word: the next letter is a capital
+    ESC     U+E004  the next character is itself, taken literally (how an operator
+                    character that occurs in the text survives the round trip)
+
+A word is a maximal run of ASCII letters; other characters (digits, accented and other
+non-ASCII letters included) pass through unchanged and end a word. A word of mixed case
+("iPhone", "McDonald") gets TITLE when its first letter is a capital and CAPNEXT before every
+later capital. The model then sees "the" in "The", "THE" and "the" alike.
+
+Scores stay in bits per ORIGINAL byte: operators and the ESC in front of an escaped character
+stand for no byte of the original text, every other character for its own UTF-8 bytes (the
+case of an ASCII letter does not change its size). `token_byte_counts` applies that to each
+SentencePiece token through the span of transformed text the token covers, which is how the
+records' byte sidecars (`fineweb_val_bytes_*.bin`) count.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+TRANSFORM = "lossless_caps_caseops_v1"
+TRANSFORMS = (TRANSFORM,)
+TITLE, ALLCAPS, CAPNEXT, ESC = "\ue001", "\ue002", "\ue003", "\ue004"
+OPERATORS = (TITLE, ALLCAPS, CAPNEXT, ESC)  # reserved in the tokenizer, in this order
+
+# Words with a capital somewhere (all-lowercase words are left as they are) and operator characters.
+_WORD_OR_OPERATOR = re.compile("[a-z]*[A-Z][A-Za-z]*|[" + "".join(OPERATORS) + "]")
+
+
+class CaseOpsError(ValueError):
+    """Text that no original text encodes to (a dangling or misplaced operator)."""
+
+
+def _mark_word(word: str) -> str:
+    lower = word.lower()
+    if word == lower:
+        return word
+    if len(word) > 1 and word.isupper():
+        return ALLCAPS + lower
+    head = TITLE + lower[0] if word[0].isupper() else lower[0]
+    return head + "".join(CAPNEXT + c.lower() if c.isupper() else c for c in word[1:])
+
+
+def _mark(match: re.Match) -> str:
+    found = match.group()
+    return ESC + found if found in OPERATORS else _mark_word(found)
+
+
+def encode(text: str) -> str:
+    """The text with its ASCII capitals replaced by operators (literal operator characters escaped)."""
+    return _WORD_OR_OPERATOR.sub(_mark, text)
+
+
+def decode(text: str) -> str:
+    """Invert `encode`; raise CaseOpsError for text `encode` cannot have produced."""
+    out: list[str] = []
+    word_mode = None  # TITLE or ALLCAPS waiting for the first letter of a word
+    capnext = escaped = in_word = shouting = False
+    for ch in text:
+        if escaped:
+            if word_mode:
+                raise CaseOpsError(f"operator U+{ord(word_mode):04X} followed by an escaped character")
+            out.append(ch)
+            escaped = in_word = shouting = False
+            continue
+        if ch == ESC:
+            escaped = True
+        elif ch in (TITLE, ALLCAPS):
+            if word_mode or capnext or in_word:
+                raise CaseOpsError(f"operator U+{ord(ch):04X} inside a word or after another operator")
+            word_mode = ch
+        elif ch == CAPNEXT:
+            if capnext:
+                raise CaseOpsError("two CAPNEXT operators in a row")
+            capnext = True
+        elif "a" <= ch <= "z" or "A" <= ch <= "Z":
+            if in_word and word_mode:
+                raise CaseOpsError("word operator in the middle of a word")
+            if not in_word:
+                shouting = word_mode == ALLCAPS
+            upper = capnext or shouting or (word_mode == TITLE)
+            out.append(ch.upper() if upper else ch)
+            word_mode, capnext, in_word = None, False, True
+        else:
+            if word_mode or capnext:
+                raise CaseOpsError("case operator not followed by an ASCII letter")
+            out.append(ch)
+            in_word = shouting = False
+    if escaped or word_mode or capnext:
+        raise CaseOpsError("text ends with a dangling operator")
+    return "".join(out)
+
+
+def original_byte_weights(transformed: bytes) -> np.ndarray:
+    """For each byte of UTF-8 transformed text: 1 if it is a byte of the original text, else 0.
+
+    Operator characters weigh 0, except a character right after ESC (a literal), whose bytes count.
+    """
+    weights = np.ones(len(transformed), dtype=np.int64)
+    text = transformed.decode("utf-8")
+    if not any(op in text for op in OPERATORS):
+        return weights
+    position, escaped = 0, False
+    for ch in text:
+        size = len(ch.encode("utf-8"))
+        if escaped:
+            escaped = False
+        elif ch in OPERATORS:
+            weights[position : position + size] = 0
+            escaped = ch == ESC
+        position += size
+    return weights
+
+
+# ------------------------------------------------------------ token spans from SentencePiece
+#
+# SentencePiece reports, for each piece, the byte span [begin, end) of the input it came from
+# (in its SentencePieceText message, which `encode(out_type="serialized_proto")` returns in
+# every version; the decoded form needs the protobuf package or an old release). Field numbers:
+# SentencePieceText.pieces = 2; SentencePiece.id = 2, .begin = 4, .end = 5.
+
+
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+def _fields(buf: bytes):
+    """(field number, value) of a protobuf message; length-delimited values as bytes."""
+    pos = 0
+    while pos < len(buf):
+        key, pos = _varint(buf, pos)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            value, pos = _varint(buf, pos)
+        elif wire == 2:
+            size, pos = _varint(buf, pos)
+            value, pos = buf[pos : pos + size], pos + size
+        elif wire == 5:
+            value, pos = buf[pos : pos + 4], pos + 4
+        elif wire == 1:
+            value, pos = buf[pos : pos + 8], pos + 8
+        else:
+            raise ValueError(f"unexpected protobuf wire type {wire}")
+        yield field, value
+
+
+def piece_spans(serialized: bytes) -> list[tuple[int, int, int]]:
+    """(id, begin, end) of every piece of a serialized SentencePieceText."""
+    spans = []
+    for field, value in _fields(serialized):
+        if field == 2:
+            piece = {2: 0, 4: 0, 5: 0}
+            piece.update((f, v) for f, v in _fields(value) if f in piece)
+            spans.append((piece[2], piece[4], piece[5]))
+    return spans
+
+
+def token_byte_counts(sp, transformed_texts: list[str]) -> list[tuple[list[int], list[int]]]:
+    """For each transformed text: its token ids and, per token, the original UTF-8 bytes it covers."""
+    results = []
+    for text, serialized in zip(transformed_texts, sp.encode(transformed_texts, out_type="serialized_proto", num_threads=1)):
+        spans = piece_spans(serialized)
+        raw = text.encode("utf-8")
+        cumulative = np.concatenate(([0], np.cumsum(original_byte_weights(raw))))
+        ids = [i for i, _, _ in spans]
+        counts = [int(cumulative[end] - cumulative[begin]) for _, begin, end in spans]
+        results.append((ids, counts))
+    return results
