@@ -61,44 +61,32 @@ def encode(text: str) -> str:
     return _WORD_OR_OPERATOR.sub(_mark, text)
 
 
+# What `decode` reads: an escaped character; a word (letters, CAPNEXT before any of them) with
+# perhaps TITLE or ALLCAPS in front, where a word starts; any other operator is out of place.
+_ENCODED_UNIT = re.compile(
+    f"{ESC}(?P<literal>.)|(?:(?<![A-Za-z])(?P<mode>[{TITLE}{ALLCAPS}]))?(?P<word>(?:{CAPNEXT}?[A-Za-z])+)"
+    f"|(?P<stray>[{''.join(OPERATORS)}])",
+    re.DOTALL,
+)
+_CAPNEXT_LETTER = re.compile(f"{CAPNEXT}([A-Za-z])")
+
+
+def _unmark(match: re.Match) -> str:
+    if match.group("stray"):
+        where = match.start()
+        raise CaseOpsError(f"operator U+{ord(match.group()):04X} at character {where} is out of place")
+    if match.group("literal") is not None:
+        return match.group("literal")
+    word, mode = match.group("word"), match.group("mode")
+    if mode == ALLCAPS:
+        return word.replace(CAPNEXT, "").upper()
+    word = _CAPNEXT_LETTER.sub(lambda m: m.group(1).upper(), word)
+    return word[0].upper() + word[1:] if mode == TITLE else word
+
+
 def decode(text: str) -> str:
     """Invert `encode`; raise CaseOpsError for text `encode` cannot have produced."""
-    out: list[str] = []
-    word_mode = None  # TITLE or ALLCAPS waiting for the first letter of a word
-    capnext = escaped = in_word = shouting = False
-    for ch in text:
-        if escaped:
-            if word_mode:
-                raise CaseOpsError(f"operator U+{ord(word_mode):04X} followed by an escaped character")
-            out.append(ch)
-            escaped = in_word = shouting = False
-            continue
-        if ch == ESC:
-            escaped = True
-        elif ch in (TITLE, ALLCAPS):
-            if word_mode or capnext or in_word:
-                raise CaseOpsError(f"operator U+{ord(ch):04X} inside a word or after another operator")
-            word_mode = ch
-        elif ch == CAPNEXT:
-            if capnext:
-                raise CaseOpsError("two CAPNEXT operators in a row")
-            capnext = True
-        elif "a" <= ch <= "z" or "A" <= ch <= "Z":
-            if in_word and word_mode:
-                raise CaseOpsError("word operator in the middle of a word")
-            if not in_word:
-                shouting = word_mode == ALLCAPS
-            upper = capnext or shouting or (word_mode == TITLE)
-            out.append(ch.upper() if upper else ch)
-            word_mode, capnext, in_word = None, False, True
-        else:
-            if word_mode or capnext:
-                raise CaseOpsError("case operator not followed by an ASCII letter")
-            out.append(ch)
-            in_word = shouting = False
-    if escaped or word_mode or capnext:
-        raise CaseOpsError("text ends with a dangling operator")
-    return "".join(out)
+    return _ENCODED_UNIT.sub(_unmark, text)
 
 
 def original_byte_weights(transformed: bytes) -> np.ndarray:

@@ -1,0 +1,211 @@
+"""CaseOps in our own stages: pgolf.caseops against the 1.0611 record's lossless_caps.py, the
+docs route's CaseOps option (tokenizer, shards, val byte sidecars) against the record's own
+prepare_caseops_data.py, and bits per byte counted from the sidecar."""
+
+from __future__ import annotations
+
+import json
+import lzma
+import math
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+
+TAR = Path(os.environ.get("PGOLF_CORPUS", "/work/shared/corpus/upstream-records.tar.xz"))
+RECORD = "merged/records/track_10min_16mb/2026-04-27_SP8192_LQER_SparseGate_BOSSmearFix_9HpStack_1.0611"
+VAL_DOCS = 30
+# Capitals in every position, one-letter words, operator characters in the text, non-ASCII letters.
+EXTRA = [
+    "ÉCOLE Straße: NASA and the CamelCase iPhone, A I McDonald ABc aBC x\ue001y \ue004\ue004 Z\ue003",
+    "Title Case Line\n\nALL CAPS LINE  with  double  spaces\tand a tab, ＡＢＣ fullwidth, 𝔘nicode ﬁ",
+]
+
+
+def embedded_texts() -> list[str]:
+    with lzma.open(REPO / "data/corpus/embedded.jsonl.xz", "rt", encoding="utf-8") as f:
+        return [json.loads(line)["text"] for line in f]
+
+
+@pytest.fixture(scope="module")
+def record(tmp_path_factory) -> Path:
+    """The 1.0611 record's folder, extracted from the upstream corpus."""
+    if not TAR.is_file():
+        pytest.skip(f"upstream corpus not found at {TAR} (set PGOLF_CORPUS to the .tar.xz)")
+    out = tmp_path_factory.mktemp("corpus")
+    with tarfile.open(TAR) as t:
+        t.extractall(out, members=[m for m in t.getmembers() if RECORD in m.name], filter="data")
+    return next(out.rglob("lossless_caps.py")).parent
+
+
+@pytest.fixture(scope="module")
+def caps(record):
+    from pgolf.byo_data import load_record_module
+
+    return load_record_module(record, "lossless_caps")
+
+
+# ---------------------------------------------------------------------------- the transform
+
+
+def test_encode_equals_the_records_on_every_embedded_document(caps):
+    from pgolf import caseops
+
+    texts = embedded_texts() + EXTRA
+    encode = caps.get_text_transform("lossless_caps_caseops_v1")
+    mismatched = [i for i, text in enumerate(texts) if caseops.encode(text) != encode(text)]
+    assert mismatched == [] and len(texts) == 2056
+    assert list(caseops.OPERATORS) == caps.get_text_transform_control_symbols("lossless_caps_caseops_v1")
+
+
+def test_decode_inverts_encode_on_every_embedded_document():
+    from pgolf import caseops
+
+    texts = embedded_texts() + EXTRA
+    assert [i for i, text in enumerate(texts) if caseops.decode(caseops.encode(text)) != text] == []
+    # The transform did something: capitals became operators (so the check above is not vacuous).
+    assert caseops.encode(EXTRA[0]).startswith("É\ue002cole \ue001straße: \ue002nasa")
+
+
+def test_known_encodings():
+    from pgolf import caseops
+
+    assert caseops.encode("The NASA iPhone A McDonald") == "\ue001the \ue002nasa i\ue003phone \ue001a \ue001mc\ue003donald"
+    assert caseops.encode("a\ue001b") == "a\ue004\ue001b"
+
+
+@pytest.mark.parametrize("bad", ["\ue001", "\ue001 a", "a\ue001b", "\ue003\ue003a", "\ue004", "\ue002\ue004\ue001"])
+def test_decode_refuses_text_no_original_encodes_to(bad):
+    from pgolf import caseops
+
+    with pytest.raises(caseops.CaseOpsError):
+        caseops.decode(bad)
+
+
+# ---------------------------------------------------------------------------- the docs route
+
+
+@pytest.fixture(scope="module")
+def docs(tmp_path_factory):
+    """EXTRA + the first 158 embedded documents (val: the first VAL_DOCS)."""
+    texts = EXTRA + embedded_texts()[:158]
+    path = tmp_path_factory.mktemp("docs") / "docs.jsonl"
+    path.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts), encoding="utf-8")
+    return path, texts
+
+
+@pytest.fixture(scope="module")
+def built(docs, tmp_path_factory):
+    from pgolf.docs import build_docs_dataset
+
+    out = tmp_path_factory.mktemp("caseops")
+    manifest = build_docs_dataset(docs[0], out, num_val_docs=VAL_DOCS, shard_tokens=4096, log=lambda _: None,
+                                  tokenizer={"vocab_size": 512, "train_docs": 0}, transform="lossless_caps_caseops_v1")
+    return out, manifest
+
+
+def _body(path: Path) -> np.ndarray:
+    return np.fromfile(path, dtype="<u2", offset=256 * 4)
+
+
+def _split(out: Path, manifest: dict, split: str) -> np.ndarray:
+    return np.concatenate([_body(out / e["path"]) for e in manifest["files"] if e["split"] == split])
+
+
+def test_docs_route_writes_sidecars_of_the_original_bytes(built, docs):
+    out, manifest = built
+    want = sum(len(t.encode("utf-8")) for t in docs[1][:VAL_DOCS])
+    tokens, counts = _split(out, manifest, "val"), _split(out, manifest, "val_bytes")
+    assert int(counts.sum()) == want == manifest["stats"]["val_bytes"]
+    assert len(counts) == len(tokens) == manifest["stats"]["tokens_val"] > 4096  # several shards of each
+    assert (tokens == 1).sum() == VAL_DOCS and set(counts[tokens == 1].tolist()) == {0}
+    sidecars = [e for e in manifest["files"] if e["split"] == "val_bytes"]
+    assert [e["path"] for e in sidecars][:2] == ["fineweb_val_bytes_000000.bin", "fineweb_val_bytes_000001.bin"]
+    assert [e["num_entries"] for e in sidecars] == [e["num_tokens"] for e in manifest["files"] if e["split"] == "val"]
+    assert manifest["source"]["transform"] == "lossless_caps_caseops_v1"
+
+
+def test_docs_route_tokenizer_reserves_the_operators(built):
+    import sentencepiece as spm
+
+    out, manifest = built
+    sp = spm.SentencePieceProcessor(model_file=str(out / manifest["tokenizer"]["model"]))
+    assert sp.vocab_size() == 512
+    for symbol in "\ue001\ue002\ue003\ue004":
+        assert sp.encode(symbol, out_type=str) == [symbol] and sp.is_control(sp.piece_to_id(symbol)) is False
+
+
+def test_docs_route_tokens_decode_to_the_original_text(built, docs):
+    """Val and train tokens, through the SentencePiece model and the inverse transform, give each
+    document back: exactly where the tokenizer's nmt_nfkc normaliser leaves the text alone, else
+    its normalised form (the same as without CaseOps)."""
+    import sentencepiece as spm
+
+    from pgolf import caseops
+
+    out, manifest = built
+    sp = spm.SentencePieceProcessor(model_file=str(out / manifest["tokenizer"]["model"]))
+    tokens = np.concatenate([_split(out, manifest, "val"), _split(out, manifest, "train")])
+    starts = np.flatnonzero(tokens == 1).tolist() + [len(tokens)]
+    decoded = [caseops.decode(sp.decode(tokens[a + 1 : b].tolist())) for a, b in zip(starts, starts[1:])]
+    assert len(decoded) == len(docs[1])
+
+    def normalized(text: str) -> str:  # what the tokenizer keeps of a text (its spaces are shown as U+2581)
+        return sp.normalize(text).replace("\u2581", " ")
+
+    assert decoded[0] == docs[1][0] == normalized(docs[1][0])  # untouched by the normaliser: exact
+    assert decoded == [normalized(t) for t in docs[1]]
+
+
+def test_docs_route_manifest_verifies_and_names_a_damaged_sidecar(built):
+    from pgolf.data import DataError, verify_dataset
+
+    out, manifest = built
+    assert verify_dataset(out / "manifest.json", hashes=True)["tokens_val"] == manifest["stats"]["tokens_val"]
+    sidecar = out / "fineweb_val_bytes_000000.bin"
+    data = bytearray(sidecar.read_bytes())
+    data[-1] ^= 1
+    sidecar.write_bytes(bytes(data))
+    try:
+        with pytest.raises(DataError, match=r"fineweb_val_bytes_000000.bin: sha256 \w+ on disk, manifest says"):
+            verify_dataset(out / "manifest.json", hashes=True)
+    finally:
+        data[-1] ^= 1
+        sidecar.write_bytes(bytes(data))
+
+
+def test_docs_route_equals_the_records_prepare_script(built, docs, record, tmp_path):
+    """Same documents, same tokenizer: our val shards and byte sidecars are byte for byte those the
+    record's prepare_caseops_data.py writes (run unchanged, as byo does)."""
+    from pgolf.byo_data import PREPARE_PATH_ENV, build, prepare_env
+
+    probe = "import sentencepiece as s; print(hasattr(s.SentencePieceProcessor, 'encode_as_immutable_proto'))"
+    if subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=prepare_env()).stdout.strip() != "True":
+        pytest.skip(f"the record's script needs sentencepiece 0.2.0-0.2.2 (set {PREPARE_PATH_ENV})")
+    out, manifest = built
+    theirs = build(record / "prepare_caseops_data.py", docs[0], tmp_path, val_docs=VAL_DOCS, vocab_size=512,
+                   transform="lossless_caps_caseops_v1", tokenizer_model=out / "tokenizer.model", log=lambda _: None)
+    for split in ("val", "val_bytes"):
+        assert np.array_equal(_split(out, manifest, split), _split(tmp_path, theirs, split)), split
+    assert theirs["stats"]["val_bytes"] == manifest["stats"]["val_bytes"]
+
+
+def test_bad_transform_and_unreserved_tokenizer_are_one_line(docs, built, tmp_path):
+    from pgolf.data import DataError
+    from pgolf.docs import build_docs_dataset
+    from pgolf.tokenizer import train_tokenizer
+
+    with pytest.raises(DataError, match=r"^data.docs.transform 'caps' is not one of: lossless_caps_caseops_v1$"):
+        build_docs_dataset(docs[0], tmp_path / "a", num_val_docs=VAL_DOCS, shard_tokens=4096, log=lambda _: None,
+                           tokenizer={"vocab_size": 512, "train_docs": 0}, transform="caps")
+    plain = train_tokenizer(docs[1][VAL_DOCS:], 512, tmp_path / "plain")
+    with pytest.raises(DataError, match=r"plain.model: no piece of its own for the CaseOps operator U\+E001"):
+        build_docs_dataset(docs[0], tmp_path / "b", num_val_docs=VAL_DOCS, shard_tokens=4096, log=lambda _: None,
+                           tokenizer={"model": str(plain), "vocab_size": 512}, transform="lossless_caps_caseops_v1")
+    assert not (tmp_path / "b/manifest.json").exists()
