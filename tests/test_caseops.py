@@ -209,3 +209,87 @@ def test_bad_transform_and_unreserved_tokenizer_are_one_line(docs, built, tmp_pa
         build_docs_dataset(docs[0], tmp_path / "b", num_val_docs=VAL_DOCS, shard_tokens=4096, log=lambda _: None,
                            tokenizer={"model": str(plain), "vocab_size": 512}, transform="lossless_caps_caseops_v1")
     assert not (tmp_path / "b/manifest.json").exists()
+
+
+# ---------------------------------------------------------------------------- scoring from the sidecar
+
+
+def _eval_setup(built, n_docs: int, cfg, seed: int = 0):
+    """A tiny model over the first n_docs val documents of the CaseOps dataset (their tokens end
+    where document n_docs's BOS would start) and the dataset's ByteCounter; also the texts' bytes."""
+    import contextlib
+
+    import torch
+
+    from evaluate import EvalSetup
+    from model import GPT, GPTConfig
+    from runtime import Dist, read_manifest
+    from scoring import byte_counter
+
+    out, manifest = built
+    tokens = torch.from_numpy(_split(out, manifest, "val").astype(np.int64))
+    end = int(np.flatnonzero(tokens.numpy() == 1)[n_docs])
+    val_tokens = tokens[:end]
+    torch.manual_seed(seed)
+    model = GPT(GPTConfig(vocab_size=512, num_layers=2, model_dim=32, num_heads=2, num_kv_heads=1, ve_layers=[1],
+                          bigram_vocab_size=64, bigram_dim=16)).eval()
+    counter = byte_counter(read_manifest(str(out / "manifest.json")), len(val_tokens), 512, torch.device("cpu"))
+    return EvalSetup(model, val_tokens, cfg, Dist("cpu"), counter, contextlib.nullcontext)
+
+
+def test_sliding_and_roundtrip_bpb_count_the_original_bytes(built, docs):
+    """One window holding three whole documents: the sliding and roundtrip scores equal the NLL of
+    every target (model.token_nll on the whole stretch) over ln 2 times the three ORIGINAL texts'
+    UTF-8 bytes, counted here from the documents, not from any sidecar."""
+    import torch
+
+    from evaluate import EvalConfig, eval_sliding
+    from scoring import byte_luts, eval_sequences, target_bytes
+
+    n_docs = 3
+    probe = _eval_setup(built, n_docs, EvalConfig(seq_len=8, stride=4, batch_seqs=4))
+    span = len(probe.val_tokens) - 1
+    s = _eval_setup(built, n_docs, EvalConfig(seq_len=span, stride=span // 4, batch_seqs=4))
+    with torch.no_grad():
+        nll = s.model.token_nll(s.val_tokens[None, :-1], s.val_tokens[None, 1:]).double().sum().item()
+    original = sum(len(t.encode("utf-8")) for t in docs[1][:n_docs])
+    want = nll / (math.log(2) * original)
+    sliding = eval_sliding(s)
+    roundtrip = eval_sequences(s.model, s.val_tokens, span, 1, s.dist, s.luts, s.autocast)
+    for result in (sliding, roundtrip):
+        assert result["bytes"] == original and result["tokens"] == span
+        assert result["val_bpb"] == pytest.approx(want, rel=1e-9)
+    # The pieces' bytes would count the operators (3 bytes each): the sidecar is what made the difference.
+    out, manifest = built
+    luts = byte_luts(out / manifest["tokenizer"]["model"], 512, torch.device("cpu"))
+    assert target_bytes(s.val_tokens[:-1], s.val_tokens[1:], luts).sum().item() > original
+
+
+def test_sliding_slot_and_ttt_count_each_targets_sidecar_bytes(built, docs):
+    """Overlapping windows (sliding, SLOT) and chunked TTT score every target once; the bytes they
+    count are the original bytes of the documents."""
+    from evaluate import EvalConfig, eval_sliding
+    from slot import SlotConfig, eval_slot
+    from ttt import TTTConfig, eval_ttt
+
+    cfg = EvalConfig(seq_len=32, stride=16, batch_seqs=8)
+    original = sum(len(t.encode("utf-8")) for t in docs[1][:2])
+    assert eval_sliding(_eval_setup(built, 2, cfg))["bytes"] == original
+    slot = SlotConfig(enabled=True, mode="causal", steps=2, lr=0.05, lr_min=0.005, batch_seqs=8)
+    assert eval_slot(_eval_setup(built, 2, cfg), slot)["bytes"] == original
+    ttt = TTTConfig(enabled=True, chunk_tokens=128, lr=0.05, epochs=1, batch_seqs=4)
+    assert eval_ttt(_eval_setup(built, 2, cfg), ttt)["bytes"] == original
+
+
+def test_a_sidecar_that_does_not_match_the_val_shards_is_one_line(built, tmp_path):
+    import torch
+
+    from runtime import UserError, read_manifest
+    from scoring import byte_counter
+
+    out, built_manifest = built
+    tokens_val = built_manifest["stats"]["tokens_val"]
+    manifest = read_manifest(str(out / "manifest.json"))
+    manifest["files"] = [f for f in manifest["files"] if f["path"] != "fineweb_val_bytes_000001.bin"]  # 4096 entries
+    with pytest.raises(UserError, match=rf"manifest.json: the val byte sidecars hold {tokens_val - 4096} entries, the val shards {tokens_val} tokens$"):
+        byte_counter(manifest, 100, 512, torch.device("cpu"))
