@@ -293,3 +293,38 @@ def test_a_sidecar_that_does_not_match_the_val_shards_is_one_line(built, tmp_pat
     manifest["files"] = [f for f in manifest["files"] if f["path"] != "fineweb_val_bytes_000001.bin"]  # 4096 entries
     with pytest.raises(UserError, match=rf"manifest.json: the val byte sidecars hold {tokens_val - 4096} entries, the val shards {tokens_val} tokens$"):
         byte_counter(manifest, 100, 512, torch.device("cpu"))
+
+
+# ---------------------------------------------------------------------------- the config key
+
+
+def test_config_key_is_checked_and_reaches_the_data_rule(tmp_path):
+    import yaml
+
+    from conftest import copy_workflow, snakemake
+    from pgolf.config import ConfigError, check_config
+
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    assert "transform" not in config["data"]["docs"]  # off by default
+    check_config({**config, "data": {**config["data"], "docs": {**config["data"]["docs"], "transform": "lossless_caps_caseops_v1"}}})
+    with pytest.raises(ConfigError, match=r"^data.docs.transform") as e:
+        check_config({**config, "data": {**config["data"], "docs": {**config["data"]["docs"], "transform": "caps"}}})
+    assert "\n" not in str(e.value)
+    # A dry run prints the data rule's command: the option is passed only when the key is set, and
+    # an explicit null keeps the data id of the absent key.
+    work = copy_workflow(tmp_path / "w")
+
+    def data_job(overlay: dict) -> tuple[str, str]:
+        (work / "overlay.yaml").write_text(yaml.safe_dump({"data": {"docs": overlay}}))
+        out = snakemake(work, "-n", "-p", configs=(".test/config.yaml", "overlay.yaml"))
+        text = out.stdout + out.stderr
+        assert out.returncode == 0, text[-2000:]
+        command = next(line for line in text.splitlines() if "pgolf data-docs" in line)
+        data_id = text.split("results/data/", 1)[1].split("/", 1)[0]
+        return command, data_id
+
+    plain, plain_id = data_job({})
+    null, null_id = data_job({"transform": None})
+    caseops_cmd, caseops_id = data_job({"transform": "lossless_caps_caseops_v1"})
+    assert "--transform" not in plain and null == plain and null_id == plain_id
+    assert "--transform lossless_caps_caseops_v1" in caseops_cmd and caseops_id != plain_id
