@@ -328,3 +328,45 @@ def test_config_key_is_checked_and_reaches_the_data_rule(tmp_path):
     caseops_cmd, caseops_id = data_job({"transform": "lossless_caps_caseops_v1"})
     assert "--transform" not in plain and null == plain and null_id == plain_id
     assert "--transform lossless_caps_caseops_v1" in caseops_cmd and caseops_id != plain_id
+
+
+# ---------------------------------------------------------------------------- the bundled script
+
+
+def test_bundled_train_gpt_scores_a_caseops_dataset_from_its_sidecar(built, tmp_path, monkeypatch):
+    """train_gpt.py as shipped (training stubbed out) exports, reloads and scores the CaseOps val
+    tokens: roundtrip and sliding count the sidecar's bytes of the scored targets, read here
+    straight from the sidecar files, not the pieces' bytes."""
+    import importlib.util
+
+    import torch
+
+    from pgolf.bundle import bundle
+    from scoring import byte_luts, target_bytes
+
+    seq_len, max_tokens = 128, 1024
+    config = {"train": {"model": {"num_layers": 2, "model_dim": 64, "num_heads": 4, "num_kv_heads": 2}, "device": "cpu"},
+              "export": {"passthrough_max_numel": 1024}, "eval": {"slot": {}, "seq_len": seq_len, "stride": 64, "batch_seqs": 4,
+                                                                  "max_tokens": max_tokens, "audit_windows": 0}}
+    path = tmp_path / "train_gpt.py"
+    path.write_text(bundle(config))
+    spec = importlib.util.spec_from_file_location("caseops_train_gpt", path)
+    script = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, script)
+    spec.loader.exec_module(script)
+
+    def trained(tcfg, model_cfg, manifest, seed, dist, log):
+        torch.manual_seed(seed)
+        return script.GPT(model_cfg), {"train_time_ms": 1.0}
+
+    script.train = trained
+    out, manifest = built
+    script.record_main(["--data", str(out / "manifest.json"), "--seed", "1", "--out-dir", str(tmp_path)], config)
+    results = json.loads((tmp_path / "results.json").read_text())
+    sidecar, tokens = _split(out, manifest, "val_bytes"), _split(out, manifest, "val")
+    want = int(sidecar[1 : max_tokens + 1].sum())
+    assert results["roundtrip"]["bytes"] == results["sliding"]["bytes"] == want
+    assert results["sliding"]["tokens"] == max_tokens
+    luts = byte_luts(out / manifest["tokenizer"]["model"], 512, torch.device("cpu"))
+    span = torch.from_numpy(tokens[: max_tokens + 1].astype(np.int64))
+    assert target_bytes(span[:-1], span[1:], luts).sum().item() != want
