@@ -370,3 +370,29 @@ def test_bundled_train_gpt_scores_a_caseops_dataset_from_its_sidecar(built, tmp_
     luts = byte_luts(out / manifest["tokenizer"]["model"], 512, torch.device("cpu"))
     span = torch.from_numpy(tokens[: max_tokens + 1].astype(np.int64))
     assert target_bytes(span[:-1], span[1:], luts).sum().item() != want
+
+
+def test_local_source_indexes_byte_sidecars_and_scoring_uses_them(built, tmp_path):
+    """data.source local on a CaseOps folder: the sidecars are listed as val_bytes like the docs
+    route's (before, they were left out and the evals silently counted the pieces' bytes)."""
+    import shutil
+
+    import torch
+
+    from pgolf.data import verify_dataset
+    from pgolf.local import index_local_dataset
+    from runtime import read_manifest
+    from scoring import byte_counter
+
+    out, manifest = built
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    for entry in manifest["files"]:
+        shutil.copy(out / entry["path"], folder / entry["path"])
+    local = index_local_dataset(folder, folder / "tokenizer.model", tmp_path / "m", log=lambda _: None)
+    sidecars = [e for e in local["files"] if e["split"] == "val_bytes"]
+    assert [(e["path"], e["num_entries"]) for e in sidecars] == [
+        (e["path"], e["num_entries"]) for e in manifest["files"] if e["split"] == "val_bytes"]
+    assert verify_dataset(tmp_path / "m/manifest.json", hashes=True)["tokens_val"] == manifest["stats"]["tokens_val"]
+    counter = byte_counter(read_manifest(str(tmp_path / "m/manifest.json")), 5000, 512, torch.device("cpu"))
+    assert counter.sidecar.tolist() == _split(out, manifest, "val_bytes")[:5000].tolist()
