@@ -129,34 +129,40 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def _fields(buf: bytes):
-    """(field number, value) of a protobuf message; length-delimited values as bytes."""
-    pos = 0
-    while pos < len(buf):
-        key, pos = _varint(buf, pos)
-        field, wire = key >> 3, key & 7
-        if wire == 0:
-            value, pos = _varint(buf, pos)
-        elif wire == 2:
-            size, pos = _varint(buf, pos)
-            value, pos = buf[pos : pos + size], pos + size
-        elif wire == 5:
-            value, pos = buf[pos : pos + 4], pos + 4
-        elif wire == 1:
-            value, pos = buf[pos : pos + 8], pos + 8
-        else:
-            raise ValueError(f"unexpected protobuf wire type {wire}")
-        yield field, value
+def _skip(buf: bytes, pos: int, wire: int) -> int:
+    """The position after a field's value of this wire type."""
+    if wire == 0:
+        return _varint(buf, pos)[1]
+    if wire == 2:
+        size, pos = _varint(buf, pos)
+        return pos + size
+    if wire in (1, 5):
+        return pos + (8 if wire == 1 else 4)
+    raise ValueError(f"unexpected protobuf wire type {wire}")
 
 
 def piece_spans(serialized: bytes) -> list[tuple[int, int, int]]:
-    """(id, begin, end) of every piece of a serialized SentencePieceText."""
-    spans = []
-    for field, value in _fields(serialized):
-        if field == 2:
-            piece = {2: 0, 4: 0, 5: 0}
-            piece.update((f, v) for f, v in _fields(value) if f in piece)
-            spans.append((piece[2], piece[4], piece[5]))
+    """(id, begin, end) of every piece of a serialized SentencePieceText.
+
+    A hand-written reader (millions of pieces per validation split): one-byte varints, the
+    common case, are read inline; anything else goes through _varint/_skip."""
+    buf, spans, pos, n = serialized, [], 0, len(serialized)
+    while pos < n:
+        key, pos = (buf[pos], pos + 1) if buf[pos] < 0x80 else _varint(buf, pos)
+        if key != 0x12:  # not a piece (field 2, length-delimited)
+            pos = _skip(buf, pos, key & 7)
+            continue
+        size, pos = (buf[pos], pos + 1) if buf[pos] < 0x80 else _varint(buf, pos)
+        stop, fields = pos + size, [0, 0, 0, 0, 0, 0]
+        while pos < stop:
+            key, pos = (buf[pos], pos + 1) if buf[pos] < 0x80 else _varint(buf, pos)
+            if key & 7 == 0:
+                value, pos = (buf[pos], pos + 1) if buf[pos] < 0x80 else _varint(buf, pos)
+                if (key >> 3) < 6:
+                    fields[key >> 3] = value
+            else:
+                pos = _skip(buf, pos, key & 7)
+        spans.append((fields[2], fields[4], fields[5]))
     return spans
 
 
@@ -164,10 +170,8 @@ def token_byte_counts(sp, transformed_texts: list[str]) -> list[tuple[list[int],
     """For each transformed text: its token ids and, per token, the original UTF-8 bytes it covers."""
     results = []
     for text, serialized in zip(transformed_texts, sp.encode(transformed_texts, out_type="serialized_proto", num_threads=1)):
-        spans = piece_spans(serialized)
-        raw = text.encode("utf-8")
-        cumulative = np.concatenate(([0], np.cumsum(original_byte_weights(raw))))
-        ids = [i for i, _, _ in spans]
-        counts = [int(cumulative[end] - cumulative[begin]) for _, begin, end in spans]
-        results.append((ids, counts))
+        spans = np.asarray(piece_spans(serialized), dtype=np.int64).reshape(-1, 3)
+        cumulative = np.concatenate(([0], np.cumsum(original_byte_weights(text.encode("utf-8")))))
+        counts = cumulative[spans[:, 2]] - cumulative[spans[:, 1]]
+        results.append((spans[:, 0].tolist(), counts.tolist()))
     return results
