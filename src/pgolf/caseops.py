@@ -156,9 +156,16 @@ def piece_spans(serialized: bytes) -> list[tuple[int, int, int]]:
         stop, fields = pos + size, [0, 0, 0, 0, 0, 0]
         while pos < stop:
             key, pos = (buf[pos], pos + 1) if buf[pos] < 0x80 else _varint(buf, pos)
-            if key & 7 == 0:
-                value, pos = (buf[pos], pos + 1) if buf[pos] < 0x80 else _varint(buf, pos)
-                if (key >> 3) < 6:
+            if key & 7 == 2 and buf[pos] < 0x80:  # piece and surface: short strings
+                pos += 1 + buf[pos]
+            elif key & 7 == 0:
+                if buf[pos] < 0x80:
+                    value, pos = buf[pos], pos + 1
+                elif buf[pos + 1] < 0x80:
+                    value, pos = (buf[pos] & 0x7F) | (buf[pos + 1] << 7), pos + 2
+                else:
+                    value, pos = _varint(buf, pos)
+                if key < 0x30:  # fields 1-5
                     fields[key >> 3] = value
             else:
                 pos = _skip(buf, pos, key & 7)
