@@ -47,6 +47,7 @@ def cmd_data_docs(args) -> None:
         shard_tokens=args.shard_tokens,
         tokenizer=tokenizer,
         workers=args.workers or default_workers(),
+        transform=args.transform,
     )
 
 
@@ -283,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-docs", type=int, default=0, help="train it on the first N train documents (0 = all)")
     p.add_argument("--tokenizer-model", help="use this SentencePiece model instead of training one")
     p.add_argument("--workers", type=int, default=0, help="encoding processes (0 = all cores, 1 = this process)")
+    p.add_argument("--transform", default=None, help="lossless_caps_caseops_v1: CaseOps text, reserved operators, val byte sidecars")
     p.set_defaults(func=cmd_data_docs)
 
     p = sub.add_parser("data-hub", help="download the challenge's FineWeb export from the Hugging Face hub")

@@ -30,7 +30,8 @@ from pgolf.progress import Progress
 from pgolf.shards import HEADER_BYTES, StrPath, read_header, sha256_file
 from pgolf.tokenizer import load_checked_model, tokenizer_block
 
-SHARD_RE = re.compile(r"fineweb_(val|train)_(\d{6})\.bin")
+SHARD_RE = re.compile(r"fineweb_(val_bytes|val|train)_(\d{6})\.bin")
+OPTIONAL_SPLITS = ("val_bytes",)  # CaseOps byte sidecars (docs/caseops.md): indexed when present
 
 
 def find_shards(dataset_dir: StrPath, train_shards: int = 0) -> dict[str, list[Path]]:
@@ -38,12 +39,14 @@ def find_shards(dataset_dir: StrPath, train_shards: int = 0) -> dict[str, list[P
     directory = Path(dataset_dir)
     if not directory.is_dir():
         raise DataError(f"data.local.path: {directory} is not a directory")
-    found: dict[str, dict[int, Path]] = {"val": {}, "train": {}}
+    found: dict[str, dict[int, Path]] = {"val": {}, "train": {}, "val_bytes": {}}
     for path in directory.iterdir():
         if match := SHARD_RE.fullmatch(path.name):
             found[match.group(1)][int(match.group(2))] = path
     shards = {}
     for split, by_index in found.items():
+        if not by_index and split in OPTIONAL_SPLITS:
+            continue
         if not by_index:
             raise DataError(f"{directory}: no fineweb_{split}_NNNNNN.bin shards")
         missing = next(i for i in range(len(by_index) + 1) if i not in by_index)
@@ -65,7 +68,7 @@ def fingerprint(dataset_dir: StrPath, tokenizer: StrPath, train_shards: int = 0,
     if not model.is_file():
         raise DataError(f"data.local.tokenizer: {model} does not exist")
     parts: list[Any] = [["tokenizer", model.stat().st_size, sha256_file(model)]]
-    for path in shards["val"] + shards["train"]:
+    for path in shards["val"] + shards["train"] + shards.get("val_bytes", []):
         header = np.fromfile(path, dtype="<i4", count=3).tolist()
         parts.append([path.name, path.stat().st_size, header, sha256_file(path) if sha256 else None])
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
@@ -105,9 +108,11 @@ def index_local_dataset(
     with Progress(total, f"data: checking {directory.name}", log=log) as progress:
         for split, paths in shards.items():
             for path in paths:
-                num_tokens, digest = _check_and_hash(path, block["vocab_size"], progress)
+                # A sidecar holds byte counts, not token ids: no vocabulary bound, and its length is num_entries.
+                num_tokens, digest = _check_and_hash(path, block["vocab_size"] if split != "val_bytes" else 1 << 16, progress)
+                count = "num_entries" if split == "val_bytes" else "num_tokens"
                 files.append({"path": path.relative_to(root).as_posix(), "split": split, "bytes": path.stat().st_size,
-                              "sha256": digest, "num_tokens": num_tokens})
+                              "sha256": digest, count: num_tokens})
     manifest = {
         "format": "pgolf-data/1",
         "root": str(root),

@@ -75,7 +75,9 @@ def _write_model(model: bytes, model_prefix: StrPath) -> Path:
     return model_path
 
 
-def train_tokenizer(train_texts: Iterable[str], vocab_size: int, model_prefix: StrPath) -> Path:
+def train_tokenizer(
+    train_texts: Iterable[str], vocab_size: int, model_prefix: StrPath, reserved: tuple[str, ...] = ()
+) -> Path:
     """Train the BPE tokenizer on `train_texts`; write `<prefix>.model` and `<prefix>.vocab`.
 
     The model is returned in memory rather than written by SentencePiece,
@@ -83,14 +85,16 @@ def train_tokenizer(train_texts: Iterable[str], vocab_size: int, model_prefix: S
     inside the model: the same data built in two directories would otherwise
     give different model bytes. An error raised while reading the texts is
     re-raised as itself (SentencePiece would turn it into a RuntimeError).
+    `reserved` symbols (CaseOps operators) become user-defined pieces of their own.
     """
     check_vocab_size(vocab_size)
     feed = _GuardedIter(sentences(train_texts))
     model_buffer = io.BytesIO()
     spm.set_random_generator_seed(TRAINER_SEED)
+    options = {**TRAINER_OPTIONS, "user_defined_symbols": list(reserved)} if reserved else TRAINER_OPTIONS
     try:
         spm.SentencePieceTrainer.train(
-            sentence_iterator=feed, model_writer=model_buffer, vocab_size=vocab_size, **TRAINER_OPTIONS
+            sentence_iterator=feed, model_writer=model_buffer, vocab_size=vocab_size, **options
         )
     except RuntimeError as error:
         if feed.error is not None:

@@ -18,8 +18,8 @@ import torch.nn.functional as F
 
 from model import GPT, GPTConfig
 from quantize import expected_sha256, load_artifact
-from runtime import Dist, RunLog, StageProgress, autocast_for, load_hparams, load_val_tokens, manifest_paths, now, read_manifest, run_main, sync, tokenizer_path, write_json_atomic, settings_from
-from scoring import ScoreSums, byte_luts, eval_sequences
+from runtime import Dist, RunLog, StageProgress, autocast_for, load_hparams, load_val_tokens, manifest_paths, now, read_manifest, run_main, sync, write_json_atomic, settings_from
+from scoring import ByteCounter, ScoreSums, byte_counter, eval_sequences
 
 
 @dataclass
@@ -74,6 +74,7 @@ class WindowBatch:
     cols: torch.Tensor  # ... and position within the window
     firsts: list[int]  # each window's first scored position
     lowest_col: int  # the earliest scored position in any window (seq_len if none is scored)
+    targets: torch.Tensor | None = None  # the scored targets' indices in the token stream (byte sidecars)
 
     def context(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Row-major positions strictly before each window's first scored position."""
@@ -104,7 +105,8 @@ def window_batch(tokens: torch.Tensor, batch: list[Window], seq_len: int, device
     x, y = torch.where(keep, tokens[idx], 0), torch.where(keep, tokens[idx + 1], 0)
     put = lambda t: t.to(device, non_blocking=True)  # noqa: E731
     lowest = int(cols.min()) if len(cols) else seq_len
-    return WindowBatch(put(x), put(y), put(rows), put(cols), firsts.tolist(), lowest)
+    targets = starts[rows] + cols + 1
+    return WindowBatch(put(x), put(y), put(rows), put(cols), firsts.tolist(), lowest, put(targets))
 
 
 def rank_share(items: list, dist: Dist) -> list:
@@ -154,7 +156,7 @@ def eval_windows(score, val_tokens: torch.Tensor, windows: list[Window], batch_s
     progress = StageProgress(len(mine), f"{desc} (rank 0's share)" if dist.world_size > 1 else desc, rank=dist.rank, device=dist.device)
     for i in range(0, len(mine), batch_seqs):
         b = window_batch(tokens, mine[i : i + batch_seqs], seq_len, dist.device, pad)
-        sums.add(score(b), b.x[b.rows, b.cols], b.y[b.rows, b.cols], luts)
+        sums.add(score(b), b.x[b.rows, b.cols], b.y[b.rows, b.cols], luts, b.targets)
         progress.update(min(i + batch_seqs, len(mine)))
     sync(dist.device)
     return sums.result(dist)
@@ -246,7 +248,7 @@ class EvalSetup:
     val_tokens: torch.Tensor
     cfg: EvalConfig
     dist: Dist
-    luts: tuple
+    luts: tuple | ByteCounter  # piece tables, or the dataset's ByteCounter (its sidecar when it has one)
     autocast: object
 
     @classmethod
@@ -257,7 +259,7 @@ class EvalSetup:
         model = load_eval_model(artifact_path, dist.device, expect_sha256)
         compile_hidden(model)
         val_tokens = load_val_tokens(manifest_paths(manifest, "val"), cfg.seq_len, cfg.max_tokens)
-        luts = byte_luts(tokenizer_path(manifest), model.cfg.vocab_size, dist.device)
+        luts = byte_counter(manifest, len(val_tokens), model.cfg.vocab_size, dist.device)
         return cls(model, val_tokens, cfg, dist, luts, autocast_for(dist.device))
 
 

@@ -20,8 +20,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from model import GPT, GPTConfig, attention_backend, compile_regions, count_params
 from frontier import FrontierGPT, frontier_config  # bundled only when train.model sets one of its keys
-from runtime import Dist, RunLog, TrainLoader, UserError, autocast_for, load_hparams, load_val_tokens, log_environment, manifest_paths, now, peak_memory_line, read_manifest, run_main, sync, tokenizer_path, torch_bytes, write_bytes_atomic, write_json_atomic, settings_from
-from scoring import byte_luts, eval_sequences
+from runtime import Dist, RunLog, TrainLoader, UserError, autocast_for, load_hparams, load_val_tokens, log_environment, manifest_paths, now, peak_memory_line, read_manifest, run_main, sync, torch_bytes, write_bytes_atomic, write_json_atomic, settings_from
+from scoring import byte_counter, eval_sequences
 
 
 @dataclass
@@ -212,7 +212,7 @@ class Trainer:
         self.train_paths = manifest_paths(manifest, "train")
         self.loader = TrainLoader(self.train_paths, dist.rank, dist.world_size, dist.device)
         self.val_tokens = load_val_tokens(manifest_paths(manifest, "val"), cfg.seq_len, cfg.val_max_tokens)
-        self.luts = byte_luts(tokenizer_path(manifest), model_cfg.vocab_size, dist.device)
+        self.luts = byte_counter(manifest, len(self.val_tokens), model_cfg.vocab_size, dist.device)
         self.log_settings()
         self.outside = {"setup": now() - t_setup}  # seconds spent outside the timed window, by part
 

@@ -188,7 +188,7 @@ def eval_ttt(s: EvalSetup, ttt: TTTConfig) -> dict:
     t0 = now()
     sums = ScoreSums(dist.device)
     tokens = s.val_tokens.to(dist.device)
-    done = score_then_train(s.model, tokens, ttt, cfg, dist, s.autocast, lambda w, b, nll: sums.add(nll, b.x[b.rows, b.cols], b.y[b.rows, b.cols], luts), "ttt")
+    done = score_then_train(s.model, tokens, ttt, cfg, dist, s.autocast, lambda w, b, nll: sums.add(nll, b.x[b.rows, b.cols], b.y[b.rows, b.cols], luts, b.targets), "ttt")
     result = sums.result(dist)
     seq_len, stride = ttt_windows(ttt, cfg)
     result.update(eval_time_ms=int(1000 * (now() - t0)), **done, chunk_tokens=ttt.chunk_tokens, seq_len=seq_len, stride=stride)

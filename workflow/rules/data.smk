@@ -27,6 +27,8 @@ if DATA["source"] == "docs":
                 if DATA["docs"]["tokenizer"]["model"]
                 else f"--vocab-size {DATA['docs']['tokenizer']['vocab_size']} --train-docs {DATA['docs']['tokenizer']['train_docs']}"
             ),
+            # CaseOps (docs/caseops.md): absent or null = off
+            transform=f" --transform {DATA['docs']['transform']}" if DATA["docs"].get("transform") else "",
         threads: cores_or(8)
         log:
             "results/logs/data/{data_id}.log",
@@ -35,7 +37,7 @@ if DATA["source"] == "docs":
         shell:
             "pgolf data-docs --docs {input.docs:q} --out-dir $(dirname {output.manifest})"
             " --num-val-docs {params.num_val_docs} --shard-tokens {params.shard_tokens}"
-            " {params.tokenizer} --workers {threads} > {log} 2>&1"
+            " {params.tokenizer} --workers {threads}{params.transform} > {log} 2>&1"
 
 elif DATA["source"] == "hub":
 

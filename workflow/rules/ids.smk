@@ -34,6 +34,8 @@ def data_block():
         else:
             tok.pop("model")
         block["tokenizer"] = tok
+        if block.get("transform") is None:  # CaseOps off: null hashes like the absent key
+            block.pop("transform", None)
     elif source == "local":
         from pgolf.data import DataError
         from pgolf.local import fingerprint
