@@ -396,3 +396,23 @@ def test_local_source_indexes_byte_sidecars_and_scoring_uses_them(built, tmp_pat
     assert verify_dataset(tmp_path / "m/manifest.json", hashes=True)["tokens_val"] == manifest["stats"]["tokens_val"]
     counter = byte_counter(read_manifest(str(tmp_path / "m/manifest.json")), 5000, 512, torch.device("cpu"))
     assert counter.sidecar.tolist() == _split(out, manifest, "val_bytes")[:5000].tolist()
+
+
+def test_piece_spans_of_a_long_text_tile_it_and_count_its_bytes(built, docs):
+    """Beyond 16 KiB the spans' offsets take three-byte varints: the reader still gives
+    SentencePiece's own ids, spans that tile the transformed text, and the original byte total."""
+    import sentencepiece as spm
+
+    from pgolf import caseops
+
+    out, manifest = built
+    sp = spm.SentencePieceProcessor(model_file=str(out / manifest["tokenizer"]["model"]))
+    original = "\n\n".join(docs[1][:20])
+    text = caseops.encode(original)
+    raw = text.encode("utf-8")
+    assert len(raw) > 1 << 16
+    spans = caseops.piece_spans(sp.encode(text, out_type="serialized_proto"))
+    assert [i for i, _, _ in spans] == sp.encode(text)
+    assert b"".join(raw[b:e] for _, b, e in spans) == raw
+    ((ids, counts),) = caseops.token_byte_counts(sp, [text])
+    assert sum(counts) == len(original.encode("utf-8")) and len(ids) == len(counts) == len(spans)

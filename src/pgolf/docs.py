@@ -180,15 +180,15 @@ class Encoder:
 
     def __call__(self, first_line: int, lines: list[str], split: str = "train") -> Encoded:
         texts = [doc_text(self.docs_path, first_line + i, line) for i, line in enumerate(lines) if line.strip()]
-        counts = Encoded(np.empty(0, np.uint16), len(texts), sum(1 for t in texts if t.strip()), sum(map(len, texts)))
+        encoded = Encoded(np.empty(0, np.uint16), len(texts), sum(1 for t in texts if t.strip()), sum(map(len, texts)))
         if not self.transform:
-            counts.tokens = encode_docs(self.sp, texts)
+            encoded.tokens = encode_docs(self.sp, texts)
         elif split == "val":
-            counts.tokens, counts.byte_counts = encode_with_byte_counts(self.sp, texts)
-            counts.text_bytes = sum(len(t.encode("utf-8")) for t in texts)
+            encoded.tokens, encoded.byte_counts = encode_with_byte_counts(self.sp, texts)
+            encoded.text_bytes = sum(len(t.encode("utf-8")) for t in texts)
         else:
-            counts.tokens = encode_docs(self.sp, [caseops.encode(t) for t in texts])
-        return counts
+            encoded.tokens = encode_docs(self.sp, [caseops.encode(t) for t in texts])
+        return encoded
 
 
 _WORKER_ENCODER: Encoder | None = None
