@@ -111,8 +111,10 @@ class BatchedLoRA(nn.Module):
             self.A.copy_(torch.rand(self.A.shape, generator=self.gen) * 2 * self.bound - self.bound)
         self.B.zero_()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x @ self.A.transpose(1, 2).to(x.dtype)) @ self.B.transpose(1, 2).to(x.dtype) * self.scale
+    def forward(self, x: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """rows: which documents' adapters the batch's rows are (None: all, in order)."""
+        A, B = (self.A, self.B) if rows is None else (self.A[rows], self.B[rows])
+        return (x @ A.transpose(1, 2).to(x.dtype)) @ B.transpose(1, 2).to(x.dtype) * self.scale
 
 
 class DocAdapters:
@@ -129,6 +131,7 @@ class DocAdapters:
         self.params = [p for _, a in self.layers for p in a.parameters()]
         self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=1e-10, weight_decay=cfg.weight_decay)
         self.hooks = []
+        self.rows = None  # the documents (adapter rows) of the batch being run
 
     def reset(self) -> None:
         for _, a in self.layers:
@@ -137,7 +140,7 @@ class DocAdapters:
 
     def attach(self) -> None:
         for m, a in self.layers:
-            self.hooks.append(m.register_forward_hook(lambda mod, inp, out, a=a: out + a(inp[0])))
+            self.hooks.append(m.register_forward_hook(lambda mod, inp, out, a=a: out + a(inp[0], self.rows)))
 
     def detach(self) -> None:
         for h in self.hooks:
@@ -207,12 +210,11 @@ def score_docs(model, tokens, docs: list[Doc], lora: LoraTTTConfig, seq_len: int
         adapters.reset()
     nchunks = [doc_chunks(n, lora.chunk_tokens) for _, n in docs]
     for ci in range(max(nchunks)):
-        x, y, scored, at = chunk_batch(tokens, docs, ci, lora.chunk_tokens, seq_len)
-        rows = len(docs)
-        if adapters is not None and rows < adapters.docs:  # the adapters' shape: pad with empty rows
-            pad = adapters.docs - rows
-            x, y, scored, at = (F.pad(t, (0, 0, 0, pad)) for t in (x, y, scored, at))
-        train_rows = torch.tensor([ci < nc - 1 for nc in nchunks] + [False] * (len(x) - rows), device=x.device, dtype=torch.float32)
+        active = [i for i, nc in enumerate(nchunks) if ci < nc]  # finished documents leave the batch
+        x, y, scored, at = chunk_batch(tokens, [docs[i] for i in active], ci, lora.chunk_tokens, seq_len)
+        if adapters is not None:
+            adapters.rows = torch.tensor(active, device=x.device)
+        train_rows = torch.tensor([ci < nchunks[i] - 1 for i in active], device=x.device, dtype=torch.float32)
         step(model, adapters, x, y, scored, at, train_rows, autocast, on_scored)
 
 
