@@ -202,8 +202,9 @@ def adapt_after_score(model, adapters, x, y, scored, at, train_rows, autocast, o
         adapters.opt.step()
 
 
-def score_docs(model, tokens, docs: list[Doc], lora: LoraTTTConfig, seq_len: int, adapters, autocast, on_scored, step=adapt_after_score) -> None:
-    """Scores a batch of documents chunk by chunk, adapting each document's own adapters as it goes."""
+def score_docs(model, tokens, docs: list[Doc], lora: LoraTTTConfig, seq_len: int, adapters, autocast, on_scored, step=adapt_after_score, tick=None) -> None:
+    """Scores a batch of documents chunk by chunk, adapting each document's own adapters as it goes
+    (tick() after each chunk step)."""
     if not docs:
         return
     if adapters is not None:
@@ -216,6 +217,8 @@ def score_docs(model, tokens, docs: list[Doc], lora: LoraTTTConfig, seq_len: int
             adapters.rows = torch.tensor(active, device=x.device)
         train_rows = torch.tensor([ci < nchunks[i] - 1 for i in active], device=x.device, dtype=torch.float32)
         step(model, adapters, x, y, scored, at, train_rows, autocast, on_scored)
+        if tick is not None:
+            tick()
 
 
 # ----------------------------------------------------------------------------- global phases
@@ -313,7 +316,15 @@ def doc_ttt_pass(model: GPT, tokens: torch.Tensor, lora: LoraTTTConfig, ph: Phas
     for p in model.parameters():
         p.requires_grad_(False)
     adapters = DocAdapters(model, lora, max(len(rank_share(list(range(lo, hi)), dist)) for lo, hi in groups), dist.device) if use_lora else None
-    report = StageProgress(len(docs), progress, unit="docs", rank=dist.rank, device=dist.device) if progress else None
+    # Progress in chunk steps (a step scores one chunk of every unfinished document of a batch).
+    steps = sum(max((doc_chunks(n, lora.chunk_tokens) for _, n in rank_share(docs[lo:hi], dist)), default=0) for lo, hi in groups)
+    report = StageProgress(steps, progress, unit="chunk steps", rank=dist.rank, device=dist.device) if progress else None
+    done_steps = [0]
+
+    def tick():
+        done_steps[0] += 1
+        report.update(done_steps[0])
+
     score_s = phase_s = 0.0
     phase_targets = 0
     if adapters is not None:
@@ -321,7 +332,7 @@ def doc_ttt_pass(model: GPT, tokens: torch.Tensor, lora: LoraTTTConfig, ph: Phas
     try:
         for lo, hi in groups:
             t0 = now()
-            score_docs(model, tokens, rank_share(docs[lo:hi], dist), lora, seq_len, adapters, autocast, on_scored, step)
+            score_docs(model, tokens, rank_share(docs[lo:hi], dist), lora, seq_len, adapters, autocast, on_scored, step, tick if report else None)
             sync(dist.device)
             score_s += now() - t0
             if hi in ends:
@@ -333,8 +344,8 @@ def doc_ttt_pass(model: GPT, tokens: torch.Tensor, lora: LoraTTTConfig, ph: Phas
                     adapters.attach()
                 sync(dist.device)
                 phase_s += now() - t1
-            if report is not None:
-                report.update(hi)
+                if dist.is_main and progress:
+                    print(f"{progress}: phase {ends.index(hi) + 1} of {len(ends)} after {hi} documents, {phase_targets} targets trained, {phase_s:.0f}s in phases", flush=True)
     finally:
         if adapters is not None:
             adapters.detach()
