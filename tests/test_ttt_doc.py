@@ -128,7 +128,8 @@ def test_lora_ttt_beats_the_fixed_model_and_resets_per_document():
 
 def test_phase_ends_and_groups_cut_at_them():
     assert phase_ends(10, replace(PHASED, prefix_docs=6, phases=2)) == [3, 6]
-    assert phase_ends(4, replace(PHASED, prefix_docs=2000, phases=1)) == [4]
+    assert phase_ends(4, replace(PHASED, prefix_docs=2000, phases=1)) == []  # nothing left to score after it
+    assert phase_ends(5, replace(PHASED, prefix_docs=4, phases=3)) == [1, 2, 4]
     assert doc_groups(10, 4, [3, 6]) == [(0, 3), (3, 6), (6, 10)]
     assert doc_groups(10, 2, [3]) == [(0, 2), (2, 3), (3, 5), (5, 7), (7, 9), (9, 10)]
     docs = [(0, 40), (40, 75)]
@@ -205,3 +206,51 @@ def test_budget_estimate_and_its_one_line_stop():
     msg = str(e.value)
     assert "\n" not in msg and msg.startswith("eval.lora_ttt: estimated") and "exceeds eval.lora_ttt.max_seconds 1e-06" in msg
     assert f"for {len(tokens) - 1} targets in 30 documents (timed on the first 3 documents" in msg
+
+
+def overlay_config() -> dict:
+    from pgolf.config import load_configs
+
+    return load_configs([REPO / "config.yaml", REPO / "config" / "ttt-doc.yaml"])
+
+
+def test_absent_blocks_change_no_stage_block_and_each_key_keys_its_own_stage():
+    from pgolf.config import load_configs, stage_blocks
+
+    default = stage_blocks(load_configs([REPO / "config.yaml"])["eval"])
+    config = overlay_config()
+    with_doc = stage_blocks(config["eval"])
+    for stage in ("eval", "slot", "ttt"):  # the default's stages hash as before
+        assert with_doc[stage] == default[stage]
+    assert "lora_ttt" not in default["eval"] and default["lora_ttt"]["lora_ttt"] == {}
+    # a LoRA key changes both per-document stages (phased scores with those adapters) ...
+    config["eval"]["lora_ttt"]["rank"] = 4
+    lora_changed = stage_blocks(config["eval"])
+    assert lora_changed["lora_ttt"] != with_doc["lora_ttt"] and lora_changed["phased_ttt"] != with_doc["phased_ttt"]
+    # ... a phase key only phased_ttt; enabled and headline none
+    config = overlay_config()
+    config["eval"]["phased_ttt"]["phases"] = 1
+    config["eval"]["lora_ttt"]["headline"] = True
+    changed = stage_blocks(config["eval"])
+    assert changed["lora_ttt"] == with_doc["lora_ttt"] and changed["phased_ttt"] != with_doc["phased_ttt"]
+
+
+def test_config_checks_of_the_per_document_blocks():
+    from pgolf import rules
+    from pgolf.config import ConfigError, check_config
+
+    config = overlay_config()
+    check_config(config)
+    config["eval"]["phased_ttt"]["headline"] = True
+    assert rules.headline_method(config["eval"]) == "phased_ttt"
+    config["eval"]["ttt"]["headline"] = True
+    with pytest.raises(ConfigError, match=r"^eval: eval.ttt.headline and eval.phased_ttt.headline are all true; one method can be the headline$"):
+        check_config(config)
+    config = overlay_config()
+    config["eval"]["lora_ttt"]["chunk_tokens"] = 200
+    with pytest.raises(ConfigError, match=r"^eval.lora_ttt.chunk_tokens: 200 is longer than its window \(seq_len 128\)$"):
+        check_config(config)
+    config = overlay_config()
+    del config["eval"]["lora_ttt"]
+    with pytest.raises(ConfigError, match=r"^eval.phased_ttt: needs an eval.lora_ttt block"):
+        check_config(config)

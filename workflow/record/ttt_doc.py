@@ -286,11 +286,12 @@ def scored_prefix(docs: list[Doc], scored: int) -> list[Doc]:
 
 
 def phase_ends(n_docs: int, ph: PhasedTTTConfig | None) -> list[int]:
-    """Document counts after which a global phase runs."""
+    """Document counts after which a global phase runs (none after the last document: nothing is
+    left to score with what it would learn)."""
     if ph is None or ph.phases <= 0:
         return []
     prefix = min(ph.prefix_docs, n_docs)
-    return sorted({prefix * p // ph.phases for p in range(1, ph.phases + 1)} - {0})
+    return sorted({prefix * p // ph.phases for p in range(1, ph.phases + 1)} - {0, n_docs})
 
 
 def doc_groups(n_docs: int, batch_docs: int, ends: list[int]) -> list[tuple[int, int]]:
@@ -498,7 +499,8 @@ def doc_ttt_main(argv=None) -> None:
     def score(s):
         # The budget and the audit first, from the artifact's weights (both restore them).
         budget = doc_budget(s, name, lora, ph)
-        print(f"{name}_estimate: {budget['estimate_s']}s for {budget['targets']} targets (timed on {budget['timed_docs']} documents), max_seconds:{budget['max_seconds']:g}", flush=True)
+        if s.dist.is_main:
+            print(f"{name}_estimate: {budget['estimate_s']}s for {budget['targets']} targets (timed on {budget['timed_docs']} documents), max_seconds:{budget['max_seconds']:g}", flush=True)
         audit = doc_audit(s.model, s.val_tokens, s.cfg, name, lora, ph, s.dist, s.autocast, s.model.cfg.vocab_size)
         r = eval_doc_ttt(s, name, lora, ph)
         r.update(audit=audit, budget=budget)
