@@ -254,3 +254,22 @@ def test_config_checks_of_the_per_document_blocks():
     del config["eval"]["lora_ttt"]
     with pytest.raises(ConfigError, match=r"^eval.phased_ttt: needs an eval.lora_ttt block"):
         check_config(config)
+
+
+def test_parse_log_reads_the_per_document_lines():
+    from pgolf.logparse import parse_text
+
+    log = "\n".join([
+        "final_sliding_window val_loss:3.6465 val_bpb:2.0504 stride:64 windows:1051 audit:pass eval_time:26573ms",
+        "final_sliding_window_exact val_loss:3.64649030 val_bpb:2.05037023",
+        "final_lora_ttt val_loss:3.5300 val_bpb:1.9849 docs:40 chunk:32 rank:8 lr:0.003 audit:pass eval_time:300000ms",
+        "final_lora_ttt_exact val_loss:3.53000000 val_bpb:1.98490200",
+        "final_phased_ttt val_loss:3.6400 val_bpb:2.0470 docs:40 chunk:32 phases:3 prefix_docs:30 lora:0 audit:fail eval_time:300000ms",
+        "final_phased_ttt_exact val_loss:3.64000000 val_bpb:2.04700000",
+    ]) + "\n"
+    s = parse_text(log)
+    # no final_score line: ours in pgolf.logparse.PGOLF_FINAL's order, lora_ttt before sliding
+    assert (s.family, s.final_label, s.final_val_bpb, s.final_kind, s.final_audit) == ("pgolf", "final_lora_ttt_exact", 1.984902, "ttt", "pass")
+    assert s.sliding_val_bpb == 2.05037023
+    s = parse_text(log + "final_score_method:phased_ttt\nfinal_score_exact val_loss:3.64000000 val_bpb:2.04700000\n")
+    assert (s.final_method, s.final_val_bpb, s.final_audit) == ("phased_ttt", 2.047, "fail")
