@@ -273,3 +273,18 @@ def test_parse_log_reads_the_per_document_lines():
     assert s.sliding_val_bpb == 2.05037023
     s = parse_text(log + "final_score_method:phased_ttt\nfinal_score_exact val_loss:3.64000000 val_bpb:2.04700000\n")
     assert (s.final_method, s.final_val_bpb, s.final_audit) == ("phased_ttt", 2.047, "fail")
+
+
+def test_bundle_holds_ttt_doc_only_when_a_per_document_eval_is_on():
+    import yaml
+
+    from pgolf.bundle import bundle
+
+    plain = bundle(yaml.safe_load((REPO / "config.yaml").read_text()))
+    assert "class DocAdapters" not in plain and "from ttt_doc import" not in plain
+    config = overlay_config()
+    config["eval"]["phased_ttt"]["enabled"] = False
+    with_doc = bundle(config)
+    assert "class DocAdapters" in with_doc and "from ttt_doc import" not in with_doc
+    assert with_doc.index("class DocAdapters") < with_doc.index("def claimed_method")
+    compile(with_doc, "train_gpt.py", "exec")
