@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from unittest.mock import ANY
 import json
 import subprocess
 import sys
@@ -85,7 +86,7 @@ def test_documents_split_at_bos_and_cover_every_target_once():
 
 def test_every_target_scored_once_from_its_own_document():
     tokens = doc_stream(LENGTHS)
-    got = scores_of(tiny_model(), tokens, replace(LORA, enabled=False), None)
+    got = scores_of(tiny_model(), tokens, LORA, replace(PHASED, lora=False, phases=0))
     assert sorted(got) == list(range(len(tokens) - 1))
     # no adapters: a document shorter than seq_len scores as the model does on that document alone
     model = tiny_model()
@@ -116,6 +117,8 @@ def test_lora_ttt_beats_the_fixed_model_and_resets_per_document():
     plain = eval_doc_ttt(EvalSetup(tiny_model(), tokens, CFG, dist, LUTS, NO_AUTOCAST), "lora_ttt", replace(LORA, lr=0.0), PHASED)
     lora = eval_doc_ttt(EvalSetup(tiny_model(), tokens, CFG, dist, LUTS, NO_AUTOCAST), "lora_ttt", LORA, PHASED)
     assert plain["tokens"] == lora["tokens"] == len(tokens) - 1 and lora["docs"] == len(LENGTHS)
+    # the stage's settings leave `enabled` out (it selects, it does not change a result): still adapters
+    assert eval_doc_ttt(EvalSetup(tiny_model(), tokens, CFG, dist, LUTS, NO_AUTOCAST), "lora_ttt", replace(LORA, enabled=False), PHASED) == {**lora, "eval_time_ms": ANY, "score_time_ms": ANY}
     assert lora["val_bpb"] < plain["val_bpb"] - 0.05, (lora["val_bpb"], plain["val_bpb"])
     # the adapters: rank 4 on 2 layers x (v: 32 -> 16, down: 96 -> 32) for 3 documents side by side
     assert lora["adapter_params"] == 3 * 4 * ((32 + 16) * 2 + (96 + 32) * 2)

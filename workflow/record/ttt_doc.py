@@ -307,12 +307,13 @@ def doc_groups(n_docs: int, batch_docs: int, ends: list[int]) -> list[tuple[int,
 def doc_ttt_pass(model: GPT, tokens: torch.Tensor, lora: LoraTTTConfig, ph: PhasedTTTConfig | None, seq_len: int, dist: Dist, autocast, on_scored,
                  progress: str | None = None, step=adapt_after_score, phase_docs=scored_prefix, docs: list[Doc] | None = None) -> dict:
     """Scores `tokens` document by document (on_scored(nll [B, T], x, y, scored mask) per chunk step),
-    with per-document adapters when `lora.enabled`, and global phases when `ph` is given. Changes
+    with per-document adapters (always for lora_ttt, `ph` None; with ph.lora for phased TTT), and
+    global phases when `ph` is given. (`enabled` is not read: the stage's block leaves it out.) Changes
     the model's weights when phases run. Each rank scores its share of every batch of documents."""
     docs = documents(tokens, lora.bos_id) if docs is None else docs
     ends = phase_ends(len(docs), ph)
     groups = doc_groups(len(docs), lora.batch_docs, ends)
-    use_lora = lora.enabled if ph is None else ph.lora
+    use_lora = ph is None or ph.lora
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
