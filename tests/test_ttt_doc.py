@@ -202,6 +202,7 @@ def test_budget_estimate_and_its_one_line_stop():
     saved = {k: v.clone() for k, v in s.model.state_dict().items()}
     b = doc_budget(s, "phased_ttt", LORA, replace(PHASED, estimate_docs=4, max_seconds=600))
     assert b["timed_docs"] == 4 and b["timed_targets"] == sum(LENGTHS[:4]) and b["targets"] == len(tokens) - 1
+    assert b["timed_phase_targets"] == sum(LENGTHS[:3])  # the phase's cost is timed too
     assert 0 < b["estimate_s"] < 600
     assert all(torch.equal(saved[k], v) for k, v in s.model.state_dict().items())
     with pytest.raises(UserError) as e:

@@ -397,7 +397,8 @@ def doc_budget(s: EvalSetup, name: str, lora: LoraTTTConfig, ph: PhasedTTTConfig
     k = min(own.estimate_docs or lora.batch_docs, len(docs))
     head = docs[:k]
     saved = {key: v.detach().clone() for key, v in s.model.state_dict().items()}
-    probe = replace(phases, prefix_docs=k, phases=1) if phases is not None else None
+    # One phase, after all but the last timed document (a phase after the last never runs).
+    probe = replace(phases, prefix_docs=max(k - 1, 1), phases=1) if phases is not None else None
     done = doc_ttt_pass(s.model, tokens, lora, probe, seq_len, s.dist, s.autocast, lambda *a: None, docs=head)
     s.model.load_state_dict(saved)
     head_targets = sum(n for _, n in head)
@@ -408,7 +409,8 @@ def doc_budget(s: EvalSetup, name: str, lora: LoraTTTConfig, ph: PhasedTTTConfig
         ends = phase_ends(len(docs), phases)
         trained = sum(sum(n for _, n in docs[:e]) for e in ends) * phases.epochs
         est += per_target * trained
-    out = {"timed_docs": k, "timed_targets": head_targets, "targets": total, "estimate_s": round(est, 1), "max_seconds": own.max_seconds}
+    out = {"timed_docs": k, "timed_targets": head_targets, "timed_phase_targets": done["phase_targets_trained"], "targets": total,
+           "estimate_s": round(est, 1), "max_seconds": own.max_seconds}
     if own.max_seconds and est > own.max_seconds:
         raise UserError(f"eval.{name}: estimated {est:.0f}s for {total} targets in {len(docs)} documents (timed on the first {k} documents, {head_targets} targets, on {s.dist.world_size} process(es) of {s.dist.device.type}) exceeds eval.{name}.max_seconds {own.max_seconds:g}")
     return out
