@@ -247,8 +247,14 @@ def test_config_checks_of_the_per_document_blocks():
     check_config(config)
     config["eval"]["phased_ttt"]["headline"] = True
     assert rules.headline_method(config["eval"]) == "phased_ttt"
-    config["eval"]["ttt"]["headline"] = True
-    with pytest.raises(ConfigError, match=r"^eval: eval.ttt.headline and eval.phased_ttt.headline are all true; one method can be the headline$"):
+    config["eval"]["ttt"]["headline"] = True  # the order of pgolf.rules.headline_method: ttt first
+    check_config(config)
+    assert rules.headline_method(config["eval"]) == "ttt"
+    config["eval"]["ttt"]["enabled"] = config["eval"]["phased_ttt"]["enabled"] = False
+    with pytest.raises(ConfigError, match=r"^eval.ttt.headline: true needs eval.ttt.enabled: true$"):
+        check_config(config)
+    config["eval"]["ttt"]["headline"] = False
+    with pytest.raises(ConfigError, match=r"^eval.phased_ttt.headline: true needs eval.phased_ttt.enabled: true$"):
         check_config(config)
     config = overlay_config()
     config["eval"]["lora_ttt"]["chunk_tokens"] = 200

@@ -203,8 +203,7 @@ def semantic_checks(config: dict) -> None:
     for m in heads:
         if not e[m]["enabled"]:
             raise ConfigError(f"eval.{m}.headline: true needs eval.{m}.enabled: true")
-    if len(heads) > 1:
-        raise ConfigError(f"eval: {' and '.join(f'eval.{m}.headline' for m in heads)} are all true; one method can be the headline")
+    # Several headlines: pgolf.rules.headline_method's order decides (a sweep variant may set ttt's over the base's).
     lo = e.get("lora_ttt")
     if lo and lo["chunk_tokens"] > (lo["seq_len"] or e["seq_len"]):
         raise ConfigError(f"eval.lora_ttt.chunk_tokens: {lo['chunk_tokens']} is longer than its window (seq_len {lo['seq_len'] or e['seq_len']})")
