@@ -83,3 +83,20 @@ def test_the_cap_and_the_limits_are_written_once():
     for path in sorted(REPO.glob("workflow/rules/*.smk")):
         found += [f"{path.relative_to(REPO)}: {m}" for m in re.findall(r"16_?000_?000", path.read_text())]
     assert not found, "\n".join(found)
+
+
+@pytest.mark.parametrize(
+    "ttt_headline,lora,phased,slot_on",
+    list(itertools.product([False, True], [None, "on", "headline"], [None, "on", "headline"], [False, True])),
+)
+def test_the_record_claims_what_the_pipeline_claims_with_per_document_ttt(ttt_headline, lora, phased, slot_on):
+    """eval.lora_ttt / eval.phased_ttt: optional blocks (None: absent), on, or on and the headline."""
+    block = {"ttt": {"enabled": True, "headline": ttt_headline}, "slot": {"enabled": slot_on, "mode": "causal"}}
+    for name, state in (("lora_ttt", lora), ("phased_ttt", phased)):
+        if state:
+            block[name] = {"enabled": True, "headline": state == "headline"}
+    ours = claimed_method(SlotConfig(enabled=slot_on, mode="causal"), TTTConfig(enabled=True, headline=ttt_headline), block)
+    assert ours == rules.headline_method(block)
+    expected = ("ttt" if ttt_headline else "lora_ttt" if lora == "headline" else "phased_ttt" if phased == "headline"
+                else "slot_causal" if slot_on else "sliding_window")
+    assert ours == expected

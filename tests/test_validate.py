@@ -260,7 +260,7 @@ def test_log_without_final_score(tmp_path):
     log.write_text(log.read_text().split("==== pgolf stage: eval roundtrip")[0])
     r = validate_record(folder)
     assert r.problems == ["submission.json seed_results[42].val_bpb = 2.22823271: no line of train_seed42.log carries it (its final score: "
-                          "no final score line, looked for final_score_exact, final_slot_causal_exact, final_slot_published_exact, final_ttt_exact, final_sliding_window_exact)"]
+                          "no final score line, looked for final_score_exact, final_slot_causal_exact, final_slot_published_exact, final_ttt_exact, final_lora_ttt_exact, final_phased_ttt_exact, final_sliding_window_exact)"]
     # One cause, one problem: the means over the other two seeds are not compared.
     assert r.notes == ["seed 42 without a claimed score: means, std, bytes_total and significance not checked"]
 

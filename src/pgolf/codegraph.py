@@ -248,6 +248,7 @@ STAGE_ENTRIES = {
     "eval": ("pgolf job", "workflow/record/evaluate.py"),
     "slot": ("pgolf job", "workflow/record/slot.py"),
     "ttt": ("pgolf job", "workflow/record/ttt.py"),
+    "doc_ttt": ("pgolf job", "workflow/record/ttt_doc.py"),
     "bundle": ("pgolf bundle", "record:*"),
     "record": ("workflow/scripts/assemble_record.py", "workflow/templates/record_README.md.j2"),
     "verify": ("pgolf verify-record",),

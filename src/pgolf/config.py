@@ -199,6 +199,16 @@ def semantic_checks(config: dict) -> None:
     for key in ("chunk_tokens", "audit_chunk_tokens"):
         if t[key] is not None and t[key] < ttt_seq_len:
             raise ConfigError(f"eval.ttt.{key}: {t[key]} is shorter than one training sequence (seq_len {ttt_seq_len})")
+    heads = [m for m in ("ttt", "lora_ttt", "phased_ttt") if e.get(m, {}).get("headline")]
+    for m in heads:
+        if not e[m]["enabled"]:
+            raise ConfigError(f"eval.{m}.headline: true needs eval.{m}.enabled: true")
+    # Several headlines: pgolf.rules.headline_method's order decides (a sweep variant may set ttt's over the base's).
+    lo = e.get("lora_ttt")
+    if lo and lo["chunk_tokens"] > (lo["seq_len"] or e["seq_len"]):
+        raise ConfigError(f"eval.lora_ttt.chunk_tokens: {lo['chunk_tokens']} is longer than its window (seq_len {lo['seq_len'] or e['seq_len']})")
+    if e.get("phased_ttt") and not lo:
+        raise ConfigError("eval.phased_ttt: needs an eval.lora_ttt block (its documents, chunks and windows; its adapters when phased_ttt.lora is true)")
     if config.get("sweep"):
         # Each variant's eval block meets the same rules as the main one (the sweep block aside).
         check_sweep(config, lambda c: check_config({k: v for k, v in c.items() if k != "sweep"}))
@@ -213,14 +223,21 @@ def semantic_checks(config: dict) -> None:
 SLOT_SELECTION_KEYS = ("enabled", "mode", "compare_modes")
 # Likewise whether TTT runs and whether it is the headline.
 TTT_SELECTION_KEYS = ("enabled", "headline")
+# The per-document evals' optional blocks (absent: off, and no stage id changes).
+DOC_TTT_BLOCKS = ("lora_ttt", "phased_ttt")
 
 
 def stage_blocks(eval_block: dict) -> dict:
     """The settings that define the eval stage (no SLOT, no TTT), the SLOT stage and the TTT stage."""
-    plain = {k: v for k, v in eval_block.items() if k not in ("slot", "ttt")}
+    plain = {k: v for k, v in eval_block.items() if k not in ("slot", "ttt", *DOC_TTT_BLOCKS)}
     slot = {k: v for k, v in eval_block["slot"].items() if k not in SLOT_SELECTION_KEYS}
     ttt = {k: v for k, v in eval_block.get("ttt", {}).items() if k not in TTT_SELECTION_KEYS}
-    return {"eval": plain, "slot": {**plain, "slot": slot}, "ttt": {**plain, "ttt": ttt}}
+    blocks = {"eval": plain, "slot": {**plain, "slot": slot}, "ttt": {**plain, "ttt": ttt}}
+    # Phased TTT scores with lora_ttt's documents, chunks and adapters: both blocks key it.
+    doc = {m: {k: v for k, v in eval_block.get(m, {}).items() if k not in TTT_SELECTION_KEYS} for m in DOC_TTT_BLOCKS}
+    blocks["lora_ttt"] = {**plain, "lora_ttt": doc["lora_ttt"]}
+    blocks["phased_ttt"] = {**plain, "lora_ttt": doc["lora_ttt"], "phased_ttt": doc["phased_ttt"]}
+    return blocks
 
 
 def _value_name(value) -> str:

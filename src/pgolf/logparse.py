@@ -5,7 +5,8 @@ so the source code that upstream logfiles embed never matches):
 
 - ``pgolf``: our logs. A `==== pgolf stage: ... ====` header or one of our unique final labels
   (`final_roundtrip_exact`, `final_sliding_window_exact`, `final_slot_causal_exact`,
-  `final_slot_published_exact`, `final_ttt_exact`, `pre_quant_post_ema_exact`: pgolf.rules).
+  `final_slot_published_exact`, `final_ttt_exact`, `final_lora_ttt_exact`, `final_phased_ttt_exact`,
+  `pre_quant_post_ema_exact`: pgolf.rules).
   Step lines use the legacy format.
 - ``legacy``: baseline, #414, #549, #1019, #1303, #1313 (`step:N/M train_loss:...` lines and
   `<label>_exact val_loss:F val_bpb:F` lines).
@@ -56,7 +57,7 @@ NUM = r"[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|nan|inf)"
 
 # Our final labels (pgolf.rules), in the order a claim is looked for when no final_score line says.
 PGOLF_FINAL = tuple(label.removesuffix("_exact") for label in (
-    FINAL_SCORE_LABEL, *(method_label(m) for m in ("slot_causal", "slot_published", "ttt", "sliding_window"))))
+    FINAL_SCORE_LABEL, *(method_label(m) for m in ("slot_causal", "slot_published", "ttt", "lora_ttt", "phased_ttt", "sliding_window"))))
 PGOLF_LABELS = (ROUNDTRIP_LABEL.removesuffix("_exact"), PRE_QUANT_LABEL.removesuffix("_exact")) + PGOLF_FINAL
 
 RE = {
@@ -192,7 +193,7 @@ def parse_file(path) -> LogSummary:
 def final_rule(family: str) -> str:
     """The claim rule in words, for error messages."""
     return {
-        "pgolf": "looked for final_score_exact, final_slot_causal_exact, final_slot_published_exact, final_ttt_exact, final_sliding_window_exact",
+        "pgolf": "looked for final_score_exact, final_slot_causal_exact, final_slot_published_exact, final_ttt_exact, final_lora_ttt_exact, final_phased_ttt_exact, final_sliding_window_exact",
         "newer": "looked for legal_ttt_exact, quantized_ttt*, quantized_sliding_window, quantized lines",
     }.get(family, "looked for final_slot_exact, legal_ttt_exact, *ttt*_exact, final_*_exact, then any final score line")
 

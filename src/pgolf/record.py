@@ -14,6 +14,7 @@ import yaml
 from pgolf.config import load_configs
 from pgolf.shards import write_atomic
 from pgolf.rules import MAX_EVAL_SECONDS, MAX_TRAIN_SECONDS, SIZE_LIMIT_BYTES, headline_method, score_first
+from pgolf.rules import DOC_TTT_METHODS
 
 # scipy (pgolf.stats) and matplotlib (pgolf.plots) are imported where they are used: every
 # Snakemake run imports this module while it builds the DAG, and should not pay for them.
@@ -77,8 +78,8 @@ def _std(values: list[float]):
 
 
 def adaptive_evals(stage: dict) -> list[str]:
-    """The stage results of the evals beyond sliding: slot_<mode> and ttt."""
-    return [k for k in stage if k.startswith("slot_") or k == "ttt"]
+    """The stage results of the evals beyond sliding: slot_<mode>, ttt, lora_ttt and phased_ttt."""
+    return [k for k in stage if k.startswith("slot_") or k == "ttt" or k in DOC_TTT_METHODS]
 
 
 def seed_result(seed: int, stage: dict) -> dict:

@@ -53,6 +53,9 @@ def train_grace_ms(step_avg_ms: float | None) -> float:
 # ---- eval methods and their log labels
 SLOT_MODES = ("causal", "published")
 METHODS = ("sliding_window", *(f"slot_{m}" for m in SLOT_MODES), "ttt")
+# Per-document evals (workflow/record/ttt_doc.py): LoRA TTT reset at every document, phased TTT.
+DOC_TTT_METHODS = ("lora_ttt", "phased_ttt")
+METHODS = METHODS + DOC_TTT_METHODS
 ROUNDTRIP_LABEL = "final_roundtrip_exact"
 PRE_QUANT_LABEL = "pre_quant_post_ema_exact"
 FINAL_SCORE_LABEL = "final_score_exact"  # the claimed number, after FINAL_METHOD_PREFIX<method>
@@ -72,6 +75,7 @@ METHOD_LABELS = {m: method_label(m) for m in METHODS}
 # published SLOT (PR #1313) fits its delta and bias on the very targets it scores (PR #1240's flip
 # test); causal SLOT and TTT depend on their code, so only an audit can tell (None).
 SCORE_FIRST_BY_CONSTRUCTION = {"sliding_window": True, "slot_causal": None, "slot_published": False, "ttt": None}
+SCORE_FIRST_BY_CONSTRUCTION.update({m: None for m in DOC_TTT_METHODS})
 # Upstream labels whose number is known not to be score-first: #1303/#1313's SLOT line.
 NOT_SCORE_FIRST_UPSTREAM_LABELS = ("final_slot_exact",)
 
@@ -103,4 +107,7 @@ def headline_method(eval_block: dict) -> str:
     ttt, slot = eval_block.get("ttt", {}), eval_block["slot"]
     if ttt.get("enabled") and ttt.get("headline"):
         return "ttt"
+    for m in DOC_TTT_METHODS:  # optional blocks: absent means off
+        if eval_block.get(m, {}).get("enabled") and eval_block.get(m, {}).get("headline"):
+            return m
     return f"slot_{slot['mode']}" if slot["enabled"] else "sliding_window"

@@ -75,7 +75,7 @@ def compare(results: dict, submission: dict, seed: int, size: dict) -> dict:
     """{name: {staged, rerun, equal}} for the artifact and every score the record states for `seed`."""
     staged = submission["seed_results"][str(seed)]
     method = submission["eval_method"]
-    headline = "ttt" if method == "ttt" else "slot" if method.startswith("slot_") else "sliding"
+    headline = method if method in ("ttt", "lora_ttt", "phased_ttt") else "slot" if method.startswith("slot_") else "sliding"
     pairs = {
         "artifact_sha256": (size["model_file"]["sha256"], results["artifact_sha256"]),
         "model_bytes": (size["model_bytes"], results["artifact_bytes"]),

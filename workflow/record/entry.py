@@ -20,14 +20,22 @@ from train import TrainConfig, train
 from evaluate import EvalConfig, EvalSetup, eval_sliding, log_score, score_label
 from slot import SlotConfig, eval_slot
 from ttt import TTTConfig, eval_ttt
+from ttt_doc import LoraTTTConfig, PhasedTTTConfig, eval_doc_ttt  # bundled only when eval.lora_ttt or eval.phased_ttt is enabled
+
+DOC_TTT = ("lora_ttt", "phased_ttt")
 
 
-def claimed_method(slot: SlotConfig, ttt: TTTConfig) -> str:
-    """The headline: TTT when it runs and is the headline, else the SLOT mode when SLOT is on, else
-    the sliding window (the record code's copy of pgolf.rules.headline_method; tests/test_rules.py
-    checks that the two agree on every combination)."""
+def claimed_method(slot: SlotConfig, ttt: TTTConfig, ecfg: dict | None = None) -> str:
+    """The headline: TTT when it runs and is the headline, else a per-document TTT (ecfg: the eval
+    block) that runs and is, else the SLOT mode when SLOT is on, else the sliding window (the record
+    code's copy of pgolf.rules.headline_method; tests/test_rules.py checks that the two agree on
+    every combination)."""
     if ttt.enabled and ttt.headline:
         return "ttt"
+    for name in DOC_TTT:
+        block = (ecfg or {}).get(name) or {}
+        if block.get("enabled") and block.get("headline"):
+            return name
     return f"slot_{slot.mode}" if slot.enabled else "sliding_window"
 
 
@@ -88,8 +96,13 @@ def record_main(argv, config: dict) -> None:
     if ttt.enabled:  # last: TTT trains the model's weights as it goes
         results["ttt"] = eval_ttt(s, ttt)
         log_score(log, score_label("ttt"), results["ttt"])
-    method = claimed_method(slot, ttt)
-    headline = results[{"sliding_window": "sliding", "ttt": "ttt"}.get(method, "slot")]
+    for name in DOC_TTT:  # each from the artifact's weights: reloaded after TTT trained them
+        if (ecfg.get(name) or {}).get("enabled"):
+            s = EvalSetup.load(artifact_path, manifest, settings_from(EvalConfig, ecfg), dist)
+            results[name] = eval_doc_ttt(s, name, settings_from(LoraTTTConfig, ecfg["lora_ttt"]), settings_from(PhasedTTTConfig, ecfg.get("phased_ttt", {})))
+            log_score(log, score_label(name), results[name])
+    method = claimed_method(slot, ttt, ecfg)
+    headline = results[{"sliding_window": "sliding", "ttt": "ttt", "lora_ttt": "lora_ttt", "phased_ttt": "phased_ttt"}.get(method, "slot")]
     log(f"final_score_method:{method}")
     log(f"final_score_exact val_loss:{headline['val_loss']:.8f} val_bpb:{headline['val_bpb']:.8f}")
     if dist.is_main:

@@ -26,7 +26,7 @@ except ConfigError as e:
 
 wildcard_constraints:
     seed=r"\d+",
-    stage=r"train|export|eval|slot|ttt",
+    stage=r"train|export|eval|slot|ttt|lora_ttt|phased_ttt",
     stage_id=r"[0-9a-f]{10}",
     train_id=r"[0-9a-f]{10}",
     export_id=r"[0-9a-f]{10}",

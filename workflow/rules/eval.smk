@@ -100,3 +100,38 @@ rule eval_ttt:
         " --clean-dir $(dirname {output}) --writes eval --"
         " torchrun --standalone --nproc_per_node {params.nproc} workflow/record/ttt.py"
         " --hparams {input.hp} --artifact {input.artifact} --export-json {input.export} --data {input.manifest} --out {output}"
+
+
+# Per-document LoRA TTT and phased TTT (workflow/record/ttt_doc.py): each its own stage and id, so
+# a LoRA key reruns lora_ttt and phased_ttt (which scores with those adapters), a phase key only phased_ttt.
+rule eval_doc_ttt:
+    message:
+        "Eval {wildcards.stage}, seed {wildcards.seed}"
+    input:
+        artifact=f"results/export/{EXPORT_ID}/seed{{seed}}/final_model.ptz",
+        export=f"results/export/{EXPORT_ID}/seed{{seed}}/export.json",
+        manifest=f"results/data/{DATA_ID}/manifest.json",
+        hp="results/{stage}/{stage_id}/config.json",
+        code=CODE["doc_ttt"],
+    output:
+        "results/{stage}/{stage_id}/seed{seed}/{stage}.json",
+    wildcard_constraints:
+        stage="lora_ttt|phased_ttt",
+    params:
+        cache=COMPILE_CACHE,
+        hp=stage_setting(None, "hparams"),
+        nproc=stage_setting(None, "nproc"),
+    log:
+        "results/logs/{stage}/{stage_id}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/{stage}/{stage_id}/seed{seed}.tsv"
+    threads: 1
+    resources:
+        gpu=stage_setting(None, "gpus"),
+    conda:
+        ENV
+    shell:
+        "{params.cache}pgolf job --label 'eval {wildcards.stage} seed {wildcards.seed}' --pidfile {log}.pid --log {log}"
+        " --clean-dir $(dirname {output}) --writes eval --"
+        " torchrun --standalone --nproc_per_node {params.nproc} workflow/record/ttt_doc.py {wildcards.stage}"
+        " --hparams {input.hp} --artifact {input.artifact} --export-json {input.export} --data {input.manifest} --out {output}"

@@ -60,22 +60,25 @@ STAGE_BLOCKS = {
 DATA_ID = short_hash(canon(data_block()), file_digest(CODE["data"]))
 TRAIN_ID = short_hash(DATA_ID, canon(STAGE_BLOCKS["train"]), file_digest(CODE["train"]))
 EXPORT_ID = short_hash(TRAIN_ID, canon(STAGE_BLOCKS["export"]), file_digest(CODE["export"]))
-EVAL_STAGES = ("eval", "slot", "ttt")
+EVAL_STAGES = ("eval", "slot", "ttt", "lora_ttt", "phased_ttt")
+CODE["lora_ttt"] = CODE["phased_ttt"] = CODE["doc_ttt"]  # one module runs both per-document evals
 
 
 def eval_stage_ids(blocks):
-    """Eval, SLOT and TTT ids of one eval block's stage settings, on this run's exported checkpoints."""
+    """Eval, SLOT, TTT and per-document TTT ids of one eval block's stage settings, on this run's exported checkpoints."""
     return {stage: short_hash(EXPORT_ID, canon(blocks[stage]), file_digest(CODE[stage])) for stage in EVAL_STAGES}
 
 
-EVAL_ID, SLOT_ID, TTT_ID = eval_stage_ids(STAGE_BLOCKS).values()
+EVAL_ID, SLOT_ID, TTT_ID, LORA_TTT_ID, PHASED_TTT_ID = eval_stage_ids(STAGE_BLOCKS).values()
 RECORD_SETTINGS = {k: config[k] for k in ("train", "export", "eval")}
 CODE_ID = short_hash(canon(RECORD_SETTINGS), file_digest(CODE["bundle"]))
-STAGE_IDS = {"train": TRAIN_ID, "export": EXPORT_ID, "eval": EVAL_ID, "slot": SLOT_ID, "ttt": TTT_ID}
+STAGE_IDS = {"train": TRAIN_ID, "export": EXPORT_ID, "eval": EVAL_ID, "slot": SLOT_ID, "ttt": TTT_ID,
+             "lora_ttt": LORA_TTT_ID, "phased_ttt": PHASED_TTT_ID}
 SLOT_MODES = (
     [config["eval"]["slot"]["mode"], *config["eval"]["slot"]["compare_modes"]] if config["eval"]["slot"]["enabled"] else []
 )
 TTT_ON = config["eval"]["ttt"]["enabled"]
+DOC_TTT_ON = {m: config["eval"].get(m, {}).get("enabled", False) for m in ("lora_ttt", "phased_ttt")}
 
 
 # Sweep variants: eval settings scored on the same exported checkpoints (workflow/rules/sweep.smk).

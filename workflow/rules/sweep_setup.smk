@@ -9,6 +9,8 @@ def sweep_score_file(variant, seed):
         return f"results/eval/{ids['eval']}/seed{seed}/sliding.json"
     if variant["method"] == "ttt":
         return f"results/ttt/{ids['ttt']}/seed{seed}/ttt.json"
+    if variant["method"] in ("lora_ttt", "phased_ttt"):
+        return f"results/{variant['method']}/{ids[variant['method']]}/seed{seed}/{variant['method']}.json"
     return f"results/slot/{ids['slot']}/seed{seed}/{variant['eval']['slot']['mode']}.json"
 
 
@@ -28,6 +30,8 @@ def sweep_description():
             "eval_id": v["ids"]["eval"],
             "slot_id": v["ids"]["slot"],
             "ttt_id": v["ids"]["ttt"],
+            "lora_ttt_id": v["ids"]["lora_ttt"],
+            "phased_ttt_id": v["ids"]["phased_ttt"],
             "score_files": {str(s): sweep_score_file(v, s) for s in SEEDS},
         }
         for v in SWEEP_VARIANTS

@@ -16,19 +16,23 @@ SEED_PATHS = {
     "sliding": ("results/eval/{EVAL_ID}/seed{seed}/sliding.json", "results/logs/eval/{EVAL_ID}/seed{seed}.sliding.log"),
     "slot_{mode}": ("results/slot/{SLOT_ID}/seed{seed}/{mode}.json", "results/logs/slot/{SLOT_ID}/seed{seed}.{mode}.log"),
     "ttt": ("results/ttt/{TTT_ID}/seed{seed}/ttt.json", "results/logs/ttt/{TTT_ID}/seed{seed}.log"),
+    "lora_ttt": ("results/lora_ttt/{LORA_TTT_ID}/seed{seed}/lora_ttt.json", "results/logs/lora_ttt/{LORA_TTT_ID}/seed{seed}.log"),
+    "phased_ttt": ("results/phased_ttt/{PHASED_TTT_ID}/seed{seed}/phased_ttt.json", "results/logs/phased_ttt/{PHASED_TTT_ID}/seed{seed}.log"),
 }
 # The record's log sections, by the same names.
 LOG_TITLES = {"train": "train", "export": "export", "size": "size", "roundtrip": "eval roundtrip",
-              "sliding": "eval sliding", "slot_{mode}": "eval slot {mode}", "ttt": "eval ttt"}
+              "sliding": "eval sliding", "slot_{mode}": "eval slot {mode}", "ttt": "eval ttt",
+              "lora_ttt": "eval lora_ttt", "phased_ttt": "eval phased_ttt"}
 
 
 def seed_paths(seed):
     """name -> (output, log, log title) of every stage this config runs for one seed, in stage order."""
-    ids = {"TRAIN_ID": TRAIN_ID, "EXPORT_ID": EXPORT_ID, "EVAL_ID": EVAL_ID, "SLOT_ID": SLOT_ID, "TTT_ID": TTT_ID}
+    ids = {"TRAIN_ID": TRAIN_ID, "EXPORT_ID": EXPORT_ID, "EVAL_ID": EVAL_ID, "SLOT_ID": SLOT_ID, "TTT_ID": TTT_ID,
+           "LORA_TTT_ID": LORA_TTT_ID, "PHASED_TTT_ID": PHASED_TTT_ID}
     out = {}
     for name, (output, log) in SEED_PATHS.items():
         modes = SLOT_MODES if "{mode}" in name else [None]
-        if name == "ttt" and not TTT_ON:
+        if name == "ttt" and not TTT_ON or name in DOC_TTT_ON and not DOC_TTT_ON[name]:
             continue
         for mode in modes:
             fill = dict(ids, seed=seed, mode=mode)
