@@ -279,6 +279,13 @@ def test_sliding_slot_and_ttt_count_each_targets_sidecar_bytes(built, docs):
     assert eval_slot(_eval_setup(built, 2, cfg), slot)["bytes"] == original
     ttt = TTTConfig(enabled=True, chunk_tokens=128, lr=0.05, epochs=1, batch_seqs=4)
     assert eval_ttt(_eval_setup(built, 2, cfg), ttt)["bytes"] == original
+    # the per-document variants (one batch of two documents, phases between them)
+    from ttt_doc import LoraTTTConfig, PhasedTTTConfig, eval_doc_ttt
+
+    lora = LoraTTTConfig(enabled=True, chunk_tokens=16, batch_docs=2, rank=2, alpha=4.0, lr=0.01, seq_len=32)
+    phased = PhasedTTTConfig(enabled=True, lora=False, prefix_docs=2, phases=1, lr=0.01, chunk_tokens=64, batch_seqs=2)
+    for name in ("lora_ttt", "phased_ttt"):
+        assert eval_doc_ttt(_eval_setup(built, 2, cfg), name, lora, phased)["bytes"] == original, name
 
 
 def test_a_sidecar_that_does_not_match_the_val_shards_is_one_line(built, tmp_path):

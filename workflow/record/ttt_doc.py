@@ -362,8 +362,9 @@ def doc_ttt_pass(model: GPT, tokens: torch.Tensor, lora: LoraTTTConfig, ph: Phas
 
 
 def summing(sums: ScoreSums, luts):
-    """on_scored for the eval: adds each scored target to the running sums (the evals' byte count)."""
-    return lambda nll, x, y, scored, at: sums.add(nll[scored], x[scored], y[scored], luts)
+    """on_scored for the eval: adds each scored target to the running sums (the evals' byte count;
+    a byte sidecar takes the target's own position, one past its input's)."""
+    return lambda nll, x, y, scored, at: sums.add(nll[scored], x[scored], y[scored], luts, at[scored] + 1)
 
 
 def variant(name: str, lora: LoraTTTConfig, ph: PhasedTTTConfig):
