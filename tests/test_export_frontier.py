@@ -110,7 +110,9 @@ def test_sd_rounding_equals_the_records_quantizer_without_error_feedback(rec):
 def frontier_state() -> tuple[dict, dict]:
     """A state dict with the record's names (every quantized tensor above its 65,536 passthrough)
     and a Hessian per quantized tensor (the embedding's too)."""
-    D, F, V = 272, 256, 300  # above 65,536 elements each (the record's passthrough bound); 4 * D and 4 * F split in groups of 64
+    # Above 65,536 elements each (the record's passthrough bound); rank-4 B factors of 4 * D values
+    # split in groups of 64 (asymmetric LQER), those of mlp.proj (4 * F) do not (symmetric fallback).
+    D, F, V = 272, 260, 300
     shapes = {
         "tok_emb.weight": (V, D),
         "blocks.0.attn.c_q.weight": (D, D),
@@ -141,12 +143,14 @@ def record_h(asym: bool):
     )
 
 
-@pytest.mark.parametrize("asym", [True, False])
-def test_quantize_state_equals_the_records_gptq_mixed_quantize_and_dequantize(rec, asym):
-    """GPTQ (act order, SD clips per group, the embedding at int7) + LQER, dequantized.
+def test_quantize_state_equals_the_records_gptq_mixed_quantize_and_dequantize(rec):
+    """GPTQ (act order, SD clips per group, the embedding at int7) + LQER (asymmetric, and the
+    symmetric fallback for mlp.proj), dequantized.
     Mutations: `return "mlp" if ...` -> `return "attn" if ".mlp." in name ...` in clip_group (the
     MLP sigmas) fails q; `-kv[1][1]` -> `kv[1][1]` in lqer_terms (the smallest errors) fails the
-    corrected set; `/ 1.5` -> `/ 2.0` in lqer_factors_asym fails asym=True."""
+    corrected set; `/ 1.5` -> `/ 2.0` in lqer_factors_asym and `top = 2 ** (bits - 1) - 1` ->
+    `top = 2 ** bits - 1` in lqer_factors_sym fail the dequantized weights."""
+    asym = True
     state, hessians = frontier_state()
     result, meta = rec.gptq_mixed_quantize(state, hessians, record_h(asym))
     want = rec.dequantize_mixed(result, meta, state)
@@ -157,7 +161,8 @@ def test_quantize_state_equals_the_records_gptq_mixed_quantize_and_dequantize(re
     assert artifact["bits"] == {"tok_emb.weight": 7, "blocks.0.attn.c_q.weight": 6, "blocks.0.mlp.fc.weight": 6, "blocks.0.mlp.proj.weight": 6}
     assert sorted(artifact["lqer"]) == sorted(n for n, m in meta.items() if "lqer" in m)
     assert len(artifact["lqer"]) == 3 and artifact["format"] == ARTIFACT_FORMAT_LQER
-    assert all(f["asym"] == int(asym) for f in artifact["lqer"].values())
+    assert {n: f["asym"] for n, f in artifact["lqer"].items()} == {n: int("lqer_asym" in meta[n]) for n in artifact["lqer"]}
+    assert sorted(f["asym"] for f in artifact["lqer"].values()) == [0, 1, 1]  # both packings exercised
     ours = dequantize_state(artifact)
     assert sorted(ours) == sorted(want)
     for name, t in want.items():
@@ -184,7 +189,7 @@ def test_lqer_artifact_loads_back_through_load_artifact(tmp_path):
 
 def test_no_new_key_leaves_the_artifact_as_before():
     """Absent keys: format /1, no lqer entry, the payload not shuffled (a torch zip starts with PK).
-    Mutation: `if stride < 2` -> `if stride < 1` in byte_shuffle fails the PK check."""
+    Mutation: `byte_shuffle: int = 0` -> `byte_shuffle: int = 2` in ExportConfig fails the PK check."""
     state, _ = frontier_state()
     blob, _ = export({"config": {}, "state_dict": state}, ExportConfig(passthrough_max_numel=65536), RunLog(rank=1))
     payload = decompress(blob)
@@ -252,8 +257,8 @@ def test_prune_candidates_are_ordered_by_their_rows_scale():
 
 
 def test_selective_prune_zeroes_the_fewest_cheapest_ones_that_fit():
-    """Mutation: `hi = mid` -> `lo = mid + 1 if False else mid` ... simplest: `lo = mid + 1` -> `lo = mid + 2`
-    in prune_ones_to_fit's bisection (the count is no longer the smallest that fits)."""
+    """Mutation: `lo = mid + 1` -> `lo = mid + 2` in prune_ones_to_fit's bisection (the count is no
+    longer the smallest that fits)."""
     art = prune_case()
     names, which, where = prune_candidates(art)
     _, info = prune_ones_to_fit(art, ExportConfig(prune_to_bytes=10**9))
@@ -278,3 +283,26 @@ def test_selective_prune_zeroes_the_fewest_cheapest_ones_that_fit():
     for i, name in enumerate(names):
         fewer[name].reshape(-1)[where[: n - 1][which[: n - 1] == i]] = 0
     assert size({**art, "q": fewer}) > target  # n - 1 would not have fitted
+
+
+# ----------------------------------------------------------------------------- the embedding's Hessian
+
+
+def test_embedding_hessian_is_that_of_the_final_hidden_states():
+    """The tied head's input is model.hidden(ids): with gptq.embed its X^T X / rows is collected.
+    Mutation: `if EMBED_WEIGHT in names:` -> `if False:` in collect_hessians."""
+    from model import GPT, GPTConfig
+    from quantize import collect_hessians, gptq_names
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=300, num_layers=2, model_dim=64, num_heads=4, num_kv_heads=2)).eval()
+    state = model.state_dict()
+    cfg = ExportConfig(passthrough_max_numel=1024)
+    assert "tok_emb.weight" not in gptq_names(state, cfg)
+    names = gptq_names(state, ExportConfig(passthrough_max_numel=1024, gptq={"embed": True}))
+    assert "tok_emb.weight" in names and "blocks.0.mlp.up.weight" in names
+    batches = [torch.randint(0, 300, (2, 16), generator=torch.Generator().manual_seed(i)) for i in range(2)]
+    H = collect_hessians(model, names, batches, torch.device("cpu"))
+    with torch.no_grad():
+        h = torch.cat([model.hidden(ids).reshape(-1, 64).float() for ids in batches])
+    assert torch.allclose(H["tok_emb.weight"], h.T @ h / h.size(0), rtol=1e-5, atol=1e-6)
