@@ -306,3 +306,51 @@ def test_embedding_hessian_is_that_of_the_final_hidden_states():
     with torch.no_grad():
         h = torch.cat([model.hidden(ids).reshape(-1, 64).float() for ids in batches])
     assert torch.allclose(H["tok_emb.weight"], h.T @ h / h.size(0), rtol=1e-5, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- config
+
+
+def merged_preset(*overlays) -> dict:
+    import yaml
+
+    from pgolf.config import check_config, merge_overlay
+
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    for overlay in overlays:
+        merge_overlay(config, yaml.safe_load((REPO / overlay).read_text()))
+    check_config(config)
+    return config
+
+
+def test_frontier_preset_export_is_the_records_logged_hyperparameters(tmp_path):
+    """The preset's export keys against the 1.0611 log's `Hyperparameters:` block (seed 42).
+    Mutation: `mlp: 11.5` -> `mlp: 11.0` in config/frontier-8xh100.yaml."""
+    if not TAR.is_file():
+        pytest.skip(f"upstream corpus not found at {TAR}")
+    log = RECORD_1061.replace("train_gpt.py", "train_seed42.log")
+    with tarfile.open(TAR) as t:
+        text = t.extractfile(log).read().decode()
+    block = text.split("Hyperparameters:", 1)[1].splitlines()[1:]
+    hp = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in block[: next(i for i, l in enumerate(block) if not l.startswith("  "))])}
+    x = merged_preset("config/frontier-8xh100.yaml")["export"]
+    assert x["clip_sigmas"] == {k: float(hp[f"{k}_clip_sigmas"]) for k in ("matrix", "attn", "mlp", "embed")}
+    assert (x["matrix_bits"], x["embed_bits"]) == (int(hp["matrix_bits"]), int(hp["embed_bits"]))
+    lq = x["lqer"]
+    assert (lq["enabled"], lq["asym"]) == (hp["lqer_enabled"] == "True", hp["lqer_asym_enabled"] == "True")
+    assert (lq["rank"], lq["top_k"], lq["factor_bits"], lq["group"]) == tuple(int(hp[f"lqer_{k}"]) for k in ("rank", "top_k", "factor_bits", "asym_group"))
+    assert x["gptq"]["calib_batches"] == int(hp["gptq_calibration_batches"]) and x["gptq"]["embed"] and x["gptq"]["act_order"]
+
+
+def test_bad_export_keys_are_one_line_errors():
+    """Mutation: `rank: {$ref: "#/$defs/posint"}` -> `rank: {type: integer}` under lqer in the schema."""
+    from pgolf.config import ConfigError, check_config
+
+    config = merged_preset()
+    config["export"]["lqer"] = {"enabled": True, "rank": 0}
+    with pytest.raises(ConfigError) as e:
+        check_config(config)
+    assert "export.lqer.rank" in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(Exception) as e:
+        export({"config": {}, "state_dict": {}}, ExportConfig(gptq={"embed": True}), RunLog(rank=1))
+    assert str(e.value) == "export.gptq.embed: true needs export.gptq.enabled: true (it changes GPTQ only)"

@@ -536,6 +536,9 @@ def export(checkpoint: dict, cfg: ExportConfig, log: RunLog, manifest: dict | No
     raw = torch_bytes(state)
     log(f"Serialized model: {len(raw)} bytes")
     g = settings_from(GPTQConfig, cfg.gptq)
+    for key, on in (("embed", g.embed), ("act_order", g.act_order)):
+        if on and not g.enabled:
+            raise UserError(f"export.gptq.{key}: true needs export.gptq.enabled: true (it changes GPTQ only)")
     hessians, gptq_ms = None, 0.0
     t0 = now()
     if g.enabled:
