@@ -23,8 +23,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "record"))
 
 from model import GPT, GPTConfig  # noqa: E402
-from quantize import ExportConfig, GPTQConfig, dequantize_state, gptq_hessians, pack_payload, prune_ones_to_fit, quantize_state  # noqa: E402
-from runtime import Dist, RunLog, autocast_for, load_val_tokens, manifest_paths, read_manifest, settings_from, tokenizer_path, torch_bytes  # noqa: E402
+from quantize import ExportConfig, GPTQConfig, dequantize_state, gptq_hessians, pack_artifact, prune_ones_to_fit, quantize_state  # noqa: E402
+from runtime import Dist, RunLog, autocast_for, load_val_tokens, manifest_paths, read_manifest, settings_from, tokenizer_path  # noqa: E402
 from scoring import byte_luts, eval_sequences  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,7 +92,7 @@ def main() -> None:
         artifact, _ = quantize_state(checkpoint["state_dict"], checkpoint["config"], cfg, hessians)
         if cfg.prune_to_bytes:
             artifact, _ = prune_ones_to_fit(artifact, cfg)
-        n = len(pack_payload(torch_bytes(artifact), cfg))
+        n = len(pack_artifact(artifact, cfg))
         seconds = time.perf_counter() - t0
         res = score(dequantize_state(artifact))
         if base is None:

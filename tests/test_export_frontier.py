@@ -29,14 +29,14 @@ from quantize import (
     export,
     gptq_quantize_rows,
     load_artifact,
-    pack_payload,
+    pack_artifact,
     prune_candidates,
     prune_ones_to_fit,
     quantize_rows_sd,
     quantize_state,
     sd_scales,
 )
-from runtime import RunLog, torch_bytes
+from runtime import RunLog
 
 from record_loader import load_record_script
 
@@ -268,7 +268,7 @@ def test_selective_prune_zeroes_the_fewest_cheapest_ones_that_fit():
     assert all(int((everything["q"][n].abs() == 1).sum()) == 0 for n in names)
     assert torch.equal(everything["q"]["tok_emb.weight"], art["q"]["tok_emb.weight"])
     cfg = ExportConfig()
-    size = lambda a: len(pack_payload(torch_bytes(a), cfg))  # noqa: E731
+    size = lambda a: len(pack_artifact(a, cfg))  # noqa: E731
     target = (info["bytes_before"] + info["bytes_after"]) // 2
     out, info = prune_ones_to_fit(art, ExportConfig(prune_to_bytes=target))
     n = info["pruned"]
@@ -354,3 +354,55 @@ def test_bad_export_keys_are_one_line_errors():
     with pytest.raises(Exception) as e:
         export({"config": {}, "state_dict": {}}, ExportConfig(gptq={"embed": True}), RunLog(rank=1))
     assert str(e.value) == "export.gptq.embed: true needs export.gptq.enabled: true (it changes GPTQ only)"
+
+
+# ----------------------------------------------------------------------------- per-group compression
+
+
+def test_similarity_order_and_stream_packing_equal_the_records(rec):
+    """Mutations: `np.abs(rows[idx] - rows[cur])` -> `(rows[idx] - rows[cur]) ** 2` in
+    similarity_order; `dtype="<u4"` -> `dtype=">u4"` in pack_streams."""
+    import numpy as np
+
+    from quantize import pack_streams, similarity_order, unpack_streams
+
+    g = np.random.default_rng(0)
+    m = g.integers(-31, 32, size=(40, 24)).astype(np.int8)
+    m[g.random((40, 24)) < 0.5] = 0  # sparse rows: L1 and L2 nearest neighbours differ
+    assert similarity_order(m).tolist() == rec._similarity_sort_l1(m).tolist()
+    streams = [b"abc", b"", bytes(range(200))]
+    assert pack_streams(streams) == rec._pack_streams(streams)
+    assert unpack_streams(rec._pack_streams(streams)) == streams
+
+
+def test_pergroup_artifact_round_trips_through_lrzip(tmp_path):
+    """Two layers share a group; three groups are row-sorted. Mutation: drop `m = m[back]` in pergroup_unpack."""
+    import shutil
+
+    if shutil.which("lrzip") is None:
+        pytest.skip("the lrzip program is not installed (export.compressor: pergroup needs it)")
+    shapes = {"tok_emb.weight": (64, 32), "blocks.0.attn.q.weight": (32, 32), "blocks.1.attn.q.weight": (32, 32),
+              "blocks.0.mlp.up.weight": (48, 32), "blocks.0.mlp.down.weight": (32, 48), "blocks.0.attn_scale": (32,)}
+    state = {n: weights(torch.Size(s).numel() // s[-1], s[-1], i).reshape(s) for i, (n, s) in enumerate(shapes.items())}
+    ckpt = {"config": {}, "state_dict": state}
+    cfg = ExportConfig(passthrough_max_numel=512, compressor="pergroup", compress_level=9, lqer={"enabled": True, "top_k": 1})
+    blob, metrics = export(ckpt, cfg, RunLog(rank=1))
+    assert blob[:4] == b"PGRP" and metrics["model_bytes"] == len(blob)
+    path = tmp_path / "pg.ptz"
+    path.write_bytes(blob)
+    _, got = load_artifact(str(path), metrics["sha256"])
+    artifact, _ = quantize_state(state, {}, cfg)
+    want = dequantize_state(artifact)
+    assert sorted(got) == sorted(want) and all(torch.equal(got[n], want[n]) for n in want)
+
+
+def test_pergroup_without_lrzip_is_one_preflight_line():
+    """Mutation: `if found:` -> `if True:` in doctor.lrzip_check."""
+    from pgolf.doctor import lrzip_check
+
+    config = {"export": {"compressor": "pergroup"}}
+    check = lrzip_check(config, which=lambda _name: None)
+    assert check.status == "fail" and "\n" not in check.message
+    assert check.message == "export.compressor: pergroup needs the lrzip program, which is not on PATH: install it (apt-get install lrzip) or set export.compressor: brotli"
+    assert lrzip_check(config, which=lambda _name: "/usr/bin/lrzip").status == "ok"
+    assert lrzip_check({"export": {"compressor": "brotli"}}, which=lambda _name: None) is None

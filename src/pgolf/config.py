@@ -170,7 +170,7 @@ def semantic_checks(config: dict) -> None:
             f"train.batch_tokens: {t['batch_tokens']} is not a multiple of seq_len*nproc_per_node*grad_accum_steps = {per_step}"
         )
     x = config["export"]
-    top = {"lzma": 9, "zstd": 22, "brotli": 11}[x["compressor"]]
+    top = {"lzma": 9, "zstd": 22, "brotli": 11, "pergroup": 9}[x["compressor"]]  # pergroup: lrzip -L
     if x["compress_level"] > top:
         raise ConfigError(f"export.compress_level: {x['compressor']} takes 0-{top}, got {x['compress_level']}")
     e = config["eval"]

@@ -29,6 +29,9 @@ ARTIFACT_FORMAT_LQER = "pgolf-quant/2"  # /1 plus an "lqer" entry: low-rank term
 XZ_MAGIC = b"\xfd7zXZ\x00"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 COMPRESSORS = ("lzma", "zstd", "brotli")
+PERGROUP = "pergroup"  # the April records' per-group lrzip compression (needs the artifact, not bytes)
+PERGROUP_MAGIC = b"PGRP"
+PERGROUP_SORTED = ("tok_emb.weight", "attn.q.weight", "mlp.up.weight")  # rows similarity-sorted
 BROTLI_TAG = b"\xb7"  # first byte of a brotli artifact (neither xz nor zstd starts with it)
 
 
@@ -385,6 +388,8 @@ def compress(data: bytes, method: str, level: int) -> bytes:
 
 
 def decompress(blob: bytes) -> bytes:
+    if blob.startswith(PERGROUP_MAGIC):
+        return torch_bytes(pergroup_unpack(blob))
     if blob.startswith(XZ_MAGIC):
         return lzma.decompress(blob)
     if blob.startswith(ZSTD_MAGIC):
@@ -474,9 +479,121 @@ def expected_sha256(export_json: str | None) -> str | None:
         raise UserError(f"{export_json}: cannot read the artifact's sha256 ({type(e).__name__}: {e})") from None
 
 
-def pack_payload(payload: bytes, cfg: ExportConfig) -> bytes:
-    """The artifact's bytes: the serialized payload, byte-shuffled when asked, then compressed."""
-    return compress(byte_shuffle(payload, cfg.byte_shuffle), cfg.compressor, cfg.compress_level)
+def pack_artifact(artifact: dict, cfg: ExportConfig) -> bytes:
+    """The artifact's bytes: serialized, byte-shuffled when asked, then compressed; or per group."""
+    if cfg.compressor == PERGROUP:
+        return pergroup_pack(artifact, cfg.compress_level)
+    return compress(byte_shuffle(torch_bytes(artifact), cfg.byte_shuffle), cfg.compressor, cfg.compress_level)
+
+
+def group_key(name: str) -> str:
+    """A tensor's per-group compression group: its name without the `blocks.<i>.` prefix."""
+    parts = name.split(".")
+    return ".".join(parts[2:]) if len(parts) > 2 and parts[0] == "blocks" and parts[1].isdigit() else name
+
+
+def similarity_order(m: np.ndarray) -> np.ndarray:
+    """A row order in which each row is followed by the nearest (L1) row not yet taken, from row 0:
+    similar rows end up next to each other, which helps the compressor."""
+    rows = m.astype(np.float32)
+    left = np.ones(len(rows), dtype=bool)
+    order = np.empty(len(rows), dtype=np.int64)
+    cur = 0
+    for i in range(len(rows)):
+        order[i], left[cur] = cur, False
+        if i + 1 < len(rows):
+            idx = np.flatnonzero(left)
+            cur = idx[np.argmin(np.abs(rows[idx] - rows[cur]).sum(axis=1))]
+    return order
+
+
+def run_lrzip(args: list[str]) -> None:
+    import shutil
+    import subprocess
+
+    if shutil.which("lrzip") is None:
+        raise UserError("export.compressor: pergroup needs the lrzip program on PATH (apt-get install lrzip), or choose brotli")
+    subprocess.run(["lrzip", *args], capture_output=True, check=True)
+
+
+def lrzip_bytes(data: bytes, level: int, decompress_: bool = False) -> bytes:
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="pgolf_lrz_") as d:
+        src, dst = os.path.join(d, "in"), os.path.join(d, "out")
+        with open(src, "wb") as f:
+            f.write(data)
+        run_lrzip(["-d", "-f", "-o", dst, src] if decompress_ else ["-z", "-L", str(level), "-o", dst, src])
+        with open(dst, "rb") as f:
+            return f.read()
+
+
+def pack_streams(streams: list[bytes]) -> bytes:
+    """PGRP, the number of streams and each one's length (uint32 little-endian), then the streams."""
+    head = PERGROUP_MAGIC + np.array([len(streams), *map(len, streams)], dtype="<u4").tobytes()
+    return head + b"".join(streams)
+
+
+def unpack_streams(blob: bytes) -> list[bytes]:
+    n = int(np.frombuffer(blob, dtype="<u4", count=1, offset=4)[0])
+    lengths = np.frombuffer(blob, dtype="<u4", count=n, offset=8).tolist()
+    out, at = [], 8 + 4 * n
+    for length in lengths:
+        out.append(blob[at : at + length])
+        at += length
+    return out
+
+
+def pergroup_pack(artifact: dict, level: int) -> bytes:
+    """Per-group compression: the int8 matrices of one group (a tensor name without its block
+    index) as one stream, each transposed (column-major: a column's values are neighbours), the
+    PERGROUP_SORTED groups with their rows similarity-sorted first, through `lrzip -L level`;
+    everything else (scales, fp16 tensors, LQER terms, the row orders) one brotli-11 stream."""
+    import brotli
+
+    groups: dict[str, list[str]] = {}
+    for name, qn in artifact["q"].items():
+        if qn.dtype == torch.int8 and qn.ndim == 2:
+            groups.setdefault(group_key(name), []).append(name)
+    streams, orders, shapes = [], {}, {}
+    for key, names in groups.items():
+        planes = []
+        for name in names:
+            m = artifact["q"][name].numpy()
+            if key in PERGROUP_SORTED:
+                order = similarity_order(m)
+                orders[name] = torch.from_numpy(order.astype(np.int32))
+                m = m[order]
+            planes.append(np.ascontiguousarray(m.T).tobytes())
+            shapes[name] = list(m.shape)
+        streams.append(lrzip_bytes(b"".join(planes), level))
+    grouped = {n for names in groups.values() for n in names}
+    rest = {**artifact, "q": {n: t for n, t in artifact["q"].items() if n not in grouped}}
+    rest["pergroup"] = {"groups": list(groups.values()), "shapes": shapes, "orders": orders}
+    streams.append(brotli.compress(torch_bytes(rest), quality=11))
+    return pack_streams(streams)
+
+
+def pergroup_unpack(blob: bytes) -> dict:
+    """The artifact dict pergroup_pack was given (weights-only load of its brotli part)."""
+    import brotli
+
+    streams = unpack_streams(blob)
+    rest = torch.load(io.BytesIO(brotli.decompress(streams[-1])), weights_only=True)
+    info = rest.pop("pergroup")
+    q = dict(rest["q"])
+    for names, stream in zip(info["groups"], streams[:-1]):
+        data, at = np.frombuffer(lrzip_bytes(stream, 0, decompress_=True), dtype=np.int8), 0
+        for name in names:
+            rows, cols = info["shapes"][name]
+            m = data[at : at + rows * cols].reshape(cols, rows).T
+            at += rows * cols
+            if name in info["orders"]:
+                back = np.empty(rows, dtype=np.int64)
+                back[info["orders"][name].numpy()] = np.arange(rows)
+                m = m[back]
+            q[name] = torch.from_numpy(np.ascontiguousarray(m))
+    return {**rest, "q": q}
 
 
 def prune_candidates(artifact: dict) -> tuple[list[str], torch.Tensor, torch.Tensor]:
@@ -513,7 +630,7 @@ def prune_ones_to_fit(artifact: dict, cfg: ExportConfig) -> tuple[dict, dict]:
         return {**artifact, "q": q}
 
     def size(n: int) -> int:
-        return len(pack_payload(torch_bytes(pruned(n)), cfg))
+        return len(pack_artifact(pruned(n), cfg))
 
     before = size(0)
     lo, hi = 0, len(where)
@@ -555,7 +672,7 @@ def export(checkpoint: dict, cfg: ExportConfig, log: RunLog, manifest: dict | No
         artifact, pruned = prune_ones_to_fit(artifact, cfg)
         log(f"selective_prune: {pruned['pruned']}/{pruned['candidates']} +-1 values zeroed, {pruned['bytes_before']} -> {pruned['bytes_after']} bytes (target {cfg.prune_to_bytes})")
     payload = torch_bytes(artifact)
-    blob = pack_payload(payload, cfg)
+    blob = pack_artifact(artifact, cfg)
     label = f"int{cfg.matrix_bits}+{cfg.compressor}"  # GPTQ changes the values, not the format
     log(f"Serialized model {label}: {len(blob)} bytes (payload:{len(payload)} raw_torch:{len(raw)})")
     worst = max(stats["rmse"].items(), key=lambda kv: kv[1], default=("none", 0.0))
