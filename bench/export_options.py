@@ -1,7 +1,8 @@
 """Artifact bytes and roundtrip val loss of one checkpoint with each April export option on vs off.
 
 Each row is the config's export block (GPTQ on the CPU) with one option switched on, then all the
-1.0611 record's together (config/frontier-8xh100.yaml's export settings, compressor kept):
+1.0611 record's quantizer options together (config/frontier-8xh100.yaml's export settings), with
+the config's compressor and with per-group lrzip (which needs the lrzip program):
 
     python bench/export_options.py --model results/train/<train_id>/seed42/model.pt \
         --data results/data/<data_id>/manifest.json [--config config.yaml] [--out table.md]
@@ -43,10 +44,13 @@ def variants(export: dict, frontier: dict, base_bytes: int | None) -> list[tuple
     ]
     if base_bytes:
         rows.append((f"prune_to_bytes {int(base_bytes * 0.98):,} (98% of off)", {"prune_to_bytes": int(base_bytes * 0.98)}))
-    rows.append(("all of the record's (embed_bits 7)", {
+    rows.append(("compressor pergroup (lrzip -L 9)", {"compressor": "pergroup", "compress_level": 9}))
+    record = {
         "embed_bits": frontier["embed_bits"], "clip_sigmas": frontier["clip_sigmas"], "lqer": frontier["lqer"], "byte_shuffle": 2,
         "gptq": {**gptq, "act_order": True, "embed": True},
-    }))
+    }
+    rows.append(("all of the record's quantizer (embed_bits 7), shuffle 2", record))
+    rows.append(("the same, compressor pergroup (lrzip -L 9)", {**record, "compressor": "pergroup", "compress_level": 9}))
     return rows
 
 

@@ -340,6 +340,7 @@ def test_frontier_preset_export_is_the_records_logged_hyperparameters(tmp_path):
     assert (lq["enabled"], lq["asym"]) == (hp["lqer_enabled"] == "True", hp["lqer_asym_enabled"] == "True")
     assert (lq["rank"], lq["top_k"], lq["factor_bits"], lq["group"]) == tuple(int(hp[f"lqer_{k}"]) for k in ("rank", "top_k", "factor_bits", "asym_group"))
     assert x["gptq"]["calib_batches"] == int(hp["gptq_calibration_batches"]) and x["gptq"]["embed"] and x["gptq"]["act_order"]
+    assert x["compressor"] == hp["compressor"] == "pergroup"
 
 
 def test_bad_export_keys_are_one_line_errors():

@@ -173,6 +173,8 @@ def semantic_checks(config: dict) -> None:
     top = {"lzma": 9, "zstd": 22, "brotli": 11, "pergroup": 9}[x["compressor"]]  # pergroup: lrzip -L
     if x["compress_level"] > top:
         raise ConfigError(f"export.compress_level: {x['compressor']} takes 0-{top}, got {x['compress_level']}")
+    if x["compressor"] == "pergroup" and x["compress_level"] < 1:
+        raise ConfigError(f"export.compress_level: pergroup (lrzip -L) takes 1-9, got {x['compress_level']}")
     e = config["eval"]
     if e["stride"] > e["seq_len"]:
         raise ConfigError(f"eval.stride: {e['stride']} is larger than eval.seq_len {e['seq_len']}")
