@@ -407,3 +407,16 @@ def test_pergroup_without_lrzip_is_one_preflight_line():
     assert check.message == "export.compressor: pergroup needs the lrzip program, which is not on PATH: install it (apt-get install lrzip) or set export.compressor: brotli"
     assert lrzip_check(config, which=lambda _name: "/usr/bin/lrzip").status == "ok"
     assert lrzip_check({"export": {"compressor": "brotli"}}, which=lambda _name: None) is None
+
+
+def test_loading_a_pergroup_artifact_without_lrzip_says_so(tmp_path, monkeypatch):
+    """Mutation: drop the `shutil.which("lrzip") is None` check in load_artifact (a 'corrupt' line instead)."""
+    import quantize
+    from runtime import UserError
+
+    path = tmp_path / "pg.ptz"
+    path.write_bytes(quantize.pack_streams([b"x", b"y"]))
+    monkeypatch.setattr(quantize.shutil, "which", lambda _name: None)
+    with pytest.raises(UserError) as e:
+        load_artifact(str(path))
+    assert str(e.value) == f"{path}: a pergroup artifact: loading it needs the lrzip program on PATH (apt-get install lrzip)"

@@ -16,6 +16,7 @@ import io
 import json
 import lzma
 import os
+import shutil
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -451,6 +452,8 @@ def load_artifact(path: str, expect_sha256: str | None = None) -> tuple[dict, di
             f"{path}: sha256 {artifact_sha256(blob)} does not match the exported artifact's {expect_sha256}"
             f" ({len(blob)} bytes): the file was changed after export"
         )
+    if blob.startswith(PERGROUP_MAGIC) and shutil.which("lrzip") is None:
+        raise UserError(f"{path}: a pergroup artifact: loading it needs the lrzip program on PATH (apt-get install lrzip)")
     try:
         payload = decompress(blob)
     except UserError as e:
@@ -508,7 +511,6 @@ def similarity_order(m: np.ndarray) -> np.ndarray:
 
 
 def run_lrzip(args: list[str]) -> None:
-    import shutil
     import subprocess
 
     if shutil.which("lrzip") is None:
