@@ -6,6 +6,11 @@ with full-Hessian GPTQ error feedback calibrated on training tokens (export.gptq
 embedding becomes `embed_bits` integers per row; small and control tensors stay fp16. The artifact
 is a torch.save of plain tensors and strings (loaded with weights_only=True, so loading never runs
 pickled code), compressed with lzma, zstd or brotli.
+
+The April records' options, each off unless set (docs/config.md): SD clipping per group
+(clip_sigmas), act-order GPTQ and GPTQ on the tied embedding, LQER low-rank corrections
+(format pgolf-quant/2), a byte shuffle before compression, per-group lrzip compression
+(compressor pergroup) and selective +-1 pruning to a byte target.
 """
 
 from __future__ import annotations
@@ -217,9 +222,9 @@ def collect_hessians(model: GPT, names: list[str], batches: list[torch.Tensor], 
     try:
         with torch.no_grad(), autocast():
             for ids in batches:
-                h = model.hidden(ids.to(device))
+                hidden = model.hidden(ids.to(device))
                 if EMBED_WEIGHT in names:  # the tied head's inputs: the final hidden states
-                    hook_for(EMBED_WEIGHT)(None, (h,), None)
+                    hook_for(EMBED_WEIGHT)(None, (hidden,), None)
     finally:
         for h in hooks:
             h.remove()
