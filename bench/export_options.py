@@ -60,6 +60,7 @@ def main() -> None:
     ap.add_argument("--data", required=True, help="data manifest.json (GPTQ calibrates on its train shards)")
     ap.add_argument("--config", default=str(ROOT / "config.yaml"), help="config whose export and eval blocks to use")
     ap.add_argument("--out", help="also write the table (markdown) here")
+    ap.add_argument("--rows", help="only these rows (0-based, comma-separated; row 0 always runs: the others compare with it)")
     args = ap.parse_args()
 
     torch.use_deterministic_algorithms(True)
@@ -88,8 +89,12 @@ def main() -> None:
     base = None  # the first row's bytes; the pruning row's target follows from it
     rows = variants(config["export"], frontier, None)
     done = 0
+    wanted = None if not args.rows else {0, *(int(r) for r in args.rows.split(","))}
     while done < len(rows):
         label, over = rows[done]
+        if wanted is not None and done not in wanted:
+            done += 1
+            continue
         cfg = settings_from(ExportConfig, {**config["export"], **over})
         t0 = time.perf_counter()
         hessians = gptq_hessians(checkpoint, cfg, manifest, RunLog(rank=1)) if settings_from(GPTQConfig, cfg.gptq).enabled else None
