@@ -14,6 +14,7 @@ dequantized model's over the eval block's tokens (sequences of eval.seq_len, no 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -96,6 +97,11 @@ def main() -> None:
             done += 1
             continue
         cfg = settings_from(ExportConfig, {**config["export"], **over})
+        if cfg.compressor == "pergroup" and shutil.which("lrzip") is None:
+            lines.append(f"| {label} | (lrzip not installed here: not measured) | | | | |")
+            print(lines[-1], flush=True)
+            done += 1
+            continue
         t0 = time.perf_counter()
         hessians = gptq_hessians(checkpoint, cfg, manifest, RunLog(rank=1)) if settings_from(GPTQConfig, cfg.gptq).enabled else None
         artifact, _ = quantize_state(checkpoint["state_dict"], checkpoint["config"], cfg, hessians)
