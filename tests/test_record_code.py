@@ -289,7 +289,7 @@ def test_check_config_accepts_the_shipped_configs():
     [
         (("train", "model", "num_heads"), 3, "train.model: model_dim 128 must be a multiple of num_heads 3"),
         (("eval", "stride"), 999, "eval.stride: 999 is larger than eval.seq_len 128"),
-        (("export", "compressor"), "gzip", "export.compressor: expected one of 'lzma', 'zstd', 'brotli', got 'gzip'"),
+        (("export", "compressor"), "gzip", "export.compressor: expected one of 'lzma', 'zstd', 'brotli', 'pergroup', got 'gzip'"),
         (("train", "ema_decay"), 1.0, "train.ema_decay: expected a value < 1, got 1.0"),
         (("record", "date"), "yesterday", "record.date: 'yesterday' does not match the pattern"),
     ],

@@ -170,9 +170,11 @@ def semantic_checks(config: dict) -> None:
             f"train.batch_tokens: {t['batch_tokens']} is not a multiple of seq_len*nproc_per_node*grad_accum_steps = {per_step}"
         )
     x = config["export"]
-    top = {"lzma": 9, "zstd": 22, "brotli": 11}[x["compressor"]]
+    top = {"lzma": 9, "zstd": 22, "brotli": 11, "pergroup": 9}[x["compressor"]]  # pergroup: lrzip -L
     if x["compress_level"] > top:
         raise ConfigError(f"export.compress_level: {x['compressor']} takes 0-{top}, got {x['compress_level']}")
+    if x["compressor"] == "pergroup" and x["compress_level"] < 1:
+        raise ConfigError(f"export.compress_level: pergroup (lrzip -L) takes 1-9, got {x['compress_level']}")
     e = config["eval"]
     if e["stride"] > e["seq_len"]:
         raise ConfigError(f"eval.stride: {e['stride']} is larger than eval.seq_len {e['seq_len']}")

@@ -288,6 +288,17 @@ def attention_check(config: dict, machine_gpus: int, cluster: bool) -> Check | N
     return Check("attention", "warn", detail)
 
 
+def lrzip_check(config: dict, which=shutil.which) -> Check | None:
+    """export.compressor pergroup runs the lrzip program at export and at every artifact load."""
+    if config["export"]["compressor"] != "pergroup":
+        return None
+    found = which("lrzip")
+    if found:
+        return Check("lrzip", "ok", f"{found} (export.compressor: pergroup)")
+    detail = "export.compressor: pergroup needs the lrzip program, which is not on PATH: install it (apt-get install lrzip) or set export.compressor: brotli"
+    return Check("lrzip", "fail", "lrzip not on PATH (export.compressor: pergroup)", detail)
+
+
 def shared_fs_check(results: Path, cluster: bool) -> Check | None:
     if not cluster:
         return None
@@ -316,6 +327,7 @@ def preflight(
     checks.append(hub_check(config, data_ready, env, probe))
     checks.append(attention_check(config, machine_gpus, cluster))
     checks.append(shared_fs_check(results, cluster))
+    checks.append(lrzip_check(config))
     return [c for c in checks if c is not None]
 
 

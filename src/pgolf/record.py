@@ -262,7 +262,7 @@ def settings_diff(base: dict, config: dict) -> list[tuple[str, object, object]]:
 
 def requirements(torch_version: str, compressor: str) -> str:
     lines = [f"torch=={torch_version.split('+')[0]}", "numpy", "sentencepiece"]
-    extra = {"zstd": "zstandard", "brotli": "brotli"}.get(compressor)
+    extra = {"zstd": "zstandard", "brotli": "brotli", "pergroup": "brotli"}.get(compressor)  # pergroup: and the lrzip program
     if extra:
         lines.append(extra)
     return "\n".join(lines) + "\n"

@@ -70,7 +70,7 @@ def measure(code_paths: list[Path], model_path: Path, limit: int = CHALLENGE_LIM
 
 
 # How each compressor's output starts (brotli has no magic: our artifacts tag it with one byte).
-MAGIC = {b"\xfd7zXZ\x00": "lzma", b"\x28\xb5\x2f\xfd": "zstd", b"\xb7": "brotli"}
+MAGIC = {b"\xfd7zXZ\x00": "lzma", b"\x28\xb5\x2f\xfd": "zstd", b"\xb7": "brotli", b"PGRP": "pergroup"}
 MODEL_PATTERNS = ("*.ptz", "final_model*")
 
 

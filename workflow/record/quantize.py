@@ -6,6 +6,11 @@ with full-Hessian GPTQ error feedback calibrated on training tokens (export.gptq
 embedding becomes `embed_bits` integers per row; small and control tensors stay fp16. The artifact
 is a torch.save of plain tensors and strings (loaded with weights_only=True, so loading never runs
 pickled code), compressed with lzma, zstd or brotli.
+
+The April records' options, each off unless set (docs/config.md): SD clipping per group
+(clip_sigmas), act-order GPTQ and GPTQ on the tied embedding, LQER low-rank corrections
+(format pgolf-quant/2), a byte shuffle before compression, per-group lrzip compression
+(compressor pergroup) and selective +-1 pruning to a byte target.
 """
 
 from __future__ import annotations
@@ -16,17 +21,23 @@ import io
 import json
 import lzma
 import os
+import shutil
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from model import GPT, GPTConfig
 from runtime import RunLog, TokenStream, UserError, autocast_for, load_hparams, manifest_paths, now, read_manifest, run_main, settings_from, sync, torch_bytes, write_bytes_atomic, write_json_atomic
 
 ARTIFACT_FORMAT = "pgolf-quant/1"
+ARTIFACT_FORMAT_LQER = "pgolf-quant/2"  # /1 plus an "lqer" entry: low-rank terms added at dequantize
 XZ_MAGIC = b"\xfd7zXZ\x00"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 COMPRESSORS = ("lzma", "zstd", "brotli")
+PERGROUP = "pergroup"  # the April records' per-group lrzip compression (needs the artifact, not bytes)
+PERGROUP_MAGIC = b"PGRP"
+PERGROUP_SORTED = ("tok_emb.weight", "attn.q.weight", "mlp.up.weight")  # rows similarity-sorted
 BROTLI_TAG = b"\xb7"  # first byte of a brotli artifact (neither xz nor zstd starts with it)
 
 
@@ -44,6 +55,8 @@ class GPTQConfig:
     # GPTQ reads training data after training, so its time counts against the training budget
     # (checked by the record stage and logged by the record script; not part of the export id).
     train_budget_seconds: float = 600.0
+    act_order: bool = False  # quantize columns in order of falling Hessian diagonal (the April records)
+    embed: bool = False  # the tied embedding too, with the Hessian of the final hidden states
 
 
 @dataclass
@@ -56,7 +69,23 @@ class ExportConfig:
     compressor: str = "lzma"
     compress_level: int = 6
     gptq: dict = field(default_factory=dict)  # GPTQConfig's fields
+    # The April records' export (docs/config.md "Export"); each is off when absent.
+    clip_sigmas: dict = field(default_factory=dict)  # {matrix, attn, mlp, embed}: row clip = k * row std
+    lqer: dict = field(default_factory=dict)  # LQERConfig's fields
+    byte_shuffle: int = 0  # stride of the byte transpose before compression (0: none)
+    prune_to_bytes: int = 0  # zero +-1 matrix entries, cheapest first, until the artifact fits (0: off)
 
+
+@dataclass
+class LQERConfig:
+    """Low-rank correction of the largest quantization errors (the 1.0611 record's LQER)."""
+
+    enabled: bool = False
+    rank: int = 4
+    top_k: int = 3  # tensors corrected: those with the largest Frobenius error norm
+    factor_bits: int = 4  # symmetric per-row factors (when asym is off or B does not split in groups)
+    asym: bool = False  # A: one int2 scale per matrix; B: int4 in groups of `group` values
+    group: int = 64
 
 
 def quantize_rows(w: torch.Tensor, bits: int, percentiles: list[float]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -85,16 +114,47 @@ def quantize_rows(w: torch.Tensor, bits: int, percentiles: list[float]) -> tuple
     return best_q, best_scale, best_idx
 
 
-def gptq_quantize_rows(w: torch.Tensor, hessian: torch.Tensor, bits: int, percentiles: list[float], block_size: int = 128, damp: float = 0.01) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def clip_group(name: str) -> str:
+    """Which export.clip_sigmas entry a tensor uses (the records' grouping by name)."""
+    if "tok_emb" in name:
+        return "embed"
+    return "mlp" if ".mlp." in name else "attn" if ".attn." in name else "matrix"
+
+
+def clip_sigma(name: str, cfg: "ExportConfig") -> float | None:
+    """k of the tensor's group (its own, else matrix's); None: percentile clipping."""
+    return cfg.clip_sigmas.get(clip_group(name), cfg.clip_sigmas.get("matrix"))
+
+
+def sd_scales(w: torch.Tensor, bits: int, sigmas: float) -> torch.Tensor:
+    """One fp16 scale per row, so that the clip range is `sigmas` standard deviations of the row."""
+    qmax = 2 ** (bits - 1) - 1
+    return (sigmas * w.float().std(dim=1) / qmax).clamp_min(1e-10).to(torch.float16)
+
+
+def quantize_rows_sd(w: torch.Tensor, bits: int, sigmas: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Round-to-nearest with the std-based row scales of sd_scales: (q int8, scale fp16)."""
+    qmax = 2 ** (bits - 1) - 1
+    scale = sd_scales(w, bits, sigmas)
+    q = torch.clamp(torch.round(w.float() / scale.float()[:, None]), -qmax, qmax)
+    return q.to(torch.int8), scale
+
+
+def gptq_quantize_rows(w: torch.Tensor, hessian: torch.Tensor, bits: int, percentiles: list[float], block_size: int = 128, damp: float = 0.01, scale: torch.Tensor | None = None, act_order: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """GPTQ (Frantar et al. 2022) with the row scales of quantize_rows: same (q, scale, index) output.
 
     Columns are quantized left to right; each column's rounding error, weighted by the inverse
     Hessian of the layer's inputs (H = X^T X), is pushed onto the columns not yet quantized, so
     correlated inputs compensate for each other. Work happens in blocks of block_size columns,
-    with the upper Cholesky factor of H^-1 giving each step's update row.
+    with the upper Cholesky factor of H^-1 giving each step's update row. `scale` replaces the
+    percentile scales (e.g. sd_scales); act_order quantizes the columns with the largest Hessian
+    diagonal first (the result comes back in the original column order).
     """
     qmax = 2 ** (bits - 1) - 1
-    _, scale, idx = quantize_rows(w, bits, percentiles)
+    if scale is None:
+        _, scale, idx = quantize_rows(w, bits, percentiles)
+    else:
+        idx = torch.zeros(w.size(0), dtype=torch.int64, device=w.device)
     s = scale.float().clamp_min(1e-12)
     W = w.float().clone()
     H = hessian.float().clone()
@@ -103,6 +163,10 @@ def gptq_quantize_rows(w: torch.Tensor, hessian: torch.Tensor, bits: int, percen
     W[:, dead] = 0.0
     cols = W.size(1)
     mean_diag = torch.diagonal(H).mean()
+    order = None
+    if act_order:
+        order = torch.argsort(torch.diagonal(H) + damp * mean_diag, descending=True)
+        W, H = W[:, order], H[order][:, order]
     for attempt in range(4):  # a near-singular H gets more damping
         Hd = H + (damp * 10**attempt) * mean_diag * torch.eye(cols, device=H.device)
         L, info = torch.linalg.cholesky_ex(Hd)
@@ -125,6 +189,8 @@ def gptq_quantize_rows(w: torch.Tensor, hessian: torch.Tensor, bits: int, percen
             W1[:, i:] -= err[:, None] * Hinv1[i, i:][None, :]
             Err1[:, i] = err
         W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]
+    if order is not None:
+        Q = Q[:, torch.argsort(order)]
     return Q.to(torch.int8), scale, idx
 
 
@@ -156,7 +222,9 @@ def collect_hessians(model: GPT, names: list[str], batches: list[torch.Tensor], 
     try:
         with torch.no_grad(), autocast():
             for ids in batches:
-                model.hidden(ids.to(device))
+                hidden = model.hidden(ids.to(device))
+                if EMBED_WEIGHT in names:  # the tied head's inputs: the final hidden states
+                    hook_for(EMBED_WEIGHT)(None, (hidden,), None)
     finally:
         for h in hooks:
             h.remove()
@@ -171,6 +239,15 @@ def gptq_device(pref: str) -> torch.device:
     return torch.device("cpu")
 
 
+EMBED_WEIGHT = "tok_emb.weight"
+
+
+def gptq_names(state: dict, cfg: ExportConfig) -> list[str]:
+    """The tensors GPTQ quantizes: the attention/MLP matrices, and the tied embedding with gptq.embed."""
+    embed = settings_from(GPTQConfig, cfg.gptq).embed
+    return [n for n, t in state.items() if tensor_kind(n, t, cfg) == "matrix" or (embed and n == EMBED_WEIGHT and tensor_kind(n, t, cfg) == "embed")]
+
+
 def gptq_hessians(checkpoint: dict, cfg: ExportConfig, manifest: dict, log: RunLog) -> dict[str, torch.Tensor]:
     """The Hessian of every int<matrix_bits> matrix, from forward passes of the (EMA) checkpoint."""
     g = settings_from(GPTQConfig, cfg.gptq)
@@ -178,7 +255,7 @@ def gptq_hessians(checkpoint: dict, cfg: ExportConfig, manifest: dict, log: RunL
     model = GPT(settings_from(GPTConfig, checkpoint["config"])).to(device)
     model.load_state_dict(checkpoint["state_dict"])
     model.eval()
-    names = [n for n, t in checkpoint["state_dict"].items() if tensor_kind(n, t, cfg) == "matrix"]
+    names = gptq_names(checkpoint["state_dict"], cfg)
     batches = calibration_batches(manifest, g)
     hessians = collect_hessians(model, names, batches, device)
     log(f"gptq: calibration {g.calib_batches}x{g.calib_batch_seqs}x{g.calib_seq_len} train tokens, {len(hessians)} matrices, device:{device.type}")
@@ -191,6 +268,25 @@ def tensor_kind(name: str, t: torch.Tensor, cfg: ExportConfig) -> str:
     if not t.is_floating_point() or t.ndim != 2 or t.numel() <= cfg.passthrough_max_numel:
         return "fp16"
     return "matrix" if ".attn." in name or ".mlp." in name else "embed"
+
+
+def quantize_tensor(name: str, t: torch.Tensor, kind: str, cfg: ExportConfig, g: GPTQConfig, hessians: dict | None) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(q, scale, bits) of one matrix or embedding: GPTQ where it has a Hessian (the embedding only
+    with export.gptq.embed), rounding otherwise; scales from clip_sigmas when its group has one."""
+    bits = cfg.embed_bits if kind == "embed" else cfg.matrix_bits
+    percentiles = [cfg.embed_clip_percentile] if kind == "embed" else cfg.clip_percentiles
+    sigmas = clip_sigma(name, cfg)
+    H = hessians.get(name) if hessians and (kind == "matrix" or g.embed) else None
+    if H is not None:
+        w = t.to(H.device)
+        sd = sd_scales(w, bits, sigmas) if sigmas is not None else None
+        qn, sc, _ = gptq_quantize_rows(w, H, bits, percentiles, g.block_size, g.damp, scale=sd, act_order=g.act_order)
+        return qn.cpu(), sc.cpu(), bits
+    if sigmas is not None:
+        qn, sc = quantize_rows_sd(t, bits, sigmas)
+        return qn, sc, bits
+    qn, sc, _ = quantize_rows(t, bits, percentiles)
+    return qn, sc, bits
 
 
 def quantize_state(state: dict, model_config: dict, cfg: ExportConfig, hessians: dict | None = None) -> tuple[dict, dict]:
@@ -207,28 +303,78 @@ def quantize_state(state: dict, model_config: dict, cfg: ExportConfig, hessians:
         if kind == "fp16":
             fp[name] = t.to(torch.float16) if t.is_floating_point() else t
             continue
-        if kind == "embed":
-            qn, sc, _ = quantize_rows(t, cfg.embed_bits, [cfg.embed_clip_percentile])
-            bits[name] = cfg.embed_bits
-        elif hessians and name in hessians:
-            H = hessians[name]
-            qn, sc, _ = gptq_quantize_rows(t.to(H.device), H, cfg.matrix_bits, cfg.clip_percentiles, g.block_size, g.damp)
-            qn, sc = qn.cpu(), sc.cpu()
-            bits[name] = cfg.matrix_bits
-        else:
-            qn, sc, _ = quantize_rows(t, cfg.matrix_bits, cfg.clip_percentiles)
-            bits[name] = cfg.matrix_bits
+        qn, sc, bits[name] = quantize_tensor(name, t, kind, cfg, g, hessians)
         q[name], scale[name] = qn, sc
         recon = qn.float() * sc.float()[:, None]
         stats["rmse"][name] = float(((recon - t.float()) ** 2).mean().sqrt())
     artifact = {"format": ARTIFACT_FORMAT, "config": model_config, "q": q, "scale": scale, "bits": bits, "fp": fp}
+    lc = settings_from(LQERConfig, cfg.lqer)
+    if lc.enabled:
+        artifact["format"] = ARTIFACT_FORMAT_LQER
+        artifact["lqer"] = lqer_terms(state, q, scale, lc)
     return artifact, stats
+
+
+def lqer_factors_sym(A: torch.Tensor, B: torch.Tensor, bits: int) -> dict:
+    """Both factors as int<bits> with one fp16 scale per row."""
+    top = 2 ** (bits - 1) - 1
+    out = {}
+    for key, m in (("A", A), ("B", B)):
+        sc = (m.abs().amax(dim=1).clamp_min(1e-10) / top).to(torch.float16)
+        out[key] = torch.clamp(torch.round(m / sc.float()[:, None]), -top, top).to(torch.int8)
+        out[key + "s"] = sc
+    return out
+
+
+def lqer_factors_asym(A: torch.Tensor, B: torch.Tensor, group: int) -> dict:
+    """A as int2 in [-2, 1] with one scale (|A|max / 1.5); B as int4 in [-8, 7] with one scale per
+    `group` consecutive values (|group|max / 7.5)."""
+    a_scale = (A.abs().amax().clamp_min(1e-10) / 1.5).to(torch.float16)
+    qa = torch.clamp(torch.round(A / a_scale.float()), -2, 1).to(torch.int8)
+    Bg = B.reshape(-1, group)
+    b_scale = (Bg.abs().amax(dim=1).clamp_min(1e-10) / 7.5).to(torch.float16)
+    qb = torch.clamp(torch.round(Bg / b_scale.float()[:, None]), -8, 7).to(torch.int8).reshape(B.shape)
+    return {"A": qa, "As": a_scale, "B": qb, "Bs": b_scale}
+
+
+def lqer_terms(state: dict, q: dict, scale: dict, lc: LQERConfig) -> dict:
+    """For the top_k quantized tensors by error norm ||W - Q*s||: E ~ A @ B from E's rank-`rank`
+    SVD (A = U*S, B = V^T), both factors quantized. Returns {name: factors (+ "asym": 0/1)}."""
+    errors = {}
+    for name in q:
+        E = state[name].detach().float().cpu() - q[name].float() * scale[name].float()[:, None]
+        errors[name] = (E, float(E.norm()))
+    ranked = sorted(errors.items(), key=lambda kv: -kv[1][1])[: lc.top_k]
+    terms = {}
+    for name, (E, _) in ranked:
+        U, S, Vh = torch.linalg.svd(E, full_matrices=False)
+        r = min(lc.rank, S.numel())
+        A, B = (U[:, :r] * S[:r]).contiguous(), Vh[:r, :].contiguous()
+        if lc.asym and B.numel() % lc.group == 0:
+            terms[name] = {**lqer_factors_asym(A, B, lc.group), "asym": 1}
+        else:
+            terms[name] = {**lqer_factors_sym(A, B, lc.factor_bits), "asym": 0}
+    return terms
+
+
+def lqer_delta(f: dict) -> torch.Tensor:
+    """The dequantized A @ B of one lqer_terms entry."""
+    if f["asym"]:
+        A = f["A"].float() * f["As"].float()
+        group = f["B"].numel() // f["Bs"].numel()
+        B = (f["B"].reshape(-1, group).float() * f["Bs"].float()[:, None]).reshape(f["B"].shape)
+    else:
+        A = f["A"].float() * f["As"].float()[:, None]
+        B = f["B"].float() * f["Bs"].float()[:, None]
+    return A @ B
 
 
 def dequantize_state(artifact: dict) -> dict:
     state = {name: t.float() if t.is_floating_point() else t for name, t in artifact["fp"].items()}
     for name, qn in artifact["q"].items():
         state[name] = qn.float() * artifact["scale"][name].float()[:, None]
+    for name, f in artifact.get("lqer", {}).items():
+        state[name] = state[name] + lqer_delta(f)
     return state
 
 
@@ -248,6 +394,8 @@ def compress(data: bytes, method: str, level: int) -> bytes:
 
 
 def decompress(blob: bytes) -> bytes:
+    if blob.startswith(PERGROUP_MAGIC):
+        return torch_bytes(pergroup_unpack(blob))
     if blob.startswith(XZ_MAGIC):
         return lzma.decompress(blob)
     if blob.startswith(ZSTD_MAGIC):
@@ -259,6 +407,33 @@ def decompress(blob: bytes) -> bytes:
 
         return brotli.decompress(blob[1:])
     raise UserError("not an xz, zstd or brotli stream")
+
+
+SHUFFLE_MAGIC = b"BSHF"  # a shuffled payload: magic, one stride byte, then the transposed bytes
+
+
+def byte_shuffle(data: bytes, stride: int) -> bytes:
+    """Byte k of every `stride`-byte word first, then byte k+1, ...: the high and low bytes of
+    fp16 values (and the int8 planes) each become one run, which compresses better."""
+    if stride < 2 or len(data) < stride:
+        return data
+    arr = np.frombuffer(data, dtype=np.uint8)
+    return SHUFFLE_MAGIC + bytes([stride]) + np.concatenate([arr[k::stride] for k in range(stride)]).tobytes()
+
+
+def byte_unshuffle(data: bytes) -> bytes:
+    """The inverse of byte_shuffle; data without its magic is returned as it is."""
+    if len(data) < 5 or not data.startswith(SHUFFLE_MAGIC):
+        return data
+    stride, body = data[4], np.frombuffer(data, dtype=np.uint8, offset=5)
+    if stride < 2:
+        return body.tobytes()
+    out, start = np.empty_like(body), 0
+    for k in range(stride):
+        n = len(range(k, body.size, stride))
+        out[k::stride] = body[start : start + n]
+        start += n
+    return out.tobytes()
 
 
 def artifact_sha256(blob: bytes) -> str:
@@ -282,6 +457,8 @@ def load_artifact(path: str, expect_sha256: str | None = None) -> tuple[dict, di
             f"{path}: sha256 {artifact_sha256(blob)} does not match the exported artifact's {expect_sha256}"
             f" ({len(blob)} bytes): the file was changed after export"
         )
+    if blob.startswith(PERGROUP_MAGIC) and shutil.which("lrzip") is None:
+        raise UserError(f"{path}: a pergroup artifact: loading it needs the lrzip program on PATH (apt-get install lrzip)")
     try:
         payload = decompress(blob)
     except UserError as e:
@@ -289,13 +466,13 @@ def load_artifact(path: str, expect_sha256: str | None = None) -> tuple[dict, di
     except Exception as e:  # lzma.LZMAError, zstd.ZstdError, brotli.error, EOFError: truncated or garbled
         raise UserError(f"{path}: corrupt artifact, cannot decompress ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'truncated'})") from None
     try:
-        artifact = torch.load(io.BytesIO(payload), weights_only=True)
+        artifact = torch.load(io.BytesIO(byte_unshuffle(payload)), weights_only=True)
     except Exception as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"{path}: refused or unreadable artifact payload (weights-only load: {first})") from None
-    if not isinstance(artifact, dict) or artifact.get("format") != ARTIFACT_FORMAT:
+    if not isinstance(artifact, dict) or artifact.get("format") not in (ARTIFACT_FORMAT, ARTIFACT_FORMAT_LQER):
         found = artifact.get("format") if isinstance(artifact, dict) else type(artifact).__name__
-        raise UserError(f"{path}: unknown artifact format {found!r} (expected {ARTIFACT_FORMAT})")
+        raise UserError(f"{path}: unknown artifact format {found!r} (expected {ARTIFACT_FORMAT} or {ARTIFACT_FORMAT_LQER})")
     return artifact["config"], dequantize_state(artifact)
 
 
@@ -310,12 +487,182 @@ def expected_sha256(export_json: str | None) -> str | None:
         raise UserError(f"{export_json}: cannot read the artifact's sha256 ({type(e).__name__}: {e})") from None
 
 
+def pack_artifact(artifact: dict, cfg: ExportConfig) -> bytes:
+    """The artifact's bytes: serialized, byte-shuffled when asked, then compressed; or per group."""
+    if cfg.compressor == PERGROUP:
+        return pergroup_pack(artifact, cfg.compress_level)
+    return compress(byte_shuffle(torch_bytes(artifact), cfg.byte_shuffle), cfg.compressor, cfg.compress_level)
+
+
+def group_key(name: str) -> str:
+    """A tensor's per-group compression group: its name without the `blocks.<i>.` prefix."""
+    parts = name.split(".")
+    return ".".join(parts[2:]) if len(parts) > 2 and parts[0] == "blocks" and parts[1].isdigit() else name
+
+
+def similarity_order(m: np.ndarray) -> np.ndarray:
+    """A row order in which each row is followed by the nearest (L1) row not yet taken, from row 0:
+    similar rows end up next to each other, which helps the compressor."""
+    rows = m.astype(np.float32)
+    left = np.ones(len(rows), dtype=bool)
+    order = np.empty(len(rows), dtype=np.int64)
+    cur = 0
+    for i in range(len(rows)):
+        order[i], left[cur] = cur, False
+        if i + 1 < len(rows):
+            idx = np.flatnonzero(left)
+            cur = idx[np.argmin(np.abs(rows[idx] - rows[cur]).sum(axis=1))]
+    return order
+
+
+def run_lrzip(args: list[str]) -> None:
+    import subprocess
+
+    if shutil.which("lrzip") is None:
+        raise UserError("export.compressor: pergroup needs the lrzip program on PATH (apt-get install lrzip), or choose brotli")
+    subprocess.run(["lrzip", *args], capture_output=True, check=True)
+
+
+def lrzip_bytes(data: bytes, level: int, decompress_: bool = False) -> bytes:
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="pgolf_lrz_") as d:
+        src, dst = os.path.join(d, "in"), os.path.join(d, "out")
+        with open(src, "wb") as f:
+            f.write(data)
+        run_lrzip(["-d", "-f", "-o", dst, src] if decompress_ else ["-z", "-L", str(level), "-o", dst, src])
+        with open(dst, "rb") as f:
+            return f.read()
+
+
+def pack_streams(streams: list[bytes]) -> bytes:
+    """PGRP, the number of streams and each one's length (uint32 little-endian), then the streams."""
+    head = PERGROUP_MAGIC + np.array([len(streams), *map(len, streams)], dtype="<u4").tobytes()
+    return head + b"".join(streams)
+
+
+def unpack_streams(blob: bytes) -> list[bytes]:
+    n = int(np.frombuffer(blob, dtype="<u4", count=1, offset=4)[0])
+    lengths = np.frombuffer(blob, dtype="<u4", count=n, offset=8).tolist()
+    out, at = [], 8 + 4 * n
+    for length in lengths:
+        out.append(blob[at : at + length])
+        at += length
+    return out
+
+
+def pergroup_pack(artifact: dict, level: int) -> bytes:
+    """Per-group compression: the int8 matrices of one group (a tensor name without its block
+    index) as one stream, each transposed (column-major: a column's values are neighbours), the
+    PERGROUP_SORTED groups with their rows similarity-sorted first, through `lrzip -L level`;
+    everything else (scales, fp16 tensors, LQER terms, the row orders) one brotli-11 stream."""
+    import brotli
+
+    groups: dict[str, list[str]] = {}
+    for name, qn in artifact["q"].items():
+        if qn.dtype == torch.int8 and qn.ndim == 2:
+            groups.setdefault(group_key(name), []).append(name)
+    streams, orders, shapes = [], {}, {}
+    for key, names in groups.items():
+        planes = []
+        for name in names:
+            m = artifact["q"][name].numpy()
+            if key in PERGROUP_SORTED:
+                order = similarity_order(m)
+                orders[name] = torch.from_numpy(order.astype(np.int32))
+                m = m[order]
+            planes.append(np.ascontiguousarray(m.T).tobytes())
+            shapes[name] = list(m.shape)
+        streams.append(lrzip_bytes(b"".join(planes), level))
+    grouped = {n for names in groups.values() for n in names}
+    rest = {**artifact, "q": {n: t for n, t in artifact["q"].items() if n not in grouped}}
+    rest["pergroup"] = {"groups": list(groups.values()), "shapes": shapes, "orders": orders}
+    streams.append(brotli.compress(torch_bytes(rest), quality=11))
+    return pack_streams(streams)
+
+
+def pergroup_unpack(blob: bytes) -> dict:
+    """The artifact dict pergroup_pack was given (weights-only load of its brotli part)."""
+    import brotli
+
+    streams = unpack_streams(blob)
+    rest = torch.load(io.BytesIO(brotli.decompress(streams[-1])), weights_only=True)
+    info = rest.pop("pergroup")
+    q = dict(rest["q"])
+    for names, stream in zip(info["groups"], streams[:-1]):
+        data, at = np.frombuffer(lrzip_bytes(stream, 0, decompress_=True), dtype=np.int8), 0
+        for name in names:
+            rows, cols = info["shapes"][name]
+            m = data[at : at + rows * cols].reshape(cols, rows).T
+            at += rows * cols
+            if name in info["orders"]:
+                back = np.empty(rows, dtype=np.int64)
+                back[info["orders"][name].numpy()] = np.arange(rows)
+                m = m[back]
+            q[name] = torch.from_numpy(np.ascontiguousarray(m))
+    return {**rest, "q": q}
+
+
+def prune_candidates(artifact: dict) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """Every +-1 entry of the attention/MLP matrices, cheapest first: zeroing one costs its
+    row's scale squared in reconstruction error. Ties keep tensor order, then position.
+    Returns (tensor names, tensor index per candidate, flat position per candidate)."""
+    names = [n for n in artifact["q"] if clip_group(n) in ("attn", "mlp")]
+    which, where, cost = [], [], []
+    for i, name in enumerate(names):
+        qn, sc = artifact["q"][name], artifact["scale"][name].float()
+        pos = torch.nonzero(qn.reshape(-1).abs() == 1).squeeze(1)
+        which.append(torch.full_like(pos, i))
+        where.append(pos)
+        cost.append(sc[pos // qn.size(1)] ** 2)
+    if not names:
+        return names, torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
+    order = torch.sort(torch.cat(cost), stable=True).indices
+    return names, torch.cat(which)[order], torch.cat(where)[order]
+
+
+def prune_ones_to_fit(artifact: dict, cfg: ExportConfig) -> tuple[dict, dict]:
+    """Zero the fewest cheapest +-1 matrix entries (prune_candidates' order) with which the packed
+    artifact fits cfg.prune_to_bytes, found by bisection; all of them if even that does not fit."""
+    names, which, where = prune_candidates(artifact)
+
+    def pruned(n: int) -> dict:
+        q = dict(artifact["q"])
+        for i, name in enumerate(names):
+            pos = where[:n][which[:n] == i]
+            if pos.numel():
+                flat = q[name].clone().reshape(-1)
+                flat[pos] = 0
+                q[name] = flat.reshape(q[name].shape)
+        return {**artifact, "q": q}
+
+    def size(n: int) -> int:
+        return len(pack_artifact(pruned(n), cfg))
+
+    before = size(0)
+    lo, hi = 0, len(where)
+    if before > cfg.prune_to_bytes and size(hi) <= cfg.prune_to_bytes:
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if size(mid) <= cfg.prune_to_bytes:
+                hi = mid
+            else:
+                lo = mid + 1
+    elif before > cfg.prune_to_bytes:
+        lo = hi  # even every candidate is not enough: prune them all
+    out = pruned(lo)
+    return out, {"candidates": len(where), "pruned": lo, "bytes_before": before, "bytes_after": size(lo)}
+
+
 def export(checkpoint: dict, cfg: ExportConfig, log: RunLog, manifest: dict | None = None) -> tuple[bytes, dict]:
     """Quantize + compress. With export.gptq.enabled, `manifest` gives the train shards to calibrate on."""
     state = checkpoint["state_dict"]
     raw = torch_bytes(state)
     log(f"Serialized model: {len(raw)} bytes")
     g = settings_from(GPTQConfig, cfg.gptq)
+    for key, on in (("embed", g.embed), ("act_order", g.act_order)):
+        if on and not g.enabled:
+            raise UserError(f"export.gptq.{key}: true needs export.gptq.enabled: true (it changes GPTQ only)")
     hessians, gptq_ms = None, 0.0
     t0 = now()
     if g.enabled:
@@ -327,8 +674,12 @@ def export(checkpoint: dict, cfg: ExportConfig, log: RunLog, manifest: dict | No
         sync(next(iter(hessians.values())).device if hessians else torch.device("cpu"))
         gptq_ms = round(1000.0 * (now() - t0), 1)  # export.json's value, so the log line agrees with it
         log(f"gptq_time_ms:{gptq_ms:.0f} (calibration + quantization; counts against the training budget)")
+    pruned = None
+    if cfg.prune_to_bytes:
+        artifact, pruned = prune_ones_to_fit(artifact, cfg)
+        log(f"selective_prune: {pruned['pruned']}/{pruned['candidates']} +-1 values zeroed, {pruned['bytes_before']} -> {pruned['bytes_after']} bytes (target {cfg.prune_to_bytes})")
     payload = torch_bytes(artifact)
-    blob = compress(payload, cfg.compressor, cfg.compress_level)
+    blob = pack_artifact(artifact, cfg)
     label = f"int{cfg.matrix_bits}+{cfg.compressor}"  # GPTQ changes the values, not the format
     log(f"Serialized model {label}: {len(blob)} bytes (payload:{len(payload)} raw_torch:{len(raw)})")
     worst = max(stats["rmse"].items(), key=lambda kv: kv[1], default=("none", 0.0))
@@ -345,6 +696,8 @@ def export(checkpoint: dict, cfg: ExportConfig, log: RunLog, manifest: dict | No
         "params_by_kind": {k: stats[k] for k in ("matrix", "embed", "fp16")},
         "rmse": stats["rmse"],
     }
+    if pruned is not None:
+        metrics["selective_prune"] = pruned
     return blob, metrics
 
 
