@@ -211,6 +211,12 @@ def _pick_log(f: Folder, seed: int, paths: list[Path], parsed: dict, spare: dict
     p, line = best
     if not line.claim:
         f.problem(f"{f.sub_name} {where} = {bpb} is found only on {f.rel(p)} line {line.lineno} `{line.label}`, a {line.kind} number, not a final score")
+    if p != main and parsed[p].train_time_ms is not None:
+        # The claim is another full run's of the seed (a corrected rerun): that run is the evidence,
+        # its time and size are checked; the log picked first is an extra one.
+        f.note(f"seed {seed}: the claimed {bpb} is in {f.rel(p)} line {line.lineno}, a training run of its own: checked instead of {name}")
+        apply_claim(parsed[p], line, f"{f.sub_name} {where}")
+        return f.rel(p), parsed[p]
     if p != main:  # the claim comes from another log of the seed (e.g. an eval-only rerun)
         f.note(f"seed {seed}: the claimed {bpb} is in {f.rel(p)} line {line.lineno}, not {name}")
         other = parsed[p]
