@@ -316,6 +316,9 @@ class ScoreLine:
 
 def line_kind(label: str) -> str:
     low = label.lower()
+    if re.match(r"step:0/0\b", low):
+        # Step 0 of 0: a process that trained nothing and scored a loaded model (an eval-only run).
+        return "quantized"
     if low.startswith("diagnostic quantized"):
         # The newer family's eval of the shipped (quantized) artifact before TTT: a score of the
         # artifact under a diagnostic name, the final one when no TTT pass follows.

@@ -75,7 +75,7 @@ def _slices_val(node: ast.AST, fn=None) -> bool:
     the token tensor it was given (`all_tokens[ds + ws : ...]`)."""
     params = {a.arg for a in fn.args.args} if fn is not None and EVAL_FUNCTION.search(fn.name) else set()
     return any(isinstance(n, ast.Subscript) and (VAL_NAME.search(ast.unparse(n.value))
-               or isinstance(n.value, ast.Name) and n.value.id in params and "token" in n.value.id.lower()) for n in ast.walk(node))
+               or isinstance(n.value, ast.Name) and n.value.id in params and n.value.id.lower().endswith("tokens")) for n in ast.walk(node))
 
 
 FUNCTION_TYPES = (ast.FunctionDef, ast.AsyncFunctionDef)
