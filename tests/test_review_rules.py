@@ -251,3 +251,43 @@ def test_a_log_with_only_step_lines_is_not_a_claimed_run_when_others_carry_score
     log = folder / "train_seed7.log"
     log.write_text(log.read_text() + "quantized_ttt val_loss:2.90000000 val_bpb:1.19000000 eval_time:300000ms\n")
     assert any("16150000" in p for p in validate_record(folder).problems)  # a scored run is checked
+
+
+def test_a_non_record_folder_claiming_no_val_bpb_needs_no_final_line(tmp_path):
+    folder = tmp_path / "prs" / "pr4" / "diffusion"
+    write(folder, "README.md", "# Non-record: masked diffusion\n\nIt reports a variational bound, not an exact bpb.\n")
+    write(folder, "train_gpt.py", "print(1)\n")
+    write(folder, "submission.json", json.dumps({"track": "non_record_16mb", "val_var_bpb": 1.6252}))
+    write(folder, "train.log", "step:100/200 val_loss:2.9 val_bpb:1.7 train_time:1000ms step_avg:10.00ms\n"
+                               "final_quant_roundtrip_exact val_loss:2.65530960 val_var_bpb:1.62519980\n")
+    r = validate_record(folder)
+    assert r.problems == [] and any(n.startswith("train.log: no final score line") for n in r.notes)
+    edit(folder, lambda s: s.update(track="10min_16mb", val_bpb=1.7))  # a record claiming a score needs the line
+    assert any("train.log" in p for p in validate_record(folder).problems)
+
+
+# ----------------------------------------------------------------------------- the byte count
+
+LUT = '''
+def build_sentencepiece_luts(sp, vocab_size, device):
+    base_bytes = torch.zeros(vocab_size)
+    has_space = torch.zeros(vocab_size, dtype=torch.bool)
+    for i in range(vocab_size):
+        piece = sp.id_to_piece(i)
+        base_bytes[i] = len(piece.encode("utf-8"))
+        if piece.startswith("\\u2581"):
+            has_space[i] = True
+            base_bytes[i] = len(piece[1:].encode("utf-8")) + 1
+    return base_bytes, has_space
+'''
+
+
+def test_a_byte_table_that_counts_the_leading_space_twice_is_a_problem(tmp_path):
+    folder = newer_folder(tmp_path)
+    write(folder, "train_gpt.py", LUT + "#" * (31930 - len(LUT) - 1) + "\n")
+    assert validate_record(folder).problems == [
+        "val_bpb byte count: a '\u2581' piece gets its space byte in the table and the leading-space flag too, so the eval counts "
+        "that space twice and val_bpb comes out too low (high confidence; train_gpt.py:10: base_bytes[i] = len(piece[1:].encode(\"utf-8\")) + 1)"]
+    fixed = LUT.replace(".encode(\"utf-8\")) + 1", ".encode(\"utf-8\"))")  # the space comes from the flag alone
+    write(folder, "train_gpt.py", fixed + "#" * (31930 - len(fixed) - 1) + "\n")
+    assert validate_record(folder).problems == []
