@@ -262,6 +262,11 @@ def test_a_non_record_folder_claiming_no_val_bpb_needs_no_final_line(tmp_path):
                                "final_quant_roundtrip_exact val_loss:2.65530960 val_var_bpb:1.62519980\n")
     r = validate_record(folder)
     assert r.problems == [] and any(n.startswith("train.log: no final score line") for n in r.notes)
+    log = folder / "train.log"
+    text = log.read_text()
+    log.write_text(text.splitlines()[0] + "\n")  # a partial run: step lines only, no final line in any metric
+    assert [p.split(" (")[0] for p in validate_record(folder).problems] == ["train.log: no final score line"]
+    log.write_text(text)
     edit(folder, lambda s: s.update(track="10min_16mb", val_bpb=1.7))  # a record claiming a score needs the line
     assert any("train.log" in p for p in validate_record(folder).problems)
 
