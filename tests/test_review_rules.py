@@ -296,3 +296,15 @@ def test_a_byte_table_that_counts_the_leading_space_twice_is_a_problem(tmp_path)
     fixed = LUT.replace(".encode(\"utf-8\")) + 1", ".encode(\"utf-8\"))")  # the space comes from the flag alone
     write(folder, "train_gpt.py", fixed + "#" * (31930 - len(fixed) - 1) + "\n")
     assert validate_record(folder).problems == []
+
+
+def test_a_log_that_says_it_is_not_the_runs_output_cannot_back_a_claim(tmp_path):
+    folder = newer_folder(tmp_path)
+    log = folder / "train_seed42.log"
+    text = log.read_text()
+    log.write_text("# SEED=42\n# Full training logs were not saved before pod termination.\n# Key metrics extracted during the run:\n" + text)
+    assert validate_record(folder).problems == [
+        "train_seed42.log: line 2 says '# Full training logs were not saved before pod termination.': "
+        "a log that is not the run's output is not a training log and cannot back the claim"]
+    log.write_text("# SEED=42\n# run on 8xH100\n" + text)  # a comment that says nothing of the kind
+    assert validate_record(folder).problems == []

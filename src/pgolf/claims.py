@@ -170,9 +170,28 @@ def check_logs(f: Folder) -> None:
             continue
         name, summary = _pick_log(f, seed, paths, parsed, spare)
         f.logs[seed] = (name, summary)
+        if (said := _says_it_is_not_the_output(f.root / name)) is not None:
+            f.problem(f"{name}: {said}: a log that is not the run's output is not a training log and cannot back the claim")
     for p, seed in spare.items():
         if p == by_seed[seed][0]:
             f.note(f"{f.rel(p)}: seed {seed} is not in submission.json (a run left out?)")
+
+
+NOT_THE_OUTPUT = re.compile(r"logs? (?:were|was) not saved|not (?:been )?saved before|(?:metrics|numbers|lines) (?:were )?(?:extracted|copied|re-?typed|transcribed)|reconstructed from", re.I)
+
+
+def _says_it_is_not_the_output(path: Path) -> str | None:
+    """`line N: '# ...'` where a comment in a log's first lines says the log is not the run's output
+    (re-typed or extracted numbers, the real log not saved)."""
+    try:
+        with path.open(encoding="utf-8", errors="replace") as fh:
+            head = [fh.readline() for _ in range(10)]
+    except OSError:
+        return None
+    for i, line in enumerate(head, 1):
+        if line.lstrip().startswith("#") and NOT_THE_OUTPUT.search(line):
+            return f"line {i} says {line.strip()[:100]!r}"
+    return None
 
 
 FINAL_OTHER_METRIC = re.compile(r"^final_\w+_exact\b.*\bval_\w+:\s*\d", re.M)
