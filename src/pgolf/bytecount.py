@@ -20,6 +20,7 @@ from pgolf.folder import Folder
 
 MARKER = "\u2581"
 LUT_FUNCTION = re.compile(r"lut|byte", re.I)
+PLUS_ONE_LENGTH = re.compile(r"\)\s*\+\s*1\b|\b1\s*\+\s*len\(")
 STARTS_WITH_MARKER = re.compile(r"startswith\(\s*[\"'](?:\u2581|\\u2581)")
 
 
@@ -39,8 +40,8 @@ def _plus_one_length(value: ast.AST) -> bool:
 @functools.lru_cache(maxsize=256)
 def double_counted_space(source: str, name: str) -> str | None:
     """`name:LINE: code` of a byte table that adds the leading space and also flags it, or None."""
-    if not STARTS_WITH_MARKER.search(source):
-        return None
+    if not (PLUS_ONE_LENGTH.search(source) and STARTS_WITH_MARKER.search(source)):
+        return None  # the cheap test first: most scripts never add 1 to a length (no tree is built)
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError):
@@ -63,6 +64,10 @@ def double_counted_space(source: str, name: str) -> str | None:
 
 def check_byte_count(f: Folder) -> None:
     if f.script is None:
+        return
+    # The cheap test on the folder's files as they lie (a packed script may hide the table).
+    texts = [p.read_text(encoding="utf-8", errors="replace") for p in f.root.rglob("*.py")]
+    if not any(PLUS_ONE_LENGTH.search(t) or "exec(" in t for t in texts):
         return
     for path in code_files(f.script):
         if path.suffix != ".py":
