@@ -66,7 +66,7 @@ def check_byte_count(f: Folder) -> None:
     if f.script is None:
         return
     # The cheap test on the folder's files as they lie (a packed script may hide the table).
-    texts = [p.read_text(encoding="utf-8", errors="replace") for p in f.root.rglob("*.py")]
+    texts = [p.read_text(encoding="utf-8", errors="replace") for p in f.root.glob("*.py")]
     if not any(PLUS_ONE_LENGTH.search(t) or "exec(" in t for t in texts):
         return
     for path in code_files(f.script):
