@@ -16,7 +16,11 @@ from test_corpus import corpus  # noqa: F401  (the extracted-corpus fixture)
 
 DATA = Path(__file__).resolve().parent / "data"
 REVIEW_FILES = sorted(DATA.glob("pr_reviews_*.json"))
-MIN_AGREEMENT = 0.85  # 353 of 405 reviewed folders agreed on 2026-12-07 (32 false passes, 20 false rejections)
+# 381 of 405 reviewed folders agree (2026-12-07, after the rules of #29's follow-up; 353 before):
+# these are the disagreements left, each listed with its reason in docs/validate.md. A change that
+# moves either number fails here: fewer is progress (lower the number), more is a regression.
+FALSE_PASSES = 20
+FALSE_REJECTIONS = 4
 
 
 def reviews() -> dict:
@@ -42,10 +46,8 @@ def test_verdicts_agree_with_the_reviewers_both_ways(corpus):  # noqa: F811
     report = (f"{len(false_passes)} false passes:\n  " + "\n  ".join(false_passes)
               + f"\n{len(false_rejections)} false rejections:\n  " + "\n  ".join(false_rejections))
     assert missing == [], f"reviewed folders not in the corpus: {missing}"
-    # The goal is 0 and 0 (PGOLF_REVIEW_STRICT=1 asserts it); until then, agreement must not fall
-    # below what the tool reached when the reviews were first run (see docs/validate.md).
+    # The goal is 0 and 0 (PGOLF_REVIEW_STRICT=1 asserts it); until then, the counts stay exactly
+    # where they are (see docs/validate.md).
     if os.environ.get("PGOLF_REVIEW_STRICT") == "1":
         assert false_passes == [] and false_rejections == [], report
-    total = len(reviews())
-    agree = total - len(false_passes) - len(false_rejections)
-    assert agree >= MIN_AGREEMENT * total, f"agreement {agree}/{total} below {MIN_AGREEMENT:.0%}\n{report}"
+    assert (len(false_passes), len(false_rejections)) == (FALSE_PASSES, FALSE_REJECTIONS), report

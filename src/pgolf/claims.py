@@ -115,6 +115,11 @@ def check_logs(f: Folder) -> None:
         elif what:
             kind = "a non-record folder still needs evidence for its numbers" if non_record(f) else "a record that cannot be checked is not valid"
             f.problem(f"no training log for {what} (*.log / *.txt with training or score lines): {kind}")
+        elif non_record(f) and (outputs := _output_logs(f)):
+            # An analysis (a script and what it printed), not a model: its output is the evidence.
+            f.note(f"no training log and no score: a non-record folder whose evidence is its output {', '.join(outputs)}")
+        elif non_record(f) and (stated := _unlogged_results(f)):
+            f.problem(f"no log: {stated} states measured results that nothing in the folder backs (a non-record folder still needs evidence for its numbers)")
         elif non_record(f) and says_it_claims_nothing(f):
             f.note("no training log and no score: a non-record folder that says it claims none")
         elif non_record(f):
@@ -133,8 +138,12 @@ def check_logs(f: Folder) -> None:
         else:
             by_seed.setdefault(seed, []).append(p)
     # A log whose seed is unknown may still carry a seed's claim (train.log of a one-seed run, ...).
+    key, top = f.get(*SCORE_KEYS)
+    wanted = dict(f.claims)
+    if not wanted and is_number(top) and len(seeds) == 1:
+        wanted[seeds[0]] = Claim(key, {"val_bpb": top}, "top")  # a one-seed folder's top-level score
     for p in unseeded:
-        owner = [s for s, c in f.claims.items() if _carries(parsed[p], c)]
+        owner = [s for s, c in wanted.items() if _carries(parsed[p], c)]
         if len(owner) == 1:
             by_seed.setdefault(owner[0], []).append(p)
         elif not seeds and len(parsed) == 1:
@@ -142,6 +151,13 @@ def check_logs(f: Folder) -> None:
         else:
             f.note(f"{f.rel(p)}: no seed in its name or content; not checked")
     key, top = f.get(*SCORE_KEYS)
+    if not seeds and not f.claims and len(by_seed) > 1:
+        # submission.json names no seeds: a log with no score line at all (a tail, an aborted or
+        # excluded run: only step lines) is not a claimed run while other logs carry final scores.
+        scoreless = [s for s, ps in by_seed.items() if all(parsed[p].final_label is None and not any(ln.claim for ln in parsed[p].lines) for p in ps)]
+        if len(scoreless) < len(by_seed):
+            for seed in scoreless:
+                f.note(f"{', '.join(f.rel(p) for p in by_seed.pop(seed))}: no final score line; not a claimed run, not checked")
     if not f.claims and is_number(top) and len(seeds or by_seed) == 1 and by_seed:
         _, loss = f.get("val_loss", "mean_val_loss")
         f.claims[(seeds or sorted(by_seed))[0]] = Claim(key, {"val_bpb": top, "val_loss": loss}, "top")
@@ -154,9 +170,61 @@ def check_logs(f: Folder) -> None:
             continue
         name, summary = _pick_log(f, seed, paths, parsed, spare)
         f.logs[seed] = (name, summary)
+        if (said := _says_it_is_not_the_output(f.root / name)) is not None:
+            f.problem(f"{name}: {said}: a log that is not the run's output is not a training log and cannot back the claim")
     for p, seed in spare.items():
         if p == by_seed[seed][0]:
             f.note(f"{f.rel(p)}: seed {seed} is not in submission.json (a run left out?)")
+
+
+NOT_THE_OUTPUT = re.compile(r"logs? (?:were|was) not saved|not (?:been )?saved before|(?:metrics|numbers|lines) (?:were )?(?:extracted|copied|re-?typed|transcribed)|reconstructed from", re.I)
+
+
+def _says_it_is_not_the_output(path: Path) -> str | None:
+    """`line N: '# ...'` where a comment in a log's first lines says the log is not the run's output
+    (re-typed or extracted numbers, the real log not saved)."""
+    try:
+        with path.open(encoding="utf-8", errors="replace") as fh:
+            head = [fh.readline() for _ in range(10)]
+    except OSError:
+        return None
+    for i, line in enumerate(head, 1):
+        if line.lstrip().startswith("#") and NOT_THE_OUTPUT.search(line):
+            return f"line {i} says {line.strip()[:100]!r}"
+    return None
+
+
+FINAL_OTHER_METRIC = re.compile(r"^final_\w+_exact\b.*\bval_\w+:\s*\d", re.M)
+
+
+def _output_logs(f: Folder) -> list[str]:
+    """`*.log` files of a folder without training logs that hold a program's output (a dozen
+    lines or more) beside the analysis script that printed it (a `.py` that is not a trainer); a
+    `train*.log` is a training log's name, never an analysis's output."""
+    if not any(p.suffix == ".py" and not p.name.startswith("train") for p in f.root.iterdir()):
+        return []
+    out = []
+    for p in log_files(f.root):
+        if p.suffix == ".log" and not p.name.startswith("train") and not NOT_LOGS.match(p.name):
+            text = p.read_text(encoding="utf-8", errors="replace")
+            if text.count("\n") >= 12:
+                out.append(f.rel(p))
+    return out
+
+
+# A measured result: a percentage change, or a loss/bpb with 3+ decimals (not a version, a date).
+MEASURED = re.compile(r"[-+]\d+(?:\.\d+)?%|\b\d\.\d{3,}\b")
+
+
+def _unlogged_results(f: Folder) -> str | None:
+    """Where submission.json (its text fields, not its keys' numbers) states measured results."""
+    if not isinstance(f.sub, dict):
+        return None
+    for key, value in f.sub.items():
+        m = MEASURED.search(value) if isinstance(value, str) and key not in ("date", "name") else None
+        if m:
+            return f"{f.sub_name} {key} ('...{value[max(0, m.start() - 40):m.end() + 20]}...')"
+    return None
 
 
 def _carries(log: LogSummary, claim: Claim) -> bool:
@@ -179,7 +247,10 @@ def _pick_log(f: Folder, seed: int, paths: list[Path], parsed: dict, spare: dict
     claim = f.claims.get(seed)
     if claim is None:
         if summary.final_label is None:
-            f.problem(f"{name}: no final score line ({final_rule(summary.family)})")
+            # A non-record folder that claims no val_bpb, whose log ends on a final line in another
+            # metric (`final_..._exact val_var_bpb:`, a bound), finished its run: a note.
+            other_metric = non_record(f) and f.no_score and FINAL_OTHER_METRIC.search(main.read_text(encoding="utf-8", errors="replace"))
+            (f.note if other_metric else f.problem)(f"{name}: no final score line ({final_rule(summary.family)})")
         for label, n in summary.reused_labels.items():
             f.note(f"{name}: {label}_exact printed {n} times with different numbers; the claim taken is {summary.final_label}")
         return name, summary
@@ -189,6 +260,14 @@ def _pick_log(f: Folder, seed: int, paths: list[Path], parsed: dict, spare: dict
     near = lambda ln: (ln.claim, loss is None or ln.val_loss is None or number_matches(loss, ln.val_loss), -abs(float(ln.val_bpb) - bpb))
     best = max(hits, key=lambda h: near(h[1]), default=None)
     aside = ""
+    if best is not None and not best[1].claim and near(best[1])[1] and summary is parsed[best[0]] and summary.final_val_bpb is not None \
+            and summary.final_val_bpb <= bpb + summary.tol.get("final_val_bpb", 0.0):
+        # A claim copied from a step line while the log's final score is as good or better: the
+        # claim overstates nothing (a metadata slip); the final line stands.
+        p, line = best
+        f.note(f"{f.sub_name} {where} = {bpb} is {f.rel(p)} line {line.lineno} `{line.label}`, a {line.kind} number; the log's final "
+               f"{summary.final_label} val_bpb:{summary.final_val_bpb} is at least as good: the claim overstates nothing")
+        return name, summary
     if best is not None and not best[1].claim and not near(best[1])[1]:
         # Only a non-claim line with the same val_bpb but another val_loss: a coincidence, not the claim.
         p, line = best
@@ -211,6 +290,12 @@ def _pick_log(f: Folder, seed: int, paths: list[Path], parsed: dict, spare: dict
     p, line = best
     if not line.claim:
         f.problem(f"{f.sub_name} {where} = {bpb} is found only on {f.rel(p)} line {line.lineno} `{line.label}`, a {line.kind} number, not a final score")
+    if p != main and parsed[p].train_time_ms is not None:
+        # The claim is another full run's of the seed (a corrected rerun): that run is the evidence,
+        # its time and size are checked; the log picked first is an extra one.
+        f.note(f"seed {seed}: the claimed {bpb} is in {f.rel(p)} line {line.lineno}, a training run of its own: checked instead of {name}")
+        apply_claim(parsed[p], line, f"{f.sub_name} {where}")
+        return f.rel(p), parsed[p]
     if p != main:  # the claim comes from another log of the seed (e.g. an eval-only rerun)
         f.note(f"seed {seed}: the claimed {bpb} is in {f.rel(p)} line {line.lineno}, not {name}")
         other = parsed[p]
@@ -237,7 +322,7 @@ def check_claim_present(f: Folder) -> None:
     if f.sub_path is None:
         if not non_record(f):
             f.problem(f"submission.json: missing: a record must claim its score ({f.track.why})")
-        elif f.logs or says_it_claims_nothing(f):
+        elif f.logs or says_it_claims_nothing(f) or _output_logs(f):
             f.note("submission.json: missing; the logs are checked for what they say" if f.logs else "submission.json: missing (and no training log)")
         else:
             f.problem("submission.json: missing (and no training log)")
@@ -247,7 +332,9 @@ def check_claim_present(f: Folder) -> None:
         what = f"{f.sub_name}: {f.null_score_key} is not a number (None)"
     prose = " ".join(str(f.sub.get(k, "")) for k in ("blurb", "name", "description", "summary"))
     finals = [log.final_val_bpb for _, log in f.logs.values() if log.final_val_bpb is not None]
-    for n in re.findall(r"\b\d\.\d{3,}\b", prose):
+    # ... or a number under another key (a bpb filed under `val_loss`): a final line must carry it.
+    filed = [repr(v) for k, v in f.sub.items() if is_number(v) and re.search(r"val|bpb|score", k) and 0 < v < 5]
+    for n in re.findall(r"\b\d\.\d{3,}\b", prose) + filed:
         if len(finals) > 1 and number_matches(float(n), repr(statistics.fmean(finals))):
             f.note(f"{what}; its text states {n}, the mean of the {len(finals)} logged final scores")
             return

@@ -12,6 +12,8 @@ from pgolf.logparse import LogSummary
 from pgolf.rules import METHOD_LABELS
 
 SCORE_KEYS = ("val_bpb", "mean_val_bpb", "val_bpb_mean", "mean_bpb")
+# Per-seed score keys that are never the claim: the float model's, before quantization.
+PASS_NOT_CLAIMED = ("pre", "float", "ema", "fp32", "bf16", "unquant")
 # Our log labels for each eval method (submission.json `eval_method`).
 METHOD_LABEL = METHOD_LABELS
 
@@ -28,17 +30,31 @@ class Claim:
     kind: str = "row"
 
     @property
+    def bpb_name(self) -> str:
+        """The row's key of the claimed score: `val_bpb`, else (a row that names each eval pass's
+        score, e.g. `ttt_val_bpb` beside `quantized_val_bpb`) the last pass's: TTT or SLOT, then
+        sliding, then the quantized artifact's; never the float model's (`prequant_val_bpb`)."""
+        if "val_bpb" in self.row:
+            return "val_bpb"
+        for words in (("ttt", "slot"), ("sliding",), ("quant", "roundtrip", "final")):
+            for key in self.row:
+                low = key.lower()
+                if low.endswith("val_bpb") and any(w in low for w in words) and not any(w in low for w in PASS_NOT_CLAIMED):
+                    return key
+        return "val_bpb"
+
+    @property
     def bpb_key(self) -> str:
         """The JSON path of the claimed val_bpb, as messages name it."""
-        return f"{self.where}.val_bpb" if self.kind == "row" else self.where
+        return f"{self.where}.{self.bpb_name}" if self.kind == "row" else self.where
 
     @property
     def val_bpb(self):
-        return self.row.get("val_bpb")
+        return self.row.get(self.bpb_name)
 
     @property
     def val_loss(self):
-        loss = self.row.get("val_loss")
+        loss = self.row.get(self.bpb_name.removesuffix("val_bpb") + "val_loss")
         return loss if is_number(loss) else None
 
 

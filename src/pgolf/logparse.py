@@ -26,7 +26,8 @@ Which line is the claimed final score:
   `final_int6_roundtrip_exact` (three lines, three meanings). The last one is the claimed sliding
   score of #414-#1019; in #1303/#1313 none of them is the claim, `final_slot_exact` is.
 - newer: the last `quantized_ttt*` or `quantized_sliding_window` line, else the last `quantized`
-  line (never a `diagnostic ...` or `pre-quantization ...` line).
+  line, else the last `diagnostic quantized` line (the artifact's score when no TTT pass ran;
+  never a `diagnostic pre-quantization ...` line).
 
 Labels printed more than once with different numbers are reported in `reused_labels`.
 
@@ -194,7 +195,7 @@ def final_rule(family: str) -> str:
     """The claim rule in words, for error messages."""
     return {
         "pgolf": "looked for final_score_exact, final_slot_causal_exact, final_slot_published_exact, final_ttt_exact, final_lora_ttt_exact, final_phased_ttt_exact, final_sliding_window_exact",
-        "newer": "looked for legal_ttt_exact, quantized_ttt*, quantized_sliding_window, quantized lines",
+        "newer": "looked for legal_ttt_exact, quantized_ttt*, quantized_sliding_window, quantized, diagnostic quantized lines",
     }.get(family, "looked for final_slot_exact, legal_ttt_exact, *ttt*_exact, final_*_exact, then any final score line")
 
 
@@ -253,7 +254,7 @@ def _final_newer(s: LogSummary, text: str) -> None:
     evals = _eval_lines(text)
     legal = [e for e in _exact_lines(text) if e[0] == "legal_ttt"]
     scored = [e for e in evals if e[0].startswith("quantized_ttt") or e[0] == "quantized_sliding_window"]
-    scored = scored or [e for e in evals if e[0] == "quantized"]
+    scored = scored or [e for e in evals if e[0] == "quantized"] or [e for e in evals if e[0] == "diagnostic quantized"]
     if legal:  # a later lineage prints its score-first TTT as legal_ttt_exact after the sliding pass
         label, loss, bpb = legal[-1]
         _set_final(s, f"{label}_exact", loss, bpb)
@@ -316,6 +317,13 @@ class ScoreLine:
 
 def line_kind(label: str) -> str:
     low = label.lower()
+    if re.match(r"step:0/0\b", low):
+        # Step 0 of 0: a process that trained nothing and scored a loaded model (an eval-only run).
+        return "quantized"
+    if low.startswith("diagnostic quantized"):
+        # The newer family's eval of the shipped (quantized) artifact before TTT: a score of the
+        # artifact under a diagnostic name, the final one when no TTT pass follows.
+        return "quantized"
     if "diagnostic" in low:
         return "diagnostic"
     if any(w in low for w in _FLOAT):

@@ -25,6 +25,7 @@ stands and the script is not read.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import functools
 import re
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ class Finding:
     confidence: str  # "high", "medium"
     where: str  # `train_gpt.py:LINE: text`
     function: str
+    markers: tuple = ()  # what the flagged path prints to the log (heads of its log lines)
 
     def message(self) -> str:
         what = {
@@ -65,8 +67,15 @@ def _is_backward(node: ast.AST) -> bool:
     return isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "backward"
 
 
-def _slices_val(node: ast.AST) -> bool:
-    return any(isinstance(n, ast.Subscript) and VAL_NAME.search(ast.unparse(n.value)) for n in ast.walk(node))
+EVAL_FUNCTION = re.compile(r"eval|ttt", re.I)
+
+
+def _slices_val(node: ast.AST, fn=None) -> bool:
+    """Whether `node` slices validation tokens: a `val...` name, or (in an eval or TTT function)
+    the token tensor it was given (`all_tokens[ds + ws : ...]`)."""
+    params = {a.arg for a in fn.args.args} if fn is not None and EVAL_FUNCTION.search(fn.name) else set()
+    return any(isinstance(n, ast.Subscript) and (VAL_NAME.search(ast.unparse(n.value))
+               or isinstance(n.value, ast.Name) and n.value.id in params and n.value.id.lower().endswith("tokens")) for n in ast.walk(node))
 
 
 FUNCTION_TYPES = (ast.FunctionDef, ast.AsyncFunctionDef)
@@ -147,6 +156,57 @@ def _scored_sums_own(own: list) -> list[int]:
     return lines
 
 
+LOG_CALL = re.compile(r"log|print", re.I)
+
+
+def _log_heads(nodes) -> set:
+    """The fixed starts of the lines that log calls among `nodes` print (`log0(f"ttt:start lr={lr}")`
+    gives `ttt:start lr=`): at least 6 characters, so that a log line can be told by them."""
+    out = set()
+    for n in nodes:
+        if not (isinstance(n, ast.Call) and LOG_CALL.search(getattr(n.func, "id", None) or getattr(n.func, "attr", "") or "") and n.args):
+            continue
+        arg = n.args[0]
+        head = arg.value if isinstance(arg, ast.Constant) else (
+            arg.values[0].value if isinstance(arg, ast.JoinedStr) and arg.values and isinstance(arg.values[0], ast.Constant) else None)
+        if isinstance(head, str) and len(head.strip()) >= 6 and "\n" not in head.strip():
+            out.add(head.strip())
+    return out
+
+
+def _markers(fns: _Functions, fn) -> tuple:
+    """Log-line heads that show `fn` ran: its own log calls, and those in the `if` block around
+    each of its call sites (`log0("ttt:start ...")` before `ttt_adapt(...)`)."""
+    heads = _log_heads(fns.own(fn))
+    for g in fns.defs:
+        if g is fn or f"{fn.name}(" not in fns.text(g):
+            continue
+        for c in _calls_to(fns.own(g), {fn.name}):
+            node = fns.parent.get(c)
+            while node is not None and not isinstance(node, (ast.If, *FUNCTION_TYPES)):
+                node = fns.parent.get(node)
+            if isinstance(node, ast.If):
+                heads |= _log_heads(n for stmt in node.body for n in ast.walk(stmt))
+    return tuple(sorted(heads))
+
+
+def _scored_on_a_later_pass(fns: _Functions, fn, line: int, loops: list) -> bool:
+    """Whether the scoring at `line` runs under an `if` that compares the variable of a loop around
+    the fit (`for epoch in range(n)` ... `if epoch == n - 1:`): scored on one pass, fitted on all."""
+    counters = {lp.target.id for lp in loops if isinstance(lp, ast.For) and isinstance(lp.target, ast.Name)}
+    for node in fns.own(fn):
+        if getattr(node, "lineno", None) != line or not isinstance(node, (ast.AugAssign, ast.Call)):
+            continue
+        up = fns.parent.get(node)
+        while up is not None and up is not fn:
+            if isinstance(up, ast.If) and isinstance(up.test, ast.Compare) and any(
+                    isinstance(n, ast.Name) and n.id in counters for n in ast.walk(up.test)):
+                return True
+            up = fns.parent.get(up)
+        return False
+    return False
+
+
 def _judge(fns: _Functions, fn, b, loops, scored, scorers, slot, quote) -> Finding | None:
     """The shape of one `.backward()` on validation tokens, or None when it is score-first."""
     if not scored:
@@ -160,10 +220,19 @@ def _judge(fns: _Functions, fn, b, loops, scored, scorers, slot, quote) -> Findi
         inside = [ln for ln in scored if loop.lineno <= ln <= (loop.end_lineno or ln)]
         if not inside:
             continue
-        if any(ln < b.lineno for ln in inside):
+        before = [ln for ln in inside if ln < b.lineno]
+        if before and all(_scored_on_a_later_pass(fns, fn, ln, loops) for ln in before):
+            # Scored only on the last pass of an outer loop (`if epoch == epochs - 1:`), trained on
+            # every pass: the earlier passes trained on the chunk before it is scored.
+            return Finding("ttt_on_val_before_scoring", "medium", quote(b.lineno), f"{fn.name}()")
+        if before:
             return None  # scored before the fit in the same iteration: score-first
         shape = "slot_fit_on_scored" if slot else "ttt_fit_before_score"
         return Finding(shape, "high" if slot else "medium", quote(b.lineno), f"{fn.name}()")
+    # Scoring later in the function, after the loops of the fit, scores the tokens it trained on
+    # (a pre-eval TTT inline in main(), then the sliding eval); scoring only before it does not.
+    if any(ln > (loops[-1].end_lineno or b.lineno) for ln in scored):
+        return Finding("ttt_on_val_before_scoring", "medium", quote(b.lineno), f"{fn.name}()")
     if any(ln < b.lineno for ln in scored):
         return None
     return Finding("ttt_on_val_before_scoring", "medium", quote(b.lineno), f"{fn.name}()")
@@ -206,13 +275,13 @@ def _fits(fns: _Functions, quote) -> list[Finding]:
         scored = sorted(set(_scored_sums_own(own)) | {c.lineno for c in _calls_to(own, scorers - {fn.name})})
         for b in backwards:
             loops = _loops_around(fns.parent, b)
-            if not loops or not _slices_val(loops[-1]):
+            if not loops or not _slices_val(loops[-1], fn):
                 continue  # a fit on training data (the training loop, distillation)
             if any(re.search(r"warm", ast.unparse(lp.iter if isinstance(lp, ast.For) else lp.test), re.I) for lp in loops):
                 continue  # a compile warm-up whose fitted parameters are thrown away
             finding = _judge(fns, fn, b, loops, scored, scorers, slot, quote)
             if finding is not None:
-                out.append(finding)
+                out.append(dataclasses.replace(finding, markers=_markers(fns, fn)))
                 break
     return out
 
@@ -249,6 +318,29 @@ def _ran(f: Folder, finding: Finding) -> bool:
     return False
 
 
+def _path_not_behind_claim(f: Folder, finding: Finding) -> str | None:
+    """Why the flagged code cannot be behind the claimed scores, from the logs' own lines (at a
+    line's start, so the source code that upstream logs embed never counts): it prints lines and no
+    log has one (another path ran, e.g. the legal TTT beside the two-pass one); or in every claimed
+    log its first line comes after the claimed line (it ran after the claim was scored)."""
+    if not finding.markers:
+        return None
+    first = {}
+    for name, log in f.logs.values():
+        path = f.root / name
+        if not path.is_file():
+            return None
+        at = [text.count("\n", 0, m.start()) + 1 for head in finding.markers
+              for text in [path.read_text(encoding="utf-8", errors="replace")]
+              for m in [re.search(rf"^(?:\S+ )?{re.escape(head)}", text, re.M)] if m]
+        first[name] = min(at) if at else None
+    if all(at is None for at in first.values()):
+        return f"no log prints its lines ({', '.join(repr(h) for h in finding.markers[:2])}): that path did not run"
+    if all(at is not None and log.claim_line is not None and at > log.claim_line for name, log in f.logs.values() for at in [first[name]]):
+        return "its log lines come after the claimed line in every log: it ran after the claim was scored"
+    return None
+
+
 def check_score_first(f: Folder) -> None:
     if f.script is None or not f.logs:
         return
@@ -257,10 +349,14 @@ def check_score_first(f: Folder) -> None:
     if not any(_ran(f, Finding(shape, "", "", "")) for shape in ("ttt_on_val_before_scoring", "slot_fit_on_scored", "target_keyed_cache")):
         return  # nothing in the logs or README speaks of an adaptive eval: no finding could be a problem
     findings = script_findings(f.script)
-    for finding in findings:
+    for finding in list(findings):
         # A fit before scoring that is not SLOT may fit on context only (a prefix of the window):
         # the syntax tree cannot tell, so it stays a note.
         if finding.shape != "ttt_fit_before_score" and _ran(f, finding):
+            if (why := _path_not_behind_claim(f, finding)) is not None:
+                f.note(f"{finding.message()}; {why}")
+                findings = [x for x in findings if x != finding]
+                continue
             f.problem(finding.message())
             return
     if findings:

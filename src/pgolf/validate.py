@@ -11,7 +11,8 @@ The checks run in the order of `validate_record`; they live in:
 - `pgolf.claims`: what submission.json claims per seed, and the log line that carries it;
 - `pgolf.checks`: files, submission.json, the numbers against the logs, the size;
 - `pgolf.track`: the track (stated or inferred), time limits, the compliance block;
-- `pgolf.scorefirst`: the eval method behind the claimed line, and whether it is score-first.
+- `pgolf.scorefirst`: the eval method behind the claimed line, and whether it is score-first;
+- `pgolf.bytecount`: the script's byte table does not count the leading space twice.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
+from pgolf.bytecount import check_byte_count
 from pgolf.checks import check_files, check_numbers, check_readme, check_size, check_submission
 from pgolf.claims import check_claim_present, check_logs, declared_seeds, parse_claimed, seed_claims  # noqa: F401  (public API)
 from pgolf.discover import code_files, find_script, find_submission, log_files  # noqa: F401  (public API)
@@ -28,7 +30,7 @@ from pgolf.scorefirst import check_score_first
 from pgolf.track import check_compliance, check_time, check_track
 
 CHECKS = (check_files, check_submission, check_track, check_logs, check_claim_present, check_readme, check_numbers, check_size, check_time,
-          check_compliance, check_score_first)
+          check_compliance, check_score_first, check_byte_count)
 
 
 def validate_record(path) -> Report:
