@@ -502,7 +502,7 @@ def test_warmdown_multiplier_with_the_records_settings(frac, expected):
 def test_frontier_checkpoint_survives_the_export_format(tmp_path):
     """quantize.export (no GPTQ) of a FrontierGPT checkpoint: the artifact keeps the frontier config
     and every tensor; reloaded into FrontierGPT it scores within quantization noise of the float model.
-    (GPTQ, the eval stages and entry.py still build the plain GPT: see docs/config.md.)"""
+    (GPTQ, every eval and entry.py: tests/test_frontier_wiring.py.)"""
     from quantize import ExportConfig, export, load_artifact
     from runtime import RunLog
 

@@ -14,7 +14,7 @@ import os
 # Sibling imports, in the order the bundle concatenates the modules (pgolf.codegraph.record_modules).
 from runtime import Dist, RunLog, log_environment, read_manifest, settings_from, write_bytes_atomic, write_json_atomic
 from scoring import eval_sequences
-from model import GPTConfig
+from build import model_config
 from quantize import ExportConfig, GPTQConfig, export
 from train import TrainConfig, train
 from evaluate import EvalConfig, EvalSetup, eval_sliding, log_score, score_label
@@ -65,7 +65,7 @@ def record_main(argv, config: dict) -> None:
     dist = Dist(tcfg["device"])
     log = RunLog(dist.rank)
     log_environment(log)
-    model_cfg = settings_from(GPTConfig, {**tcfg["model"], "vocab_size": manifest["tokenizer"]["vocab_size"]})
+    model_cfg = model_config({**tcfg["model"], "vocab_size": manifest["tokenizer"]["vocab_size"]})
     model, train_metrics = train(settings_from(TrainConfig, tcfg), model_cfg, manifest, args.seed, dist, log)
 
     artifact_path = os.path.join(args.out_dir, "final_model.ptz")

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from model import GPT, GPTConfig
+from build import build_model
+from model import GPT
 from quantize import expected_sha256, load_artifact
 from runtime import Dist, RunLog, StageProgress, autocast_for, load_hparams, load_val_tokens, manifest_paths, now, read_manifest, run_main, sync, write_json_atomic, settings_from
 from scoring import ByteCounter, ScoreSums, byte_counter, eval_sequences
@@ -226,7 +227,7 @@ def causality_audit(score, val_tokens: torch.Tensor, windows: list[Window], cfg:
 
 def load_eval_model(artifact_path: str, device: torch.device, expect_sha256: str | None = None) -> GPT:
     config, state = load_artifact(artifact_path, expect_sha256)
-    model = GPT(settings_from(GPTConfig, config)).to(device)
+    model = build_model(config).to(device)
     model.load_state_dict(state)
     model.eval()
     return model

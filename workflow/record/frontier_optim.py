@@ -1,13 +1,16 @@
 """Optimizer pieces of the April records (the 1.0611 record's Muon and schedule), as functions.
 
-Not yet used by train.py's optimizers (its build_optimizers is being restructured): each piece is
-checked against the record's own code in tests/test_frontier_model.py, ready to be wired as keys.
+train.py's Muon and schedule call them when their train keys are on (muon_polar_express,
+muon_row_normalize, warmdown_frac / min_lr, wd_taper_*); each piece is checked against the
+records' own code in tests/test_frontier_model.py and tests/test_frontier_optim.py.
 
 - Polar Express: Newton-Schulz with a different (a, b, c) for each iteration (PR #1344's minimax
   coefficients) instead of one fixed triple; at most five iterations, as the record.
 - MuonEq-R: each row of the momentum update scaled to unit norm before the orthogonalisation.
 - The record's learning-rate multiplier: 1, then a linear warmdown over the last warmdown_frac of
   training, never below min_lr.
+- PR #1626's late weight-decay taper (the 2026-04-18 CaseOps_Taper record): Muon's weight decay
+  times 1 until start_frac of training, then linearly to final_mult at the end.
 """
 
 from __future__ import annotations
@@ -50,3 +53,12 @@ def warmdown_multiplier(frac: float, warmdown_frac: float, min_lr: float) -> flo
     if warmdown_frac <= 0 or frac < 1.0 - warmdown_frac:
         return 1.0
     return max((1.0 - frac) / warmdown_frac, min_lr)
+
+
+def wd_taper_multiplier(frac: float, start_frac: float, final_mult: float) -> float:
+    """Muon's weight-decay multiplier at fraction frac of training: 1 until start_frac (clamped to
+    [0, 1]), then linear to final_mult (floored at 0) at frac 1, and final_mult after."""
+    start, final = min(max(start_frac, 0.0), 1.0), max(final_mult, 0.0)
+    if frac <= start or start >= 1.0:
+        return 1.0
+    return 1.0 + (final - 1.0) * min((frac - start) / (1.0 - start), 1.0)

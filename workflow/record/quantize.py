@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from model import GPT, GPTConfig
+from build import build_model
+from model import GPT
 from runtime import RunLog, TokenStream, UserError, autocast_for, load_hparams, manifest_paths, now, read_manifest, run_main, settings_from, sync, torch_bytes, write_bytes_atomic, write_json_atomic
 
 ARTIFACT_FORMAT = "pgolf-quant/1"
@@ -252,7 +253,7 @@ def gptq_hessians(checkpoint: dict, cfg: ExportConfig, manifest: dict, log: RunL
     """The Hessian of every int<matrix_bits> matrix, from forward passes of the (EMA) checkpoint."""
     g = settings_from(GPTQConfig, cfg.gptq)
     device = gptq_device(g.device)
-    model = GPT(settings_from(GPTConfig, checkpoint["config"])).to(device)
+    model = build_model(checkpoint["config"]).to(device)
     model.load_state_dict(checkpoint["state_dict"])
     model.eval()
     names = gptq_names(checkpoint["state_dict"], cfg)

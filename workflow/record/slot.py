@@ -30,6 +30,12 @@ class SlotConfig:
     lr_min: float = 0.001
     batch_seqs: int = 32
     schedule: str = "published"  # "corrected": the cosine reaches lr_min on the last step
+    # The seed family's variants (issue #26), each #1313's when absent.
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_eps: float = 1e-5  # #1324: 1e-8; #1229: torch's defaults (betas 0.9/0.999, eps 1e-8, weight decay 0.01)
+    adam_weight_decay: float = 1e-8
+    hyper_lr: float = 0.0  # > 0: PR #675's hypergradient lr instead of the cosine (see fit_offsets)
 
 
 def slot_lr(slot: SlotConfig, i: int) -> float:
@@ -42,7 +48,8 @@ def slot_lr(slot: SlotConfig, i: int) -> float:
 ADAM_BETAS, ADAM_EPS, WEIGHT_DECAY = (0.9, 0.999), 1e-5, 1e-8  # #1313's AdamW settings
 
 
-def fit_offsets(h_fit, y_fit, rows, n_windows: int, weight, cap: float, lrs: tuple[float, ...], count):
+def fit_offsets(h_fit, y_fit, rows, n_windows: int, weight, cap: float, lrs: tuple[float, ...], count,
+                adam: tuple = (*ADAM_BETAS, ADAM_EPS, WEIGHT_DECAY), hyper: tuple | None = None, lr_trace: list | None = None):
     """Fits each window's offset [D] and bias [V] to the mean CE of its fit positions with AdamW.
 
     The gradient is written out (CE through the tanh softcap, summed per window) and AdamW is
@@ -51,8 +58,13 @@ def fit_offsets(h_fit, y_fit, rows, n_windows: int, weight, cap: float, lrs: tup
     `count` (a 0-dim tensor, so its value never triggers a recompile) is the number of real fit
     positions, the mean's denominator; padding positions point at an extra window row whose
     parameters are thrown away.
+    adam: (beta1, beta2, eps, weight decay). hyper: (rate, lr_lo, lr_hi, real windows) for PR #675's
+    hypergradient lr: the first step uses lrs[0]; every later one the previous lr plus rate times
+    the dot product of this step's and the previous step's gradients (both parameters, all real
+    windows of the batch), clamped to [lr_lo, lr_hi]. lr_trace: a list that gets each step's lr
+    (for tests and measurements; it syncs with the device every step).
     """
-    b1, b2 = ADAM_BETAS
+    b1, b2, eps, wd = adam
     delta = h_fit.new_zeros(n_windows, h_fit.size(1))
     bias = h_fit.new_zeros(n_windows, weight.size(0))
     state = [(delta, torch.zeros_like(delta), torch.zeros_like(delta)), (bias, torch.zeros_like(bias), torch.zeros_like(bias))]
@@ -62,17 +74,31 @@ def fit_offsets(h_fit, y_fit, rows, n_windows: int, weight, cap: float, lrs: tup
     # blow that noise up past the causality audit's tolerance. The offset's gradient is the bias
     # gradient through the (linear) head.
     member = F.one_hot(rows, n_windows).T.to(h_fit.dtype)
+    lr_t, prev = None, None
     for step, lr in enumerate(lrs, start=1):
         t = torch.tanh((F.linear(h_fit + delta[rows], weight) + bias[rows]) / cap)
         grad_z = (torch.softmax(cap * t, dim=-1) - onehot) * (1 - t * t) / count
         grad_bias = member @ grad_z
         grads = (grad_bias @ weight, grad_bias)
+        if hyper is not None:
+            rate, lo, hi, real = hyper
+            if prev is None:
+                lr_t = h_fit.new_full((), lrs[0])
+            else:
+                lr_t = (lr_t + rate * sum((g[:real] * p[:real]).sum() for g, p in zip(grads, prev))).clamp(lo, hi)
+            prev = grads
+            if lr_trace is not None:
+                lr_trace.append(lr_t.item())
         for (param, m, v), g in zip(state, grads):
-            param.mul_(1 - lr * WEIGHT_DECAY)
             m.lerp_(g, 1 - b1)
             v.mul_(b2).addcmul_(g, g, value=1 - b2)
-            denom = (v.sqrt() / math.sqrt(1 - b2**step)).add_(ADAM_EPS)
-            param.addcdiv_(m, denom, value=-lr / (1 - b1**step))
+            denom = (v.sqrt() / math.sqrt(1 - b2**step)).add_(eps)
+            if lr_t is None:
+                param.mul_(1 - lr * wd)
+                param.addcdiv_(m, denom, value=-lr / (1 - b1**step))
+            else:
+                param.mul_(1 - lr_t * wd)
+                param.sub_(m / denom * (lr_t / (1 - b1**step)))
     return delta, bias
 
 
@@ -86,7 +112,7 @@ def fit_sizes(seq_len: int, stride: int, batch_seqs: int) -> tuple[int, ...]:
     return tuple(sorted({b * stride, seq_len + (b - 1) * stride, b * max(seq_len - stride, 1), b * seq_len}))
 
 
-def slot_scorer(model, slot: SlotConfig, autocast, sizes: tuple[int, ...] = (), tail: int = 0):
+def slot_scorer(model, slot: SlotConfig, autocast, sizes: tuple[int, ...] = (), tail: int = 0, lr_trace: list | None = None):
     """SLOT as a scorer: fit a per-window hidden offset [D] and logit bias [V], then score.
 
     Only the positions that carry loss are pushed through the output head: the scored slice in
@@ -95,10 +121,12 @@ def slot_scorer(model, slot: SlotConfig, autocast, sizes: tuple[int, ...] = (), 
     sizes: pad the fit positions to these counts (fit_sizes; on GPU, where the fit is compiled).
     tail: the eval's stride; published mode needs the hidden states of the scored positions alone,
     so the last layer runs for those (evaluate.scored_hidden).
+    lr_trace: gets every fit step's lr with hyper_lr on (fit_offsets).
     """
     weight = model.tok_emb.weight.detach().float()
     cap = model.cfg.logit_softcap
-    lrs = tuple(slot_lr(slot, i) for i in range(slot.steps))
+    lrs = tuple(slot_lr(slot, i) if slot.hyper_lr <= 0 else slot.lr for i in range(slot.steps))
+    adam = (slot.adam_beta1, slot.adam_beta2, slot.adam_eps, slot.adam_weight_decay)
     fit_fn = torch.compile(fit_offsets, dynamic=False) if weight.is_cuda else fit_offsets
 
     @torch.no_grad()
@@ -125,7 +153,8 @@ def slot_scorer(model, slot: SlotConfig, autocast, sizes: tuple[int, ...] = (), 
                 y_fit = torch.cat([y_fit, y_fit.new_zeros(pad)])
                 rows = torch.cat([rows, rows.new_full((pad,), n)])
             count_t = torch.full((), float(count), device=h_fit.device)
-            delta, bias = fit_fn(h_fit, y_fit, rows, n + 1 if sizes else n, weight, cap, lrs, count_t)
+            hyper = (slot.hyper_lr, slot.lr_min, 2 * slot.lr, n) if slot.hyper_lr > 0 else None
+            delta, bias = fit_fn(h_fit, y_fit, rows, n + 1 if sizes else n, weight, cap, lrs, count_t, adam, hyper, lr_trace)
             delta, bias = delta[:n], bias[:n]
         else:
             delta, bias = h_scored.new_zeros(n, h_scored.size(-1)), h_scored.new_zeros(n, weight.size(0))

@@ -19,7 +19,8 @@ import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
 from model import GPT, GPTConfig, attention_backend, compile_regions, count_params
-from frontier import FrontierGPT, frontier_config  # bundled only when train.model sets one of its keys
+from build import build_model, model_config
+from frontier_optim import polar_express, row_normalize, warmdown_multiplier, wd_taper_multiplier
 from runtime import Dist, RunLog, TrainLoader, UserError, autocast_for, load_hparams, load_val_tokens, log_environment, manifest_paths, now, peak_memory_line, read_manifest, run_main, sync, torch_bytes, write_bytes_atomic, write_json_atomic, settings_from
 from scoring import byte_counter, eval_sequences
 
@@ -51,7 +52,19 @@ class TrainConfig:
     compile_scope: str = "model"  # "model": one graph of the whole model; "blocks": each block alone (model.compile_regions)
     late_qat_threshold: float = 0.15  # fake-quantize matrices once the LR multiplier drops below this (0 = never)
     qat_bits: int = 6
-
+    # The April optimizer (frontier_optim.py), each off by default: absent keys train as before.
+    muon_polar_express: bool = False  # Newton-Schulz with Polar Express's per-iteration coefficients
+    muon_row_normalize: bool = False  # MuonEq-R: each row of the momentum update to unit norm first
+    warmdown_frac: float = 0.0  # > 0: linear warmdown over this last fraction of training (replaces warmdown_iters)
+    min_lr: float = 0.0  # floor of the learning-rate multiplier
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.95
+    adam_eps: float = 1e-8
+    embed_wd: float | None = None  # AdamW weight decay of the embedding (None: weight_decay)
+    scalar_wd: float | None = None  # AdamW weight decay of the small control tensors (None: weight_decay)
+    muon_wd: float | None = None  # Muon weight decay (None: weight_decay)
+    wd_taper_start_frac: float = 1.0  # from this fraction of training, Muon's weight decay tapers linearly ...
+    wd_taper_final_mult: float = 1.0  # ... to this multiple of itself at the end (1.0: no taper)
 
 
 def zeropower_newton_schulz(g: torch.Tensor, steps: int) -> torch.Tensor:
@@ -69,6 +82,12 @@ def zeropower_newton_schulz(g: torch.Tensor, steps: int) -> torch.Tensor:
     return (x.mT if transposed else x).to(g.dtype)
 
 
+def polar_newton_schulz(g: torch.Tensor, steps: int) -> torch.Tensor:
+    """Polar Express's iteration (frontier_optim), in bf16 on GPU or for bf16 weights (as the
+    records compute it), else in fp32; returned in g's dtype."""
+    return polar_express(g, steps, torch.bfloat16 if g.dtype == torch.bfloat16 else None).to(g.dtype)
+
+
 class Muon(torch.optim.Optimizer):
     """Nesterov momentum whose update is orthogonalised, scaled for non-square matrices.
 
@@ -76,8 +95,9 @@ class Muon(torch.optim.Optimizer):
     a few per matrix); on GPU, unless compile is False, the iteration is compiled once per shape.
     """
 
-    def __init__(self, params, lr: float, momentum: float, ns_steps: int, weight_decay: float, compile: bool = True):
-        super().__init__(params, dict(lr=lr, momentum=momentum, ns_steps=ns_steps, weight_decay=weight_decay))
+    def __init__(self, params, lr: float, momentum: float, ns_steps: int, weight_decay: float, compile: bool = True,
+                 polar: bool = False, row_norm: bool = False):
+        super().__init__(params, dict(lr=lr, momentum=momentum, ns_steps=ns_steps, weight_decay=weight_decay, polar=polar, row_norm=row_norm))
         self._ns = None
         self.compile_ns = compile
 
@@ -89,12 +109,15 @@ class Muon(torch.optim.Optimizer):
                 continue
             if self._ns is None:
                 use = self.compile_ns and params[0].is_cuda
-                self._ns = torch.compile(zeropower_newton_schulz, dynamic=False) if use else zeropower_newton_schulz
+                fn = polar_newton_schulz if group["polar"] else zeropower_newton_schulz
+                self._ns = torch.compile(fn, dynamic=False) if use else fn
             grads = [p.grad for p in params]
             bufs = [self.state[p].setdefault("momentum", torch.zeros_like(p)) for p in params]
             torch._foreach_mul_(bufs, group["momentum"])
             torch._foreach_add_(bufs, grads)
             nesterov = torch._foreach_add(grads, bufs, alpha=group["momentum"])
+            if group["row_norm"]:
+                nesterov = [row_normalize(u) for u in nesterov]
             by_shape: dict[tuple, list[int]] = {}
             for i, p in enumerate(params):
                 by_shape.setdefault(tuple(p.shape), []).append(i)
@@ -116,21 +139,22 @@ def build_optimizers(model: GPT, cfg: TrainConfig) -> tuple[list[torch.optim.Opt
     matrices = [m.weight for m in model.modules() if isinstance(m, nn.Linear)]
     matrix_ids = {id(p) for p in matrices} | {id(model.tok_emb.weight)}
     scalars = [p for p in model.parameters() if id(p) not in matrix_ids]
-    adam_kw = dict(betas=(0.9, 0.95), eps=1e-8, weight_decay=cfg.weight_decay)
+    wd = lambda v: cfg.weight_decay if v is None else v  # noqa: E731  (a group's own decay, else the shared one)
+    adam_kw = dict(betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
     adam = torch.optim.AdamW(
         [
-            dict(params=[model.tok_emb.weight], lr=cfg.embed_lr, base_lr=cfg.embed_lr),
-            dict(params=scalars, lr=cfg.scalar_lr, base_lr=cfg.scalar_lr),
+            dict(params=[model.tok_emb.weight], lr=cfg.embed_lr, base_lr=cfg.embed_lr, weight_decay=wd(cfg.embed_wd)),
+            dict(params=scalars, lr=cfg.scalar_lr, base_lr=cfg.scalar_lr, weight_decay=wd(cfg.scalar_wd)),
         ],
         **adam_kw,
         fused=model.tok_emb.weight.is_cuda,  # one kernel for all tensors on GPU, as #1313
     )
     # compile: off means nothing compiles. In an eager smoke run on an H200 (2026-12-02) the first
     # two steps took 31 s of the 45 s timed window, the Newton-Schulz compile being the one compile.
-    muon = Muon(matrices, lr=cfg.matrix_lr, momentum=cfg.muon_momentum, ns_steps=cfg.muon_ns_steps, weight_decay=cfg.weight_decay,
-                compile=uses_compile(cfg, model.tok_emb.weight.device))
+    muon = Muon(matrices, lr=cfg.matrix_lr, momentum=cfg.muon_momentum, ns_steps=cfg.muon_ns_steps, weight_decay=wd(cfg.muon_wd),
+                compile=uses_compile(cfg, model.tok_emb.weight.device), polar=cfg.muon_polar_express, row_norm=cfg.muon_row_normalize)
     for g in muon.param_groups:
-        g["base_lr"] = cfg.matrix_lr
+        g["base_lr"], g["base_wd"] = cfg.matrix_lr, wd(cfg.muon_wd)
     return [adam, muon], muon
 
 
@@ -143,8 +167,22 @@ def accumulation_steps(cfg: TrainConfig, world_size: int) -> int:
     return 8 // world_size
 
 
+def training_fraction(cfg: TrainConfig, step: int, elapsed_ms: float) -> float:
+    """How far training is: of the wallclock cap when one is set, else of the iterations."""
+    if cfg.max_wallclock_seconds > 0:
+        return elapsed_ms / (1000.0 * cfg.max_wallclock_seconds)
+    return step / max(cfg.iterations, 1)
+
+
 def lr_multiplier(cfg: TrainConfig, step: int, elapsed_ms: float) -> float:
-    """1 until the warmdown window, then linear to 0 at the end of training."""
+    """1 until the warmdown window, then linear to 0 at the end of training; never below min_lr.
+    warmdown_frac > 0: the window is that last fraction of training (the April records' schedule)."""
+    if cfg.warmdown_frac > 0:
+        return warmdown_multiplier(training_fraction(cfg, step, elapsed_ms), cfg.warmdown_frac, cfg.min_lr)
+    return max(warmdown_iters_multiplier(cfg, step, elapsed_ms), cfg.min_lr)
+
+
+def warmdown_iters_multiplier(cfg: TrainConfig, step: int, elapsed_ms: float) -> float:
     if cfg.warmdown_iters <= 0:
         return 1.0
     if cfg.max_wallclock_seconds > 0:
@@ -189,7 +227,7 @@ class Trainer:
             torch.set_flush_denormal(True)
             torch.use_deterministic_algorithms(True)
         self.cfg, self.dist, self.log, self.seed = cfg, dist, log, seed
-        self.base = base = (GPT if type(model_cfg) is GPTConfig else FrontierGPT)(model_cfg).to(dist.device)
+        self.base = base = build_model(model_cfg).to(dist.device)
         self.use_compile = use_compile = uses_compile(cfg, dist.device)
         if cfg.compile_scope not in ("model", "blocks"):
             raise UserError(f"train.compile_scope: expected model or blocks, got {cfg.compile_scope!r}")
@@ -228,12 +266,15 @@ class Trainer:
         )
         log(f"seed:{self.seed}")
 
-    def step(self, step: int, lr_mul: float) -> torch.Tensor:
-        """One optimizer step over grad_accum_steps micro-batches; returns the mean train loss."""
+    def step(self, step: int, lr_mul: float, wd_mul: float = 1.0) -> torch.Tensor:
+        """One optimizer step over grad_accum_steps micro-batches; returns the mean train loss.
+        wd_mul scales Muon's weight decay (the late taper)."""
         cfg, dist, model = self.cfg, self.dist, self.model
         for opt in self.optimizers:
             for g in opt.param_groups:
                 g["lr"] = g["base_lr"] * lr_mul
+        for g in self.muon.param_groups:
+            g["weight_decay"] = g["base_wd"] * wd_mul
         frac = min(step / cfg.muon_momentum_warmup_steps, 1.0) if cfg.muon_momentum_warmup_steps > 0 else 1.0
         for g in self.muon.param_groups:
             g["momentum"] = (1 - frac) * cfg.muon_momentum_warmup_start + frac * cfg.muon_momentum
@@ -303,7 +344,8 @@ class Trainer:
                 log(f"late_qat:enabled step:{step} scale:{mul:.4f}")
             if type(base) is not GPT and base.update_looping(step, elapsed_ms, cfg):  # frontier depth recurrence on
                 log(f"layer_loop:enabled step:{step} train_time:{elapsed_ms:.0f}ms")
-            loss = self.step(step, mul)
+            wd_mul = wd_taper_multiplier(training_fraction(cfg, step, elapsed_ms), cfg.wd_taper_start_frac, cfg.wd_taper_final_mult)
+            loss = self.step(step, mul, wd_mul)
             self.ema.update()
             step += 1
 
@@ -393,8 +435,7 @@ def train_main(argv=None) -> None:
     log = RunLog(dist.rank)
     log_environment(log)
     model_block = {**hp["model"], "vocab_size": manifest["tokenizer"]["vocab_size"]}
-    frontier = set(hp["model"]) - set(GPTConfig.__dataclass_fields__)  # keys of frontier.py's FrontierConfig
-    model_cfg = frontier_config(model_block) if frontier else settings_from(GPTConfig, model_block)
+    model_cfg = model_config(model_block)  # FrontierConfig when the block holds one of its keys
     model, metrics = train(settings_from(TrainConfig, hp), model_cfg, manifest, args.seed, dist, log)
     if dist.is_main:
         os.makedirs(args.out_dir, exist_ok=True)

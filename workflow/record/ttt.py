@@ -88,9 +88,9 @@ def make_optimizer(params, ttt: TTTConfig) -> torch.optim.Optimizer:
 
 
 def train_loss(model: GPT, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Summed NLL of a training batch. GPT.hidden, not model.hidden: on GPU the eval replaces the
-    latter with a compiled, graph-replayed forward meant for scoring only."""
-    return F.cross_entropy(model.logits(GPT.hidden(model, x)).flatten(0, 1), y.flatten(), reduction="sum")
+    """Summed NLL of a training batch. The class's hidden (GPT's or FrontierGPT's), not model.hidden:
+    on GPU the eval replaces the latter with a compiled, graph-replayed forward meant for scoring only."""
+    return F.cross_entropy(model.logits(type(model).hidden(model, x)).flatten(0, 1), y.flatten(), reduction="sum")
 
 
 _COMPILED: dict = {}
