@@ -298,3 +298,24 @@ def test_bundle_holds_ttt_doc_only_when_a_per_document_eval_is_on():
     assert "class DocAdapters" in with_doc and "from ttt_doc import" not in with_doc
     assert with_doc.index("class DocAdapters") < with_doc.index("def claimed_method")
     compile(with_doc, "train_gpt.py", "exec")
+
+
+def test_per_document_ttt_scores_the_frontier_model_by_its_own_forward():
+    """token_losses runs the model's class forward, so a FrontierGPT (here with gated skips and two
+    parallel lanes) is scored as itself, not as the plain GPT it extends. Mutation: `type(model).hidden`
+    -> `GPT.hidden` in ttt_doc.token_losses."""
+    from frontier import FrontierConfig, FrontierGPT
+
+    torch.manual_seed(0)
+    model = FrontierGPT(FrontierConfig(vocab_size=VOCAB, num_layers=4, model_dim=32, num_heads=2, num_kv_heads=1,
+                                       skip_gates=True, parallel_start_layer=2)).eval()
+    for p in model.parameters():
+        p.data.normal_(0, 0.3)
+    x = torch.randint(0, VOCAB, (2, 16))
+    y = torch.randint(0, VOCAB, (2, 16))
+    with torch.no_grad():
+        got = token_losses(model, x, y, NO_AUTOCAST)
+        want = model.token_nll(x, y).view_as(y)
+        plain = torch.nn.functional.cross_entropy(model.logits(GPT.hidden(model, x)).flatten(0, 1), y.flatten(), reduction="none").view_as(y)
+    torch.testing.assert_close(got, want.float(), rtol=1e-5, atol=1e-5)
+    assert (plain - got).abs().max() > 1e-3  # the plain GPT's forward would score another model

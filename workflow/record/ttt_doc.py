@@ -180,9 +180,9 @@ def chunk_batch(tokens: torch.Tensor, docs: list[Doc], ci: int, chunk: int, seq_
 
 
 def token_losses(model: GPT, x: torch.Tensor, y: torch.Tensor, autocast) -> torch.Tensor:
-    """[B, T] NLL of every position (GPT.hidden: the eval's compiled forward is for scoring only)."""
+    """[B, T] NLL of every position (the class's hidden, not the instance's: the eval's compiled forward is for scoring only)."""
     with autocast():
-        h = GPT.hidden(model, x)
+        h = type(model).hidden(model, x)
         return F.cross_entropy(model.logits(h).flatten(0, 1), y.flatten(), reduction="none").view_as(y)
 
 
