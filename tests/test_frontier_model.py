@@ -10,6 +10,7 @@ makes it fail (checked by hand once).
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -523,3 +524,23 @@ def test_frontier_checkpoint_survives_the_export_format(tmp_path):
     x, y = batch()
     with torch.no_grad():
         assert abs(reloaded(x, y).item() - model(x, y).item()) < 0.01  # 5e-4 when written
+
+
+def test_bundle_includes_the_april_optimizer_only_when_a_train_key_needs_it():
+    """frontier_optim.py is left out of the default train_gpt.py (train.py reaches it only through
+    these keys) and bundled when one is set. Mutation: in bundle.module_paths, drop the
+    OPTIONAL_TRAIN_MODULES line (the default bundle then carries polar_express)."""
+    import yaml
+
+    from pgolf.bundle import OPTIONAL_TRAIN_MODULES, bundle
+    from train import TrainConfig
+
+    assert set(OPTIONAL_TRAIN_MODULES["frontier_optim"]) <= set(TrainConfig.__dataclass_fields__)
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    assert "def polar_express" not in bundle(config)
+    for key, value in (("muon_polar_express", True), ("wd_taper_final_mult", 0.5)):
+        on = copy.deepcopy(config)
+        on["train"][key] = value
+        text = bundle(on)
+        assert "def polar_express" in text and "from frontier_optim import" not in text, key
+        compile(text, "train_gpt.py", "exec")

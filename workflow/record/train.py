@@ -20,7 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from model import GPT, GPTConfig, attention_backend, compile_regions, count_params
 from build import build_model, model_config
-from frontier_optim import polar_express, row_normalize, warmdown_multiplier, wd_taper_multiplier
+from frontier_optim import polar_express, row_normalize, warmdown_multiplier, wd_taper_multiplier  # bundled only when a train key uses it
 from runtime import Dist, RunLog, TrainLoader, UserError, autocast_for, load_hparams, load_val_tokens, log_environment, manifest_paths, now, peak_memory_line, read_manifest, run_main, sync, torch_bytes, write_bytes_atomic, write_json_atomic, settings_from
 from scoring import byte_counter, eval_sequences
 
@@ -344,7 +344,7 @@ class Trainer:
                 log(f"late_qat:enabled step:{step} scale:{mul:.4f}")
             if type(base) is not GPT and base.update_looping(step, elapsed_ms, cfg):  # frontier depth recurrence on
                 log(f"layer_loop:enabled step:{step} train_time:{elapsed_ms:.0f}ms")
-            wd_mul = wd_taper_multiplier(training_fraction(cfg, step, elapsed_ms), cfg.wd_taper_start_frac, cfg.wd_taper_final_mult)
+            wd_mul = 1.0 if cfg.wd_taper_final_mult == 1.0 else wd_taper_multiplier(training_fraction(cfg, step, elapsed_ms), cfg.wd_taper_start_frac, cfg.wd_taper_final_mult)
             loss = self.step(step, mul, wd_mul)
             self.ema.update()
             step += 1
