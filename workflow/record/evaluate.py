@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as tdist
 import torch.nn.functional as F
 
 from build import build_model
@@ -183,6 +184,34 @@ def target_scores(score, tokens: torch.Tensor, windows: list[Window], seq_len: i
     return dict(zip(keys, nll))
 
 
+def flip_audit(scores, tokens: torch.Tensor, flips: list[int], vocab_size: int, tolerance: float, position=lambda key: key) -> tuple[int, int, float]:
+    """The core of every causality audit: scores(tokens) maps keys to target scores; for each t in
+    flips, tokens[t + 1] (target t) is replaced and every target before t (position(key) < t) must
+    keep its score within `tolerance`. Returns (scores compared, violations, largest change)."""
+    base = scores(tokens)
+    compared, violations, worst = 0, 0, 0.0
+    for t in flips:
+        flipped = tokens.clone()
+        flipped[t + 1] = (flipped[t + 1] + 1) % vocab_size
+        after = scores(flipped)
+        for key, before in base.items():
+            if position(key) < t:
+                change = abs(after[key] - before)
+                compared += 1
+                worst = max(worst, change)
+                violations += change > tolerance
+    return compared, violations, worst
+
+
+def audit_totals(dist: Dist, compared: int, violations: int, worst: float) -> tuple[int, int, float]:
+    """flip_audit's counts summed over ranks, the largest change their maximum."""
+    counts = dist.all_reduce_sum(torch.tensor([compared, violations], dtype=torch.float64, device=dist.device)).tolist()
+    worst_t = torch.tensor([worst], dtype=torch.float64, device=dist.device)
+    if dist.enabled:
+        tdist.all_reduce(worst_t, op=tdist.ReduceOp.MAX)
+    return int(counts[0]), int(counts[1]), worst_t.item()
+
+
 def causality_audit(score, val_tokens: torch.Tensor, windows: list[Window], cfg: EvalConfig, vocab_size: int, device, batch_seqs: int = 0) -> dict:
     """Flip one target token, re-score, and require that no earlier target's score moved.
 
@@ -200,19 +229,9 @@ def causality_audit(score, val_tokens: torch.Tensor, windows: list[Window], cfg:
     subset = windows[mid : mid + cfg.audit_windows]
     tolerance = 0.0 if device.type == "cpu" else 1e-6
     pad = (batch_seqs or cfg.batch_seqs) if static_shapes(device) else 0
-    base = target_scores(score, val_tokens, subset, cfg.seq_len, device, pad)
     flips = sorted({subset[k][0] + subset[k][1] - 1 for k in (0, len(subset) // 2, len(subset) - 1)})
-    compared, violations, worst = 0, 0, 0.0
-    for t in flips:
-        tokens = val_tokens.clone()
-        tokens[t + 1] = (tokens[t + 1] + 1) % vocab_size
-        after = target_scores(score, tokens, subset, cfg.seq_len, device, pad)
-        for key, before in base.items():
-            if key[1] < t:
-                change = abs(after[key] - before)
-                compared += 1
-                worst = max(worst, change)
-                violations += change > tolerance
+    scores = lambda tokens: target_scores(score, tokens, subset, cfg.seq_len, device, pad)  # noqa: E731
+    compared, violations, worst = flip_audit(scores, val_tokens, flips, vocab_size, tolerance, position=lambda key: key[1])
     return {
         "checked": True,
         "windows": len(subset),

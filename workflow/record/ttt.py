@@ -21,10 +21,9 @@ import math
 from dataclasses import dataclass, field, replace
 
 import torch
-import torch.distributed as tdist
 import torch.nn.functional as F
 
-from evaluate import EvalConfig, EvalSetup, Window, eval_cli, fixed_scorer, rank_share, run_eval_stage, score_label, sliding_windows, static_shapes, window_batch
+from evaluate import EvalConfig, EvalSetup, Window, audit_totals, eval_cli, flip_audit, fixed_scorer, rank_share, run_eval_stage, score_label, sliding_windows, static_shapes, window_batch
 from model import GPT
 from runtime import Dist, StageProgress, UserError, load_hparams, now, run_main, settings_from, sync
 from scoring import ScoreSums
@@ -234,35 +233,20 @@ def ttt_audit(model: GPT, val_tokens: torch.Tensor, cfg: EvalConfig, ttt: TTTCon
     c = ttt.chunk_tokens
     flips = sorted({c - 1, min(c + c // 2, n - 1), min(2 * c - 1, n - 1)})
     tolerance = 0.0 if dist.device.type == "cpu" else 1e-6
-    base = scores(stretch)
-    compared = violations = 0
-    worst = 0.0
-    for t in flips:
-        tokens = stretch.clone()
-        tokens[t + 1] = (tokens[t + 1] + 1) % vocab_size
-        after = scores(tokens)
-        for key, before in base.items():
-            if key < t:
-                change = abs(after[key] - before)
-                compared += 1
-                worst = max(worst, change)
-                violations += change > tolerance
+    counts = flip_audit(scores, stretch, flips, vocab_size, tolerance)
     model.load_state_dict(saved)
-    counts = dist.all_reduce_sum(torch.tensor([compared, violations], dtype=torch.float64, device=dist.device)).tolist()
-    worst_t = torch.tensor([worst], dtype=torch.float64, device=dist.device)
-    if dist.enabled:
-        tdist.all_reduce(worst_t, op=tdist.ReduceOp.MAX)
+    compared, violations, worst = audit_totals(dist, *counts)
     return {
         "checked": True,
         "chunks": math.ceil(n / c),
         "chunk_tokens": c,
         "first_target": lo,
         "flipped_targets": [lo + t for t in flips],
-        "scores_compared": int(counts[0]),
-        "violations": int(counts[1]),
-        "max_abs_change": worst_t.item(),
+        "scores_compared": compared,
+        "violations": violations,
+        "max_abs_change": worst,
         "tolerance": tolerance,
-        "verdict": "pass" if counts[1] == 0 else "fail",
+        "verdict": "pass" if violations == 0 else "fail",
     }
 
 

@@ -34,7 +34,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from evaluate import EvalConfig, EvalSetup, eval_cli, rank_share, run_eval_stage, score_label
+from evaluate import EvalConfig, EvalSetup, audit_totals, eval_cli, flip_audit, rank_share, run_eval_stage, score_label
 from model import GPT
 from runtime import Dist, StageProgress, UserError, load_hparams, now, run_main, settings_from, sync
 from scoring import ScoreSums
@@ -464,31 +464,19 @@ def doc_audit(model: GPT, val_tokens: torch.Tensor, cfg: EvalConfig, name: str, 
     first_phase = phase_ends(n, probe)[:1]
     flips = sorted({last[0], local[1][0] + local[1][1] // 2, *(last[e - 1] for e in first_phase)})
     tolerance = 0.0 if dist.device.type == "cpu" else 1e-6
-    base = scores(stretch)
-    compared = violations = 0
-    worst = 0.0
-    for t in flips:
-        tokens = stretch.clone()
-        tokens[t + 1] = (tokens[t + 1] + 1) % vocab_size
-        after = scores(tokens)
-        for key, before in base.items():
-            if key < t:
-                change = abs(after[key] - before)
-                compared += 1
-                worst = max(worst, change)
-                violations += change > tolerance
+    counts = flip_audit(scores, stretch, flips, vocab_size, tolerance)
     model.load_state_dict(saved)
-    counts = dist.all_reduce_sum(torch.tensor([compared, violations], dtype=torch.float64, device=dist.device)).tolist()
+    compared, violations, worst = audit_totals(dist, *counts)
     return {
         "checked": True,
         "docs": n,
         "first_target": a0,
         "flipped_targets": [a0 + t for t in flips],
-        "scores_compared": int(counts[0]),
-        "violations": int(counts[1]),
+        "scores_compared": compared,
+        "violations": violations,
         "max_abs_change": worst,
         "tolerance": tolerance,
-        "verdict": "pass" if counts[1] == 0 else "fail",
+        "verdict": "pass" if violations == 0 else "fail",
     }
 
 
