@@ -212,6 +212,12 @@ def audit_totals(dist: Dist, compared: int, violations: int, worst: float) -> tu
     return int(counts[0]), int(counts[1]), worst_t.item()
 
 
+def audit_counts(compared: int, violations: int, worst: float, tolerance: float) -> dict:
+    """The part of every audit's result that flip_audit's counts give, with its verdict."""
+    return {"scores_compared": compared, "violations": violations, "max_abs_change": worst, "tolerance": tolerance,
+            "verdict": "pass" if violations == 0 else "fail"}
+
+
 def causality_audit(score, val_tokens: torch.Tensor, windows: list[Window], cfg: EvalConfig, vocab_size: int, device, batch_seqs: int = 0) -> dict:
     """Flip one target token, re-score, and require that no earlier target's score moved.
 
@@ -236,11 +242,7 @@ def causality_audit(score, val_tokens: torch.Tensor, windows: list[Window], cfg:
         "checked": True,
         "windows": len(subset),
         "flipped_targets": flips,
-        "scores_compared": compared,
-        "violations": violations,
-        "max_abs_change": worst,
-        "tolerance": tolerance,
-        "verdict": "pass" if violations == 0 else "fail",
+        **audit_counts(compared, violations, worst, tolerance),
     }
 
 

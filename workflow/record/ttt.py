@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 import torch
 import torch.nn.functional as F
 
-from evaluate import EvalConfig, EvalSetup, Window, audit_totals, eval_cli, flip_audit, fixed_scorer, rank_share, run_eval_stage, score_label, sliding_windows, static_shapes, window_batch
+from evaluate import EvalConfig, EvalSetup, Window, audit_counts, audit_totals, eval_cli, flip_audit, fixed_scorer, rank_share, run_eval_stage, score_label, sliding_windows, static_shapes, window_batch
 from model import GPT
 from runtime import Dist, StageProgress, UserError, load_hparams, now, run_main, settings_from, sync
 from scoring import ScoreSums
@@ -242,11 +242,7 @@ def ttt_audit(model: GPT, val_tokens: torch.Tensor, cfg: EvalConfig, ttt: TTTCon
         "chunk_tokens": c,
         "first_target": lo,
         "flipped_targets": [lo + t for t in flips],
-        "scores_compared": compared,
-        "violations": violations,
-        "max_abs_change": worst,
-        "tolerance": tolerance,
-        "verdict": "pass" if violations == 0 else "fail",
+        **audit_counts(compared, violations, worst, tolerance),
     }
 
 

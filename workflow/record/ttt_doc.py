@@ -34,7 +34,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from evaluate import EvalConfig, EvalSetup, audit_totals, eval_cli, flip_audit, rank_share, run_eval_stage, score_label
+from evaluate import EvalConfig, EvalSetup, audit_counts, audit_totals, eval_cli, flip_audit, rank_share, run_eval_stage, score_label
 from model import GPT
 from runtime import Dist, StageProgress, UserError, load_hparams, now, run_main, settings_from, sync
 from scoring import ScoreSums
@@ -472,11 +472,7 @@ def doc_audit(model: GPT, val_tokens: torch.Tensor, cfg: EvalConfig, name: str, 
         "docs": n,
         "first_target": a0,
         "flipped_targets": [a0 + t for t in flips],
-        "scores_compared": compared,
-        "violations": violations,
-        "max_abs_change": worst,
-        "tolerance": tolerance,
-        "verdict": "pass" if violations == 0 else "fail",
+        **audit_counts(compared, violations, worst, tolerance),
     }
 
 
