@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,18 @@ def sweep_run(tiny_run, tmp_path_factory):
     result = snakemake(workdir, "sweep", "--configfile", *configs, configs=())
     assert result.returncode == 0, result.stderr[-4000:]
     return workdir, configs, planned_jobs(scratch), planned_jobs(result), planned_jobs(first)
+
+
+# The upstream corpus tarball and the 1.0611 record in it (tests of the April records' own code).
+CORPUS_TAR = Path(os.environ.get("PGOLF_CORPUS", "/work/shared/corpus/upstream-records.tar.xz"))
+RECORD_1_0611 = "merged/records/track_10min_16mb/2026-04-27_SP8192_LQER_SparseGate_BOSSmearFix_9HpStack_1.0611"
+
+
+def extract_record(tmp_path_factory, record: str, marker: str) -> Path:
+    """The folder holding `marker` of `record`, extracted from the corpus (skips without it)."""
+    if not CORPUS_TAR.is_file():
+        pytest.skip(f"upstream corpus not found at {CORPUS_TAR} (set PGOLF_CORPUS to the .tar.xz)")
+    out = tmp_path_factory.mktemp("corpus")
+    with tarfile.open(CORPUS_TAR) as t:
+        t.extractall(out, members=[m for m in t.getmembers() if record in m.name], filter="data")
+    return next(out.rglob(marker)).parent

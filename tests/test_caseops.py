@@ -7,19 +7,15 @@ from __future__ import annotations
 import json
 import lzma
 import math
-import os
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import RECORD_1_0611 as RECORD, REPO, extract_record
 
-TAR = Path(os.environ.get("PGOLF_CORPUS", "/work/shared/corpus/upstream-records.tar.xz"))
-RECORD = "merged/records/track_10min_16mb/2026-04-27_SP8192_LQER_SparseGate_BOSSmearFix_9HpStack_1.0611"
 VAL_DOCS = 30
 # Capitals in every position, one-letter words, operator characters in the text, non-ASCII letters.
 EXTRA = [
@@ -36,12 +32,7 @@ def embedded_texts() -> list[str]:
 @pytest.fixture(scope="module")
 def record(tmp_path_factory) -> Path:
     """The 1.0611 record's folder, extracted from the upstream corpus."""
-    if not TAR.is_file():
-        pytest.skip(f"upstream corpus not found at {TAR} (set PGOLF_CORPUS to the .tar.xz)")
-    out = tmp_path_factory.mktemp("corpus")
-    with tarfile.open(TAR) as t:
-        t.extractall(out, members=[m for m in t.getmembers() if RECORD in m.name], filter="data")
-    return next(out.rglob("lossless_caps.py")).parent
+    return extract_record(tmp_path_factory, RECORD, "lossless_caps.py")
 
 
 @pytest.fixture(scope="module")

@@ -9,19 +9,15 @@ from __future__ import annotations
 
 import json
 import lzma
-import os
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import RECORD_1_0611 as RECORD, REPO, extract_record
 
-TAR = Path(os.environ.get("PGOLF_CORPUS", "/work/shared/corpus/upstream-records.tar.xz"))
-RECORD = "merged/records/track_10min_16mb/2026-04-27_SP8192_LQER_SparseGate_BOSSmearFix_9HpStack_1.0611"
 VAL_DOCS = 30
 # Capitals, all-caps words, accents and multi-byte characters, spacing the normaliser may touch.
 EXTRA = ["ÉCOLE Straße: NASA and the CamelCase iPhone, Ünïcödé — “quotes” 𝔘nicode", "Title Case Line\n\nALL CAPS LINE  with  double  spaces\tand a tab"]
@@ -36,12 +32,7 @@ def record(tmp_path_factory):
     if has != "True":  # .ci/run provides one in PGOLF_PREPARE_PYTHONPATH
         pytest.skip(f"sentencepiece {version} has no encode_as_immutable_proto, which the record's prepare_caseops_data.py "
                     f"calls (0.2.0 to 0.2.2 have it; set {PREPARE_PATH_ENV} to a folder holding one)")
-    if not TAR.is_file():
-        pytest.skip(f"upstream corpus not found at {TAR} (set PGOLF_CORPUS to the .tar.xz)")
-    out = tmp_path_factory.mktemp("corpus")
-    with tarfile.open(TAR) as t:
-        t.extractall(out, members=[m for m in t.getmembers() if RECORD in m.name], filter="data")
-    return next(out.rglob("prepare_caseops_data.py")).parent
+    return extract_record(tmp_path_factory, RECORD, "prepare_caseops_data.py")
 
 
 @pytest.fixture(scope="module")
