@@ -44,8 +44,12 @@ case "$which" in
 esac
 t0=$(date +%s.%N)
 # EXTRA_CONFIGS: more overlays after the smoke one (e.g. a shorter training cap).
-snakemake --cores all byo --configfile $configs ${EXTRA_CONFIGS:-} > "$out/snakemake_$which.log" 2>&1
-rc=$?
+# Each line stamped with the wall clock, so a run cut off by the device's 10-minute limit still
+# says where its time went.
+snakemake --cores all byo --configfile $configs ${EXTRA_CONFIGS:-} 2>&1 \
+    | python3 -u -c 'import sys, time; [print(time.strftime("%H:%M:%S"), line, end="", flush=True) for line in sys.stdin]' \
+    > "$out/snakemake_$which.log"
+rc=${PIPESTATUS[0]}
 echo "snakemake byo $which: rc $rc, $(elapsed "$t0") s"
 [ $rc -eq 0 ] || { tail -n 40 "$out/snakemake_$which.log"; }
 for check in results/byo/*/seed*/check.json; do
@@ -63,7 +67,8 @@ PY
 done
 for rec in results/records/*/*/; do
     [ -f "$rec/submission.json" ] || continue
-    pgolf validate "$rec" > "$out/validate_$which.txt" 2>&1
+    v="$out/validate_$(basename "$rec").txt"
+    pgolf validate "$rec" > "$v" 2>&1
     echo "pgolf validate $rec: rc $?"
-    tail -n 5 "$out/validate_$which.txt"
+    tail -n 5 "$v"
 done
