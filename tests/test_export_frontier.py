@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from frontier_export import prune_candidates, prune_ones_to_fit, quantize_rows_sd, sd_scales
 from quantize import (
     ARTIFACT_FORMAT,
     ARTIFACT_FORMAT_LQER,
@@ -30,11 +31,7 @@ from quantize import (
     gptq_quantize_rows,
     load_artifact,
     pack_artifact,
-    prune_candidates,
-    prune_ones_to_fit,
-    quantize_rows_sd,
     quantize_state,
-    sd_scales,
 )
 from runtime import RunLog
 
@@ -261,16 +258,17 @@ def test_selective_prune_zeroes_the_fewest_cheapest_ones_that_fit():
     longer the smallest that fits)."""
     art = prune_case()
     names, which, where = prune_candidates(art)
-    _, info = prune_ones_to_fit(art, ExportConfig(prune_to_bytes=10**9))
+    cfg = ExportConfig()
+    pack = lambda a: pack_artifact(a, cfg)  # noqa: E731  (what export passes)
+    _, info = prune_ones_to_fit(art, 10**9, pack)
     assert info["pruned"] == 0 and info["candidates"] == 320  # already fits: nothing zeroed
-    everything, info = prune_ones_to_fit(art, ExportConfig(prune_to_bytes=1))  # unreachable: all go
+    everything, info = prune_ones_to_fit(art, 1, pack)  # unreachable: all go
     assert info["pruned"] == 320
     assert all(int((everything["q"][n].abs() == 1).sum()) == 0 for n in names)
     assert torch.equal(everything["q"]["tok_emb.weight"], art["q"]["tok_emb.weight"])
-    cfg = ExportConfig()
-    size = lambda a: len(pack_artifact(a, cfg))  # noqa: E731
+    size = lambda a: len(pack(a))  # noqa: E731
     target = (info["bytes_before"] + info["bytes_after"]) // 2
-    out, info = prune_ones_to_fit(art, ExportConfig(prune_to_bytes=target))
+    out, info = prune_ones_to_fit(art, target, pack)
     n = info["pruned"]
     assert 0 < n < 320 and info["bytes_after"] == size(out) <= target < info["bytes_before"]
     for i, name in enumerate(names):  # exactly the first n candidates are zero
@@ -278,7 +276,7 @@ def test_selective_prune_zeroes_the_fewest_cheapest_ones_that_fit():
         gone = set(where[:n][which[:n] == i].tolist())
         changed = set(torch.nonzero(flat_old != flat_new).squeeze(1).tolist())
         assert changed == gone and all(flat_new[p] == 0 for p in gone)
-    one_fewer, _ = prune_ones_to_fit(art, ExportConfig(prune_to_bytes=size(out)))
+    one_fewer, _ = prune_ones_to_fit(art, size(out), pack)
     fewer = {k: v.clone() for k, v in art["q"].items()}
     for i, name in enumerate(names):
         fewer[name].reshape(-1)[where[: n - 1][which[: n - 1] == i]] = 0
@@ -365,15 +363,16 @@ def test_similarity_order_and_stream_packing_equal_the_records(rec):
     similarity_order; `dtype="<u4"` -> `dtype=">u4"` in pack_streams."""
     import numpy as np
 
-    from quantize import pack_streams, similarity_order, unpack_streams
+    from frontier_export import pack_streams, similarity_order, unpack_streams
+    from quantize import PERGROUP_MAGIC
 
     g = np.random.default_rng(0)
     m = g.integers(-31, 32, size=(40, 24)).astype(np.int8)
     m[g.random((40, 24)) < 0.5] = 0  # sparse rows: L1 and L2 nearest neighbours differ
     assert similarity_order(m).tolist() == rec._similarity_sort_l1(m).tolist()
     streams = [b"abc", b"", bytes(range(200))]
-    assert pack_streams(streams) == rec._pack_streams(streams)
-    assert unpack_streams(rec._pack_streams(streams)) == streams
+    assert PERGROUP_MAGIC + pack_streams(streams) == rec._pack_streams(streams)  # quantize.pack_artifact's framing
+    assert unpack_streams(rec._pack_streams(streams)[len(PERGROUP_MAGIC):]) == streams
 
 
 def test_pergroup_artifact_round_trips_through_lrzip(tmp_path):
@@ -412,10 +411,11 @@ def test_pergroup_without_lrzip_is_one_preflight_line():
 def test_loading_a_pergroup_artifact_without_lrzip_says_so(tmp_path, monkeypatch):
     """Mutation: drop the `shutil.which("lrzip") is None` check in load_artifact (a 'corrupt' line instead)."""
     import quantize
+    from frontier_export import pack_streams
     from runtime import UserError
 
     path = tmp_path / "pg.ptz"
-    path.write_bytes(quantize.pack_streams([b"x", b"y"]))
+    path.write_bytes(quantize.PERGROUP_MAGIC + pack_streams([b"x", b"y"]))
     monkeypatch.setattr(quantize.shutil, "which", lambda _name: None)
     with pytest.raises(UserError) as e:
         load_artifact(str(path))
