@@ -1,19 +1,8 @@
-"""The April records' export options, each off unless its export key is set (docs/config.md, "Export").
-
-- export.clip_sigmas: each row's clip is k standard deviations of the row (k per group: matrix,
-  attn, mlp, embed), instead of the best of the clip percentiles;
-- export.lqer: low-rank (LQER) corrections of the tensors with the largest quantization error,
-  stored as small int factors (artifact format pgolf-quant/2);
-- export.byte_shuffle: the serialized artifact's bytes transposed in words of `stride` bytes
-  before compression;
-- export.compressor pergroup: the int8 matrices compressed group by group with lrzip, the rest
-  with brotli;
-- export.prune_to_bytes: the cheapest +-1 matrix entries zeroed until the artifact fits.
-
-quantize.py calls into this module only when one of those keys is on, and `pgolf bundle` ships it
-in train_gpt.py only then (pgolf.bundle.OPTIONAL_EXPORT_MODULES). The artifact's framing (format
-names, stream magics) stays in quantize.py, so that a default script reads its own artifacts
-without this module.
+"""The April records' export options (docs/config.md, "Export"): SD clipping (export.clip_sigmas),
+LQER corrections (export.lqer), the byte shuffle, per-group lrzip compression (compressor
+pergroup) and +-1 pruning to a byte target (prune_to_bytes). quantize.py calls this module only
+when one of those keys is on, and `pgolf bundle` ships it only then; the artifact's framing (format
+names, stream magics) stays in quantize.py.
 """
 
 from __future__ import annotations

@@ -7,11 +7,8 @@ embedding becomes `embed_bits` integers per row; small and control tensors stay 
 is a torch.save of plain tensors and strings (loaded with weights_only=True, so loading never runs
 pickled code), compressed with lzma, zstd or brotli.
 
-The April records' options, each off unless set (docs/config.md): act-order GPTQ and GPTQ on the
-tied embedding live here; SD clipping per group (clip_sigmas), LQER low-rank corrections (format
-pgolf-quant/2), a byte shuffle before compression, per-group lrzip compression (compressor
-pergroup) and selective +-1 pruning to a byte target live in frontier_export.py, which this module
-calls only when their key is on (and `pgolf bundle` ships only then).
+The April records' options are off unless set (docs/config.md): act-order GPTQ and GPTQ on the
+tied embedding here, the others in frontier_export.py, called only when their key is on.
 """
 
 from __future__ import annotations
