@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from frontier_export import prune_candidates, prune_ones_to_fit, quantize_rows_sd, sd_scales
+from frontier_export import prune_candidates, quantize_rows_sd, sd_scales
 from quantize import (
     ARTIFACT_FORMAT,
     ARTIFACT_FORMAT_LQER,
@@ -31,6 +31,7 @@ from quantize import (
     gptq_quantize_rows,
     load_artifact,
     pack_artifact,
+    prune_ones_to_fit,
     quantize_state,
 )
 from runtime import RunLog
@@ -254,21 +255,20 @@ def test_prune_candidates_are_ordered_by_their_rows_scale():
 
 
 def test_selective_prune_zeroes_the_fewest_cheapest_ones_that_fit():
-    """Mutation: `lo = mid + 1` -> `lo = mid + 2` in prune_ones_to_fit's bisection (the count is no
+    """Mutation: `lo = mid + 1` -> `lo = mid + 2` in frontier_export.prune_ones' bisection (the count is no
     longer the smallest that fits)."""
     art = prune_case()
     names, which, where = prune_candidates(art)
-    cfg = ExportConfig()
-    pack = lambda a: pack_artifact(a, cfg)  # noqa: E731  (what export passes)
-    _, info = prune_ones_to_fit(art, 10**9, pack)
+    _, info = prune_ones_to_fit(art, ExportConfig(prune_to_bytes=10**9))
     assert info["pruned"] == 0 and info["candidates"] == 320  # already fits: nothing zeroed
-    everything, info = prune_ones_to_fit(art, 1, pack)  # unreachable: all go
+    everything, info = prune_ones_to_fit(art, ExportConfig(prune_to_bytes=1))  # unreachable: all go
     assert info["pruned"] == 320
     assert all(int((everything["q"][n].abs() == 1).sum()) == 0 for n in names)
     assert torch.equal(everything["q"]["tok_emb.weight"], art["q"]["tok_emb.weight"])
-    size = lambda a: len(pack(a))  # noqa: E731
+    cfg = ExportConfig()
+    size = lambda a: len(pack_artifact(a, cfg))  # noqa: E731
     target = (info["bytes_before"] + info["bytes_after"]) // 2
-    out, info = prune_ones_to_fit(art, target, pack)
+    out, info = prune_ones_to_fit(art, ExportConfig(prune_to_bytes=target))
     n = info["pruned"]
     assert 0 < n < 320 and info["bytes_after"] == size(out) <= target < info["bytes_before"]
     for i, name in enumerate(names):  # exactly the first n candidates are zero
@@ -276,7 +276,7 @@ def test_selective_prune_zeroes_the_fewest_cheapest_ones_that_fit():
         gone = set(where[:n][which[:n] == i].tolist())
         changed = set(torch.nonzero(flat_old != flat_new).squeeze(1).tolist())
         assert changed == gone and all(flat_new[p] == 0 for p in gone)
-    one_fewer, _ = prune_ones_to_fit(art, size(out), pack)
+    one_fewer, _ = prune_ones_to_fit(art, ExportConfig(prune_to_bytes=size(out)))
     fewer = {k: v.clone() for k, v in art["q"].items()}
     for i, name in enumerate(names):
         fewer[name].reshape(-1)[where[: n - 1][which[: n - 1] == i]] = 0

@@ -264,7 +264,7 @@ def prune_candidates(artifact: dict) -> tuple[list[str], torch.Tensor, torch.Ten
     return names, torch.cat(which)[order], torch.cat(where)[order]
 
 
-def prune_ones_to_fit(artifact: dict, target: int, pack) -> tuple[dict, dict]:
+def prune_ones(artifact: dict, target: int, pack) -> tuple[dict, dict]:
     """Zero the fewest cheapest +-1 matrix entries (prune_candidates' order) with which the
     artifact, packed by `pack` (artifact -> bytes: quantize.pack_artifact), fits `target` bytes
     (export.prune_to_bytes), found by bisection; all of them if even that does not fit."""

@@ -26,7 +26,7 @@ import torch
 
 from build import build_model
 from model import GPT
-from frontier_export import LQERConfig, clip_sigma, lqer_delta, lqer_terms, pergroup_pack, pergroup_unpack, prune_ones_to_fit, quantize_rows_sd, sd_scales, transpose_bytes, untranspose_bytes  # bundled only when an April export key is on
+from frontier_export import LQERConfig, clip_sigma, lqer_delta, lqer_terms, pergroup_pack, pergroup_unpack, prune_ones, quantize_rows_sd, sd_scales, transpose_bytes, untranspose_bytes  # bundled only when an April export key is on
 from runtime import RunLog, TokenStream, UserError, autocast_for, load_hparams, manifest_paths, now, read_manifest, run_main, settings_from, sync, torch_bytes, write_bytes_atomic, write_json_atomic
 
 ARTIFACT_FORMAT = "pgolf-quant/1"
@@ -394,6 +394,11 @@ def pack_artifact(artifact: dict, cfg: ExportConfig) -> bytes:
 
 
 
+def prune_ones_to_fit(artifact: dict, cfg: ExportConfig) -> tuple[dict, dict]:
+    """frontier_export.prune_ones down to cfg.prune_to_bytes, the artifact packed as export packs it."""
+    return prune_ones(artifact, cfg.prune_to_bytes, lambda a: pack_artifact(a, cfg))
+
+
 def export(checkpoint: dict, cfg: ExportConfig, log: RunLog, manifest: dict | None = None) -> tuple[bytes, dict]:
     """Quantize + compress. With export.gptq.enabled, `manifest` gives the train shards to calibrate on."""
     state = checkpoint["state_dict"]
@@ -416,7 +421,7 @@ def export(checkpoint: dict, cfg: ExportConfig, log: RunLog, manifest: dict | No
         log(f"gptq_time_ms:{gptq_ms:.0f} (calibration + quantization; counts against the training budget)")
     pruned = None
     if cfg.prune_to_bytes:
-        artifact, pruned = prune_ones_to_fit(artifact, cfg.prune_to_bytes, lambda a: pack_artifact(a, cfg))
+        artifact, pruned = prune_ones_to_fit(artifact, cfg)
         log(f"selective_prune: {pruned['pruned']}/{pruned['candidates']} +-1 values zeroed, {pruned['bytes_before']} -> {pruned['bytes_after']} bytes (target {cfg.prune_to_bytes})")
     payload = torch_bytes(artifact)
     blob = pack_artifact(artifact, cfg)
