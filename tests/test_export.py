@@ -413,3 +413,95 @@ def test_shipped_script_carries_gptq_and_charges_its_time(tmp_path, capsys, monk
     assert charged, out
     assert charged.group(2) == gptq_ms.group(1) and abs(int(charged.group(1)) - 1234 - int(gptq_ms.group(1))) <= 1
     assert (tmp_path / "final_model.ptz").is_file()
+
+
+# ----------------------------------------------------------------------------- the April export, bundled only when on
+
+APRIL_EXPORT = {"clip_sigmas": {"matrix": 12.85, "embed": 14.0}, "lqer": {"enabled": True, "rank": 2, "top_k": 2}, "byte_shuffle": 2, "prune_to_bytes": 1}
+
+
+def test_april_export_code_is_bundled_only_when_an_export_key_is_on():
+    """frontier_export.py is left out of the default train_gpt.py (quantize.py reaches it only
+    through these keys) and bundled when one of them is on. Mutations: drop the
+    OPTIONAL_EXPORT_MODULES line in bundle.module_paths (the default bundle carries lqer_terms);
+    `return value == "pergroup"` -> `return bool(value)` in bundle.export_key_on (compressor lzma
+    would bundle it); `(value or {}).get("enabled")` -> `value` (a disabled lqer block would)."""
+    import copy
+
+    import yaml
+
+    from conftest import REPO
+    from pgolf.bundle import OPTIONAL_EXPORT_MODULES, bundle
+
+    assert set(OPTIONAL_EXPORT_MODULES["frontier_export"]) <= set(ExportConfig.__dataclass_fields__)
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    plain = bundle(config)
+    header = "# ==================== frontier_export.py"
+    assert "def dequantize_state" in plain and header not in plain
+    assert not any(f"def {f}" in plain for f in ("lqer_terms", "sd_scales", "pergroup_pack", "transpose_bytes", "prune_ones("))
+    off = copy.deepcopy(config)
+    off["export"].update(clip_sigmas={}, lqer={"enabled": False, "rank": 4}, byte_shuffle=0, prune_to_bytes=0)
+    assert header not in bundle(off)
+    for key, value in [*APRIL_EXPORT.items(), ("compressor", "pergroup")]:
+        on = copy.deepcopy(config)
+        on["export"][key] = value
+        text = bundle(on)
+        assert header in text and "def lqer_terms" in text, key
+        assert "from frontier_export import" not in text, key
+        assert text.index("frontier_export.py ====") < text.index("quantize.py ====")
+        compile(text, "train_gpt.py", "exec")
+
+
+@pytest.mark.parametrize("april", [False, True], ids=["default", "april_export"])
+def test_shipped_script_exports_the_same_artifact_as_the_export_stage(tmp_path, capsys, monkeypatch, april):
+    """train_gpt.py's own export (training stubbed out) writes, byte for byte, the artifact that
+    quantize.export writes for the same weights, and loads it back: without frontier_export.py in
+    the script (default) and with it (SD clipping, LQER, byte shuffle and pruning on: format
+    pgolf-quant/2)."""
+    import importlib.util
+    import sys
+
+    from pgolf.bundle import bundle
+
+    export_block = {"passthrough_max_numel": 1024, "compressor": "lzma", **(APRIL_EXPORT if april else {})}
+    config = {"train": {"model": {"num_layers": 2, "model_dim": 64, "num_heads": 4, "num_kv_heads": 2}, "device": "cpu"},
+              "export": export_block, "eval": {"slot": {}}}
+    path = tmp_path / "train_gpt.py"
+    text = bundle(config)
+    assert ("def lqer_terms" in text) == april
+    path.write_text(text)
+    spec = importlib.util.spec_from_file_location(f"shipped_export_{april}", path)
+    script = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, script)  # its dataclasses look their module up there
+    spec.loader.exec_module(script)
+    trained_state = {}
+
+    def trained(tcfg, model_cfg, manifest, seed, dist, log):
+        torch.manual_seed(seed)
+        model = script.GPT(model_cfg)
+        for p in model.parameters():
+            p.data.normal_(0, 0.05)
+        trained_state.update(config=model_cfg.to_dict(), state_dict={k: v.detach().clone() for k, v in model.state_dict().items()})
+        return model, {"train_time_ms": 1.0}
+
+    class StopAfterExport(Exception):
+        pass
+
+    class Stop:
+        @classmethod
+        def load(cls, *args):
+            raise StopAfterExport
+
+    script.train, script.EvalSetup = trained, Stop
+    manifest = tiny_dataset(tmp_path / "data")
+    with pytest.raises(StopAfterExport):
+        script.record_main(["--data", manifest, "--seed", "1", "--out-dir", str(tmp_path)], config)
+    shipped = (tmp_path / "final_model.ptz").read_bytes()
+    staged, metrics = export(trained_state, ExportConfig(**export_block), RunLog(rank=1))
+    assert shipped == staged
+    assert ("selective_prune" in metrics) == april and ("selective_prune:" in capsys.readouterr().out) == april
+    fmt = script.torch.load(__import__("io").BytesIO(script.byte_unshuffle(script.decompress(shipped))), weights_only=True)["format"]
+    assert fmt == ("pgolf-quant/2" if april else "pgolf-quant/1")
+    _, got = script.load_artifact(str(tmp_path / "final_model.ptz"), metrics["sha256"])
+    _, want = load_artifact(str(tmp_path / "final_model.ptz"))
+    assert sorted(got) == sorted(want) and all(torch.equal(got[n], want[n]) for n in want)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from frontier_export import prune_candidates, quantize_rows_sd, sd_scales
 from quantize import (
     ARTIFACT_FORMAT,
     ARTIFACT_FORMAT_LQER,
@@ -30,11 +31,8 @@ from quantize import (
     gptq_quantize_rows,
     load_artifact,
     pack_artifact,
-    prune_candidates,
     prune_ones_to_fit,
-    quantize_rows_sd,
     quantize_state,
-    sd_scales,
 )
 from runtime import RunLog
 
@@ -257,7 +255,7 @@ def test_prune_candidates_are_ordered_by_their_rows_scale():
 
 
 def test_selective_prune_zeroes_the_fewest_cheapest_ones_that_fit():
-    """Mutation: `lo = mid + 1` -> `lo = mid + 2` in prune_ones_to_fit's bisection (the count is no
+    """Mutation: `lo = mid + 1` -> `lo = mid + 2` in frontier_export.prune_ones' bisection (the count is no
     longer the smallest that fits)."""
     art = prune_case()
     names, which, where = prune_candidates(art)
@@ -365,15 +363,16 @@ def test_similarity_order_and_stream_packing_equal_the_records(rec):
     similarity_order; `dtype="<u4"` -> `dtype=">u4"` in pack_streams."""
     import numpy as np
 
-    from quantize import pack_streams, similarity_order, unpack_streams
+    from frontier_export import pack_streams, similarity_order, unpack_streams
+    from quantize import PERGROUP_MAGIC
 
     g = np.random.default_rng(0)
     m = g.integers(-31, 32, size=(40, 24)).astype(np.int8)
     m[g.random((40, 24)) < 0.5] = 0  # sparse rows: L1 and L2 nearest neighbours differ
     assert similarity_order(m).tolist() == rec._similarity_sort_l1(m).tolist()
     streams = [b"abc", b"", bytes(range(200))]
-    assert pack_streams(streams) == rec._pack_streams(streams)
-    assert unpack_streams(rec._pack_streams(streams)) == streams
+    assert PERGROUP_MAGIC + pack_streams(streams) == rec._pack_streams(streams)  # quantize.pack_artifact's framing
+    assert unpack_streams(rec._pack_streams(streams)[len(PERGROUP_MAGIC):]) == streams
 
 
 def test_pergroup_artifact_round_trips_through_lrzip(tmp_path):
@@ -412,10 +411,11 @@ def test_pergroup_without_lrzip_is_one_preflight_line():
 def test_loading_a_pergroup_artifact_without_lrzip_says_so(tmp_path, monkeypatch):
     """Mutation: drop the `shutil.which("lrzip") is None` check in load_artifact (a 'corrupt' line instead)."""
     import quantize
+    from frontier_export import pack_streams
     from runtime import UserError
 
     path = tmp_path / "pg.ptz"
-    path.write_bytes(quantize.pack_streams([b"x", b"y"]))
+    path.write_bytes(quantize.PERGROUP_MAGIC + pack_streams([b"x", b"y"]))
     monkeypatch.setattr(quantize.shutil, "which", lambda _name: None)
     with pytest.raises(UserError) as e:
         load_artifact(str(path))

@@ -1,13 +1,15 @@
 """The frontier model through every stage: train, export (GPTQ Hessians included), every eval, entry.py.
 
 One record run of the bundled train_gpt.py (entry.py: train, export, roundtrip, sliding, SLOT, TTT in
-one process) on CPU with a tiny FrontierGPT that has every feature on and loops from mid-training;
-then the artifact it wrote is loaded into FrontierGPT directly and scored by hand, and the eval's
-numbers must be that model's own.
+one process) on CPU with a tiny FrontierGPT that has every feature on and loops from mid-training,
+exported with the April options that need no lrzip (SD clipping, act-order GPTQ, LQER, byte
+shuffle: frontier_export.py in the script); then the artifact it wrote is loaded into FrontierGPT
+directly and scored by hand, and the eval's numbers must be that model's own.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -21,7 +23,7 @@ from build import build_model, model_config
 from conftest import REPO
 from frontier import FrontierConfig, FrontierGPT
 from model import GPT, GPTConfig
-from quantize import load_artifact
+from quantize import ARTIFACT_FORMAT_LQER, byte_unshuffle, decompress, load_artifact
 from runtime import load_val_tokens, manifest_paths, read_manifest
 from test_frontier_model import TINY_FRONTIER
 from test_trainer import data  # noqa: F401  (the trainer tests' small dataset fixture, vocab 512)
@@ -37,7 +39,8 @@ def record_config() -> dict:
     merge_overlay(config, yaml.safe_load((REPO / ".test/config.yaml").read_text()))
     merge_overlay(config, {
         "train": {"device": "cpu", "model": EVERY_FEATURE, "iterations": 8, "warmdown_iters": 4, "val_max_tokens": 1024},
-        "export": {"gptq": {"enabled": True, "device": "cpu", "calib_batches": 1, "calib_batch_seqs": 2, "calib_seq_len": 64}},
+        "export": {"gptq": {"enabled": True, "act_order": True, "device": "cpu", "calib_batches": 1, "calib_batch_seqs": 2, "calib_seq_len": 64},
+                   "clip_sigmas": {"matrix": 12.85, "embed": 14.0}, "lqer": {"enabled": True, "asym": True, "top_k": 2}, "byte_shuffle": 2},
         "eval": {"device": "cpu", "max_tokens": 768, "slot": {"enabled": True}, "ttt": {"enabled": True, "chunk_tokens": 256, "audit_chunk_tokens": 256}},
     })
     check_config(config)
@@ -70,6 +73,10 @@ def test_record_run_trains_exports_and_evaluates_the_frontier_model(record_run):
     assert "layer_loop:enabled step:4 " in log  # 8 steps, loop_from 0.5
     # GPTQ ran its Hessian pass through FrontierGPT: 4 blocks x (q, k, v, proj, up, down).
     assert "gptq: calibration 1x2x64 train tokens, 24 matrices, device:cpu" in log
+    # The April export ran inside the script: frontier_export.py is bundled, the artifact is LQER's format.
+    assert "# ==================== frontier_export.py" in (record_run["root"] / "train_gpt.py").read_text()
+    blob = (record_run["root"] / "final_model.ptz").read_bytes()
+    assert torch.load(io.BytesIO(byte_unshuffle(decompress(blob))), weights_only=True)["format"] == ARTIFACT_FORMAT_LQER
     assert results["train"]["model_params"] == sum(p.numel() for p in artifact_model(record_run["root"]).parameters())
     for method in ("roundtrip", "sliding", "slot", "ttt"):
         assert 0 < results[method]["val_loss"] < 7, method
