@@ -324,8 +324,52 @@ def test_gptq_export_calibrates_on_train_shards_only(tmp_path, monkeypatch):
     plain, plain_metrics = export(ckpt, ExportConfig(passthrough_max_numel=1024), RunLog(rank=1))
     assert plain_metrics["gptq"] is False and plain_metrics["gptq_time_ms"] == 0
     assert blob != plain
-    with pytest.raises(UserError, match="export.gptq.enabled: GPTQ needs the training data"):
+    with pytest.raises(UserError, match="export.gptq.enabled: GPTQ calibrated on training tokens needs the training data"):
         export(ckpt, ExportConfig(passthrough_max_numel=1024, gptq=gptq), RunLog(rank=1))
+
+
+def test_gptq_on_generated_text_reads_no_data(tmp_path, monkeypatch):
+    """export.gptq.calibration: generated (PR #1229) calibrates on sequences the model samples
+    itself: no manifest, no shard read, the same bytes for the same seed, other bytes for another.
+    Mutation: ignore `calibration` in gptq_hessians (it then asks for the training data)."""
+    import runtime
+
+    monkeypatch.setattr(runtime, "load_shard", lambda p: pytest.fail(f"read {p}"))
+    ckpt = small_checkpoint()
+    gptq = {"enabled": True, "block_size": 32, "damp": 0.01, "calib_batches": 1, "calib_batch_seqs": 2, "calib_seq_len": 16, "device": "cpu",
+            "calibration": "generated"}
+    log_path = tmp_path / "log.txt"
+    blob, metrics = export(ckpt, ExportConfig(passthrough_max_numel=1024, gptq=gptq), RunLog(path=str(log_path)))
+    assert metrics["gptq"] is True
+    assert "gptq: calibration 1x2x16 generated tokens (temperature 0.8, seed 42), 12 matrices, device:cpu" in log_path.read_text()
+    again, _ = export(ckpt, ExportConfig(passthrough_max_numel=1024, gptq=gptq), RunLog(rank=1))
+    other, _ = export(ckpt, ExportConfig(passthrough_max_numel=1024, gptq={**gptq, "gen_seed": 7}), RunLog(rank=1))
+    plain, _ = export(ckpt, ExportConfig(passthrough_max_numel=1024), RunLog(rank=1))
+    assert again == blob and other != blob and plain != blob
+
+
+def test_generated_calibration_code_is_bundled_only_when_asked():
+    """calib_gen.py is in train_gpt.py only with export.gptq.calibration: generated. Mutation:
+    `== "generated"` -> `is not None` in bundle.export_key_on."""
+    import copy
+
+    import yaml
+
+    from conftest import REPO
+    from pgolf.bundle import bundle
+
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    header = "# ==================== calib_gen.py"
+    assert header not in bundle(config)
+    train = copy.deepcopy(config)
+    train["export"]["gptq"]["calibration"] = "train"
+    assert header not in bundle(train)
+    on = copy.deepcopy(config)
+    on["export"]["gptq"].update(enabled=True, calibration="generated")
+    text = bundle(on)
+    assert header in text and "def generated_batches" in text and "from calib_gen import" not in text
+    assert text.index("calib_gen.py ====") < text.index("quantize.py ====")
+    compile(text, "train_gpt.py", "exec")
 
 
 def test_record_refuses_train_plus_gptq_over_the_budget():

@@ -34,17 +34,19 @@ OPTIONAL_EVAL_MODULES = {"ttt_doc": ("lora_ttt", "phased_ttt")}
 OPTIONAL_TRAIN_MODULES = {"frontier_optim": ("muon_polar_express", "muon_row_normalize", "warmdown_frac", "wd_taper_start_frac", "wd_taper_final_mult")}
 # And those that export keys need when on (workflow/record/frontier_export.py: the April export;
 # quantize.py calls it only then): see export_key_on.
-OPTIONAL_EXPORT_MODULES = {"frontier_export": ("clip_sigmas", "lqer", "byte_shuffle", "prune_to_bytes", "compressor")}
+OPTIONAL_EXPORT_MODULES = {"frontier_export": ("clip_sigmas", "lqer", "byte_shuffle", "prune_to_bytes", "compressor"), "calib_gen": ("gptq",)}
 
 
 def export_key_on(export: dict, key: str) -> bool:
-    """Whether an export key asks for the April export: compressor when it is pergroup, lqer when
-    enabled, the others when set (non-empty, non-zero)."""
+    """Whether an export key asks for optional export code: compressor when it is pergroup, lqer when
+    enabled, gptq when it calibrates on generated text, the others when set (non-empty, non-zero)."""
     value = export.get(key)
     if key == "compressor":
         return value == "pergroup"
     if key == "lqer":
         return bool((value or {}).get("enabled"))
+    if key == "gptq":  # only its generated-text calibration is optional code
+        return (value or {}).get("calibration") == "generated"
     return bool(value)
 
 

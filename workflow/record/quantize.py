@@ -26,6 +26,7 @@ import torch
 
 from build import build_model
 from model import GPT
+from calib_gen import generated_batches  # bundled only with export.gptq.calibration: generated
 from frontier_export import LQERConfig, clip_sigma, lqer_delta, lqer_terms, pergroup_pack, pergroup_unpack, prune_ones, quantize_rows_sd, sd_scales, transpose_bytes, untranspose_bytes  # bundled only when an April export key is on
 from runtime import RunLog, TokenStream, UserError, autocast_for, load_hparams, manifest_paths, now, read_manifest, run_main, settings_from, sync, torch_bytes, write_bytes_atomic, write_json_atomic
 
@@ -56,6 +57,9 @@ class GPTQConfig:
     train_budget_seconds: float = 600.0
     act_order: bool = False  # quantize columns in order of falling Hessian diagonal (the April records)
     embed: bool = False  # the tied embedding too, with the Hessian of the final hidden states
+    calibration: str = "train"  # or "generated": sequences the model samples itself (PR #1229; calib_gen.py)
+    gen_temperature: float = 0.8  # softmax temperature of those samples
+    gen_seed: int = 42  # their generator's seed
 
 
 @dataclass
@@ -219,9 +223,14 @@ def gptq_hessians(checkpoint: dict, cfg: ExportConfig, manifest: dict, log: RunL
     model.load_state_dict(checkpoint["state_dict"])
     model.eval()
     names = gptq_names(checkpoint["state_dict"], cfg)
-    batches = calibration_batches(manifest, g)
+    if g.calibration == "generated":
+        vocab = checkpoint["config"]["vocab_size"]
+        batches = generated_batches(model, vocab, g.calib_batches, g.calib_batch_seqs, g.calib_seq_len, g.gen_temperature, g.gen_seed, device)
+        source = f"generated tokens (temperature {g.gen_temperature}, seed {g.gen_seed})"
+    else:
+        batches, source = calibration_batches(manifest, g), "train tokens"
     hessians = collect_hessians(model, names, batches, device)
-    log(f"gptq: calibration {g.calib_batches}x{g.calib_batch_seqs}x{g.calib_seq_len} train tokens, {len(hessians)} matrices, device:{device.type}")
+    log(f"gptq: calibration {g.calib_batches}x{g.calib_batch_seqs}x{g.calib_seq_len} {source}, {len(hessians)} matrices, device:{device.type}")
     return hessians
 
 
@@ -411,8 +420,8 @@ def export(checkpoint: dict, cfg: ExportConfig, log: RunLog, manifest: dict | No
     hessians, gptq_ms = None, 0.0
     t0 = now()
     if g.enabled:
-        if manifest is None:
-            raise UserError("export.gptq.enabled: GPTQ needs the training data (pass --data manifest.json)")
+        if manifest is None and g.calibration == "train":
+            raise UserError("export.gptq.enabled: GPTQ calibrated on training tokens needs the training data (pass --data manifest.json)")
         hessians = gptq_hessians(checkpoint, cfg, manifest, log)
     artifact, stats = quantize_state(state, checkpoint["config"], cfg, hessians)
     if g.enabled:
