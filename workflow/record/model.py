@@ -444,8 +444,16 @@ class GPT(nn.Module):
         """Negative log-likelihood (nats) of each target, shape [B, T], computed in fp32."""
         return self.nll_from_hidden(self.hidden(ids), targets)
 
+    # The training loss's softcapped cross-entropy when train.fused_ce is on (train.py sets it to
+    # kernels.softcap_ce); None: the plain logits + F.cross_entropy, which evaluation always uses.
+    train_ce = None
+
     def forward(self, ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return self.token_nll(ids, targets).mean()
+        if self.train_ce is None:
+            return self.token_nll(ids, targets).mean()
+        h = self.hidden(ids)
+        z = F.linear(h, self.tok_emb.weight.to(h.dtype))
+        return self.train_ce(z.flatten(0, 1), targets.flatten(), self.cfg.logit_softcap).mean()
 
     def set_qat(self, bits: int) -> None:
         """Late QAT: every matrix trains through int-`bits` fake quantization from now on (0 = off)."""

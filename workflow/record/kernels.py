@@ -1,0 +1,123 @@
+"""Fused training kernels (Triton), each behind a train key that is off by default.
+
+train.fused_ce: the training loss's softcapped cross-entropy in one Triton pass per row, as the
+1.0611 record trains (its FUSED_CE_ENABLED). Per row r of the pre-cap logits z [N, V]:
+    loss[r] = logsumexp(y[r]) - y[r, target[r]],   y = cap * tanh(z / cap),
+with y never written to memory: the forward keeps only each row's log-sum-exp, and the backward
+recomputes y from z. All arithmetic is fp32 whatever the logits' dtype (bf16, fp16 or fp32); the
+gradient is stored in the logits' dtype. The plain path (softcap_ce_plain: the model's own softcap
+then F.cross_entropy) is what runs on CPU, without Triton, and for every evaluation number.
+
+This module is bundled into train_gpt.py only when a key of its own is on
+(pgolf.bundle.OPTIONAL_TRAIN_MODULES); tests/test_kernels.py checks the plain path against the
+record's non-fused code and the kernel against the plain path (CPU, Triton's interpreter), and
+bench/kernels_gpu.py compares and times them on a GPU.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # CPU-only installs: the plain path only
+    triton = None
+
+CE_BLOCK = 1024  # vocab columns per inner step of the kernels (a power of two)
+
+
+def softcap_ce_plain(z: torch.Tensor, targets: torch.Tensor, cap: float) -> torch.Tensor:
+    """Per-row loss [N] of logits z [N, V]: the model's softcap (fp32) then F.cross_entropy."""
+    z = z.float()
+    return F.cross_entropy(cap * torch.tanh(z / cap), targets, reduction="none")
+
+
+if triton is not None:
+
+    @triton.jit
+    def _capped(x, cap):
+        # cap * tanh(x / cap) through the sigmoid (tanh(u) = 2 * sigmoid(2u) - 1); also returns
+        # t = tanh(x / cap), whose 1 - t^2 is the cap's derivative.
+        t = 2.0 * tl.sigmoid(x * (2.0 / cap)) - 1.0
+        return cap * t, t
+
+    @triton.jit
+    def _ce_forward(z_ptr, tgt_ptr, loss_ptr, lse_ptr, n_vocab, row_stride, cap, BLOCK: tl.constexpr):
+        row = tl.program_id(0).to(tl.int64)
+        base = z_ptr + row * row_stride
+        offs = tl.arange(0, BLOCK)
+        # Running max m and sum s of exp(y - m) over the row, one block of columns at a time.
+        m = tl.full((), -float("inf"), tl.float32)
+        s = tl.zeros((), tl.float32)
+        for start in range(0, n_vocab, BLOCK):
+            cols = start + offs
+            inside = cols < n_vocab
+            x = tl.load(base + cols, mask=inside, other=0.0).to(tl.float32)
+            y, _t = _capped(x, cap)
+            y = tl.where(inside, y, -float("inf"))
+            m_new = tl.maximum(m, tl.max(y, 0))
+            s = s * tl.exp(m - m_new) + tl.sum(tl.exp(y - m_new), 0)
+            m = m_new
+        lse = m + tl.log(s)
+        tgt = tl.load(tgt_ptr + row)
+        y_t, _t = _capped(tl.load(base + tgt).to(tl.float32), cap)
+        tl.store(lse_ptr + row, lse)
+        tl.store(loss_ptr + row, lse - y_t)
+
+    @triton.jit
+    def _ce_backward(z_ptr, tgt_ptr, lse_ptr, dloss_ptr, dz_ptr, n_vocab, row_stride, dz_row_stride, cap,
+                     BLOCK: tl.constexpr):
+        # d loss / d z[c] = dloss * (softmax(y)[c] - [c == target]) * (1 - tanh(z[c] / cap)^2)
+        row = tl.program_id(0).to(tl.int64)
+        base = z_ptr + row * row_stride
+        out = dz_ptr + row * dz_row_stride
+        offs = tl.arange(0, BLOCK)
+        lse = tl.load(lse_ptr + row)
+        g = tl.load(dloss_ptr + row).to(tl.float32)
+        tgt = tl.load(tgt_ptr + row)
+        for start in range(0, n_vocab, BLOCK):
+            cols = start + offs
+            inside = cols < n_vocab
+            x = tl.load(base + cols, mask=inside, other=0.0).to(tl.float32)
+            y, t = _capped(x, cap)
+            p = tl.exp(y - lse) - tl.where(cols == tgt, 1.0, 0.0)
+            dz = g * p * (1.0 - t * t)
+            tl.store(out + cols, dz.to(dz_ptr.dtype.element_ty), mask=inside)
+
+
+class SoftcapCE(torch.autograd.Function):
+    """The Triton path: per-row loss [N] of z [N, V] (any float dtype) and integer targets [N]."""
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, targets: torch.Tensor, cap: float, block: int = CE_BLOCK):
+        z = z.contiguous()
+        targets = targets.contiguous().long()
+        n, v = z.shape
+        loss = torch.empty(n, device=z.device, dtype=torch.float32)
+        lse = torch.empty_like(loss)
+        _ce_forward[(n,)](z, targets, loss, lse, v, z.stride(0), float(cap), BLOCK=block)
+        ctx.save_for_backward(z, targets, lse)
+        ctx.cap, ctx.block = float(cap), block
+        return loss
+
+    @staticmethod
+    def backward(ctx, dloss: torch.Tensor):
+        z, targets, lse = ctx.saved_tensors
+        dloss = dloss.contiguous().float()
+        dz = torch.empty_like(z)
+        n, v = z.shape
+        _ce_backward[(n,)](z, targets, lse, dloss, dz, v, z.stride(0), dz.stride(0), ctx.cap, BLOCK=ctx.block)
+        return dz, None, None, None
+
+
+def fused_ce_available(device: torch.device) -> bool:
+    return triton is not None and torch.device(device).type == "cuda"
+
+
+def softcap_ce(z: torch.Tensor, targets: torch.Tensor, cap: float) -> torch.Tensor:
+    """Per-row training loss: the Triton kernel on CUDA with Triton, else the plain path."""
+    if fused_ce_available(z.device):
+        return SoftcapCE.apply(z, targets, cap)
+    return softcap_ce_plain(z, targets, cap)
