@@ -58,8 +58,7 @@ def test_plain_path_equals_the_records_non_fused_loss(rec):  # noqa: F811
 def test_training_loss_with_fused_ce_on_equals_off_on_cpu():
     """With train_ce = kernels.softcap_ce (what train.fused_ce sets) the model's loss and every
     parameter's gradient equal the default path's on CPU (the plain path runs there).
-    Mutation: in GPT.forward, drop `self.tok_emb.weight.to(h.dtype)` for its transpose-free
-    `self.tok_emb.weight * 2` (the loss moves)."""
+    Mutation: in GPT.forward, `self.cfg.logit_softcap` -> `2 * self.cfg.logit_softcap`."""
     x, y = batch()
     off = build_model(dict(SMALL))
     randomize(off)
