@@ -73,6 +73,59 @@ def test_training_loss_with_fused_ce_on_equals_off_on_cpu():
     assert build_model(dict(SMALL)).train_ce is None  # off unless train.py sets it
 
 
+def test_plain_mlp_equals_the_records_non_fused_mlp(rec):  # noqa: F811
+    """Our MLP module (what the plain path and eval run) against the 1.0611 record's MLP.forward on its
+    non-fused branch, same weights and input: output and gradients to 1e-6. Mutation: in
+    kernels.leaky_square_plain or MLP.forward, `0.5` -> `0.25`."""
+    from model import MLP
+
+    from kernels import leaky_square_plain
+
+    ours = MLP(build_model(dict(SMALL)).cfg)
+    randomize(ours)
+    theirs = rec.MLP(64, 2.0)
+    theirs.use_fused = False
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 9, 64, generator=g)
+    gout = torch.randn(2, 9, 64, generator=g)
+    w_up = ours.up.weight.detach().clone().requires_grad_()
+    w_down = ours.down.weight.detach().clone().requires_grad_()
+    y_rec = theirs(x, w_up, w_down)
+    y_rec.backward(gout)
+    y_ours = ours(x)
+    y_ours.backward(gout)
+    torch.testing.assert_close(y_ours, y_rec, atol=1e-6, rtol=0)
+    torch.testing.assert_close(ours.up.weight.grad, w_up.grad, atol=1e-6, rtol=0)
+    torch.testing.assert_close(ours.down.weight.grad, w_down.grad, atol=1e-6, rtol=0)
+    torch.testing.assert_close(leaky_square_plain(x, w_up, w_down), y_rec, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("qat", [0, 6])
+def test_training_loss_with_fused_mlp_on_equals_off_on_cpu(qat):
+    """With every MLP's train_mlp = kernels.leaky_square_mlp (what train.fused_mlp sets) the loss and
+    gradients equal the plain layers' on CPU, also under late QAT (the fake-quantized weights reach
+    it). Mutation: in MLP.forward, `self.down.weight_for(x)` -> `self.down.weight`."""
+    from model import MLP
+
+    from kernels import leaky_square_mlp
+
+    x, y = batch()
+    off = build_model(dict(SMALL))
+    randomize(off)
+    on = copy.deepcopy(off)
+    for m in on.modules():
+        if isinstance(m, MLP):
+            m.train_mlp = leaky_square_mlp
+    off.set_qat(qat)
+    on.set_qat(qat)
+    loss_off, loss_on = off(x, y), on(x, y)
+    assert abs(loss_on.item() - loss_off.item()) < 1e-6
+    loss_off.backward()
+    loss_on.backward()
+    for (name, a), b in zip(off.named_parameters(), on.parameters()):
+        torch.testing.assert_close(b.grad, a.grad, atol=1e-6, rtol=0, msg=lambda m: f"{name}: {m}")
+
+
 CHILD = r"""
 import importlib.util, json, sys, torch
 sys.path.insert(0, sys.argv[1])
@@ -94,6 +147,21 @@ for dtype in ("float32", "bfloat16"):
         (lb * w).sum().backward()
         out[f"{dtype}/{vocab}"] = dict(loss=(la - lb).abs().max().item(), grad=(a.grad.float() - b.grad.float()).abs().max().item(),
                                        grad_dtype=str(a.grad.dtype), ulp=float(b.grad.float().abs().max()) * 2.0 ** -7)
+for dtype in ("float32", "bfloat16"):  # the MLP kernels: rows, D, H none a multiple of the 16-blocks
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(3, 29, 40, generator=g).to(getattr(torch, dtype))
+    w_up, w_down = (torch.randn(72, 40, generator=g) * 0.2).to(x.dtype), (torch.randn(40, 72, generator=g) * 0.2).to(x.dtype)
+    gout = torch.randn(3, 29, 40, generator=g).to(x.dtype)
+    res = []
+    for fn, kind in ((lambda a, b, c: K.LeakySquareMLP.apply(a, b, c, (16, 16, 16)), x.dtype), (K.leaky_square_plain, x.dtype), (K.leaky_square_plain, torch.float64)):
+        a, b, c = (v.to(kind).clone().requires_grad_() for v in (x, w_up, w_down))
+        y = fn(a, b, c)
+        y.backward(gout.to(kind))
+        res.append([y.detach(), a.grad, b.grad, c.grad])
+    rel = lambda p, q: ((p.double() - q.double()).abs().max() / q.double().abs().max()).item()
+    out[f"mlp/{dtype}"] = dict(kernel_vs_plain=max(rel(p, q) for p, q in zip(res[0], res[1])),
+                               kernel_vs_fp64=max(rel(p, q) for p, q in zip(res[0], res[2])),
+                               plain_vs_fp64=max(rel(p, q) for p, q in zip(res[1], res[2])))
 if len(sys.argv) > 2:  # the record's own kernels, launched directly (its custom ops insist on CUDA)
     sys.path.append(sys.argv[3])  # its FA3 import: the SDPA stand-in (its triton import stays the real one)
     compile_fn, torch.compile = torch.compile, lambda fn=None, **kw: fn if fn is not None else (lambda f: f)
@@ -118,12 +186,15 @@ print(json.dumps(out))
 
 
 @pytest.mark.skipif(not HAVE_TRITON, reason=HOW_TO_RUN)
-def test_triton_kernel_equals_the_plain_path_and_the_records_kernel_in_the_interpreter(rec):  # noqa: F811
+def test_triton_kernels_equal_the_plain_path_and_the_records_kernel_in_the_interpreter(rec):  # noqa: F811
     """Loss and gradient of SoftcapCE (block 1024) against the plain path, fp32 and bf16 logits,
     vocab 2500 / 1024 / 37: loss to 1e-5; fp32 gradient to 1e-5, bf16 gradient within one bf16 step
     of the largest (both are rounded to bf16 from fp32). Against the record's own forward and
-    backward kernels on the same fp32 logits: to 1e-5. Mutation: in _ce_backward,
-    `(1.0 - t * t)` -> `(1.0 - t)` (fails every gradient)."""
+    backward kernels on the same fp32 logits: to 1e-5. LeakySquareMLP (16-blocks; rows 87, D 40,
+    H 72) against the plain MLP: output and the three gradients to 1e-5 of their largest in fp32; in
+    bf16 within 2e-2 of an fp64 reference (the plain path: 5e-3). Mutations: in _ce_backward,
+    `(1.0 - t * t)` -> `(1.0 - t)` (fails every CE gradient); in _mm_leaky_square,
+    `2.0 * h, 0.5 * h` -> `2.0 * h, 0.5` (fails the MLP's)."""
     args = [sys.executable, "-c", CHILD, str(REPO / "workflow" / "record")]
     record = getattr(rec, "__file__", None)
     if record:
@@ -132,6 +203,9 @@ def test_triton_kernel_equals_the_plain_path_and_the_records_kernel_in_the_inter
     done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     diffs = json.loads(done.stdout.strip().splitlines()[-1])
+    mlp = {case: diffs.pop(case) for case in list(diffs) if case.startswith("mlp/")}
+    assert mlp["mlp/float32"]["kernel_vs_plain"] < 1e-5, mlp
+    assert mlp["mlp/bfloat16"]["kernel_vs_fp64"] < 2e-2, mlp  # bf16 rounding of h, the activation, the gradients
     for case, d in diffs.items():
         assert d["loss"] < 1e-5, (case, d)
         if case.startswith("bfloat16"):
@@ -141,9 +215,9 @@ def test_triton_kernel_equals_the_plain_path_and_the_records_kernel_in_the_inter
     assert "record" in diffs
 
 
-def test_bundle_carries_kernels_only_when_fused_ce_is_on():
-    """The default train_gpt.py has no kernels.py (nor does fused_ce: false); fused_ce: true bundles
-    it, without its import line, and the text compiles. Mutation: drop "kernels" from
+def test_bundle_carries_kernels_only_when_a_fused_key_is_on():
+    """The default train_gpt.py has no kernels.py (nor does fused_ce: false); fused_ce: true or
+    fused_mlp: true bundles it, without its import line, and the text compiles. Mutation: drop "kernels" from
     bundle.OPTIONAL_TRAIN_MODULES (the default bundle then carries SoftcapCE)."""
     import yaml
 
@@ -161,4 +235,9 @@ def test_bundle_carries_kernels_only_when_fused_ce_is_on():
     text = bundle(on)
     assert "class SoftcapCE" in text and "from kernels import" not in text
     assert text.index("class SoftcapCE") < text.index("class TrainConfig")  # defined before train.py uses it
+    compile(text, "train_gpt.py", "exec")
+    mlp = copy.deepcopy(config)
+    mlp["train"]["fused_mlp"] = True
+    text = bundle(mlp)
+    assert "class LeakySquareMLP" in text and "from kernels import" not in text
     compile(text, "train_gpt.py", "exec")

@@ -33,8 +33,8 @@ OPTIONAL_EVAL_MODULES = {"ttt_doc": ("lora_ttt", "phased_ttt")}
 # calls it only when one of these is set away from its default).
 # kernels.py (the fused Triton kernels) is needed only when its switch is true, not merely present.
 OPTIONAL_TRAIN_MODULES = {"frontier_optim": ("muon_polar_express", "muon_row_normalize", "warmdown_frac", "wd_taper_start_frac", "wd_taper_final_mult"),
-                          "kernels": ("fused_ce",)}
-TRAIN_SWITCHES = {"fused_ce"}  # train keys that ask for their module only when true
+                          "kernels": ("fused_ce", "fused_mlp")}
+TRAIN_SWITCHES = {"fused_ce", "fused_mlp"}  # train keys that ask for their module only when true
 
 
 def train_key_on(train: dict, key: str) -> bool:

@@ -16,6 +16,8 @@ bench/kernels_gpu.py compares and times them on a GPU.
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.nn.functional as F
 
@@ -110,6 +112,95 @@ class SoftcapCE(torch.autograd.Function):
         n, v = z.shape
         _ce_backward[(n,)](z, targets, lse, dloss, dz, v, z.stride(0), dz.stride(0), ctx.cap, BLOCK=ctx.block)
         return dz, None, None, None
+
+
+MLP_BLOCKS = (128, 128, 64)  # (rows, columns, reduction) per program of the MLP kernel on a GPU
+
+
+def leaky_square_plain(x: torch.Tensor, w_up: torch.Tensor, w_down: torch.Tensor) -> torch.Tensor:
+    """The MLP as the model computes it: down(leaky_relu(up(x), 0.5)^2), weights already in x's dtype."""
+    return F.linear(F.leaky_relu(F.linear(x, w_up), 0.5).square(), w_down)
+
+
+if triton is not None:
+
+    @triton.jit
+    def _mm_leaky_square(a_ptr, b_ptr, out_ptr, aux_ptr, M, N, K, s_am, s_ak, s_bk, s_bn,
+                         BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, BACKWARD: tl.constexpr, UPCAST: tl.constexpr):
+        # acc = A [M, K] @ B [K, N] (B addressed through strides, so a transpose costs nothing), in fp32.
+        # Forward: out = acc (the pre-activation h, in out's dtype) and aux = leaky_relu(h, 0.5)^2
+        # computed from h as stored. Backward: aux holds h; out = acc * d/dh leaky_relu(h, 0.5)^2,
+        # which is 2h where h > 0 and h / 2 elsewhere.
+        rows = tl.program_id(0) * BM + tl.arange(0, BM)
+        cols = tl.program_id(1) * BN + tl.arange(0, BN)
+        ks = tl.arange(0, BK)
+        acc = tl.zeros((BM, BN), tl.float32)
+        for k0 in range(0, K, BK):
+            kk = k0 + ks
+            a = tl.load(a_ptr + rows[:, None] * s_am + kk[None, :] * s_ak, mask=(rows[:, None] < M) & (kk[None, :] < K), other=0.0)
+            b = tl.load(b_ptr + kk[:, None] * s_bk + cols[None, :] * s_bn, mask=(kk[:, None] < K) & (cols[None, :] < N), other=0.0)
+            if UPCAST:  # Triton's CPU interpreter gets bf16 tl.dot wrong (seen with 3.x): fp32 operands there
+                a = a.to(tl.float32)
+                b = b.to(tl.float32)
+            acc = tl.dot(a, b, acc)
+        where = rows[:, None] * N + cols[None, :]
+        inside = (rows[:, None] < M) & (cols[None, :] < N)
+        kind = out_ptr.dtype.element_ty
+        if BACKWARD:
+            h = tl.load(aux_ptr + where, mask=inside, other=0.0).to(tl.float32)
+            g = acc.to(kind).to(tl.float32)  # the incoming gradient as the plain path rounds it
+            tl.store(out_ptr + where, (g * tl.where(h > 0, 2.0 * h, 0.5 * h)).to(kind), mask=inside)
+        else:
+            h = acc.to(kind)
+            tl.store(out_ptr + where, h, mask=inside)
+            hf = h.to(tl.float32)
+            leaky = tl.where(hf > 0, hf, 0.5 * hf).to(kind).to(tl.float32)
+            tl.store(aux_ptr + where, (leaky * leaky).to(kind), mask=inside)
+
+    def _launch_mm(a, b_kn_strides, n, out, aux, backward, blocks):
+        m, k = a.shape
+        bm, bn, bk = blocks
+        b, s_bk, s_bn = b_kn_strides
+        _mm_leaky_square[(triton.cdiv(m, bm), triton.cdiv(n, bn))](
+            a, b, out, aux, m, n, k, a.stride(0), a.stride(1), s_bk, s_bn, BM=bm, BN=bn, BK=bk, BACKWARD=backward,
+            UPCAST=os.environ.get("TRITON_INTERPRET") == "1")
+
+
+class LeakySquareMLP(torch.autograd.Function):
+    """The Triton path of the MLP: x [..., D], w_up [H, D], w_down [D, H], all one dtype. The up
+    projection and the activation are one kernel (keeping the pre-activation h for the backward);
+    in the backward the down projection's input gradient and the activation's derivative are one."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, w_up: torch.Tensor, w_down: torch.Tensor, blocks: tuple = MLP_BLOCKS):
+        x2 = x.reshape(-1, x.shape[-1]).contiguous()
+        hidden = w_up.shape[0]
+        h = torch.empty(x2.shape[0], hidden, device=x.device, dtype=x.dtype)
+        act = torch.empty_like(h)
+        _launch_mm(x2, (w_up, w_up.stride(1), w_up.stride(0)), hidden, h, act, False, blocks)
+        ctx.save_for_backward(x2, w_up, w_down, h, act)
+        ctx.blocks = blocks
+        return F.linear(act, w_down).view(*x.shape[:-1], w_down.shape[0])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x2, w_up, w_down, h, act = ctx.saved_tensors
+        g = grad.reshape(-1, grad.shape[-1]).contiguous()
+        dh = torch.empty_like(h)
+        _launch_mm(g, (w_down, w_down.stride(0), w_down.stride(1)), h.shape[1], dh, h, True, ctx.blocks)
+        dx = (dh @ w_up).view(*grad.shape[:-1], w_up.shape[1])
+        return dx, dh.T @ x2, g.T @ act, None
+
+
+def fused_mlp_available(device: torch.device) -> bool:
+    return triton is not None and torch.device(device).type == "cuda"
+
+
+def leaky_square_mlp(x: torch.Tensor, w_up: torch.Tensor, w_down: torch.Tensor) -> torch.Tensor:
+    """The MLP in training: the Triton kernels on CUDA with Triton, else the plain path."""
+    if fused_mlp_available(x.device):
+        return LeakySquareMLP.apply(x, w_up, w_down)
+    return leaky_square_plain(x, w_up, w_down)
 
 
 def fused_ce_available(device: torch.device) -> bool:

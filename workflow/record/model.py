@@ -190,14 +190,18 @@ class QATLinear(nn.Linear):
         super().__init__(in_features, out_features, bias=False)
         self.qat_bits = 0
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def weight_for(self, x: torch.Tensor) -> torch.Tensor:
+        """The weight this layer multiplies x by: fake-quantized under QAT, in x's dtype."""
         w = self.weight
         if self.qat_bits:
             qmax = 2 ** (self.qat_bits - 1) - 1
             scale = (w.detach().abs().amax(dim=1, keepdim=True) / qmax).clamp_min(1e-12)
             wq = torch.clamp(torch.round(w / scale), -qmax - 1, qmax) * scale
             w = w + (wq - w).detach()
-        return F.linear(x, w.to(x.dtype))
+        return w.to(x.dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight_for(x))
 
 
 class Rotary(nn.Module):
@@ -285,7 +289,13 @@ class MLP(nn.Module):
         self.down = QATLinear(hidden, cfg.model_dim)
         self.down.zero_init = True
 
+    # In training with train.fused_mlp on, train.py sets this to kernels.leaky_square_mlp (the up
+    # projection and activation as Triton kernels); None, or in eval mode: the plain layers.
+    train_mlp = None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.train_mlp is not None and self.training:
+            return self.train_mlp(x, self.up.weight_for(x), self.down.weight_for(x))
         return self.down(F.leaky_relu(self.up(x), 0.5).square())
 
 
