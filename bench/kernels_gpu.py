@@ -9,9 +9,13 @@ default 16384 x 8192 bf16 logits, softcap 30):
     summed loss w.r.t. the bf16 logits, compared in fp32), plus each against an fp64 reference;
   - time: forward + backward of each path, median over --iters runs after --warmup, CUDA events;
     the plain path is timed eager and torch.compile'd (how the trainer runs it).
-The table is printed last.
+For train.fused_mlp, at the record's MLP shape (default 16384 rows, model_dim 512, hidden 2048, bf16):
+  - equality: output and the three gradients (x, w_up, w_down) of LeakySquareMLP against the plain
+    MLP, each as max abs diff over the largest value, and each path against an fp64 reference;
+  - time: forward + backward, as above.
+The tables are printed last.
 
-    python bench/kernels_gpu.py [--rows 16384] [--vocab 8192] [--iters 20] [--warmup 5]
+    python bench/kernels_gpu.py [--rows 16384] [--vocab 8192] [--dim 512] [--hidden 2048] [--iters 20] [--warmup 5]
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ def main() -> int:
     ap.add_argument("--rows", type=int, default=16384)
     ap.add_argument("--vocab", type=int, default=8192)
     ap.add_argument("--cap", type=float, default=30.0)
+    ap.add_argument("--dim", type=int, default=512)
+    ap.add_argument("--hidden", type=int, default=2048)
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--no-compile", action="store_true", help="skip the compiled plain path")
@@ -90,11 +96,49 @@ def main() -> int:
     if not args.no_compile:
         paths.append(("plain, torch.compile", torch.compile(plain, dynamic=False)))
     timings = [(name, timed(fn)) for name, fn in paths]
+
+    # The MLP: x [rows, dim], w_up [hidden, dim], w_down [dim, hidden].
+    x = torch.randn(args.rows, args.dim, device=dev, generator=g).bfloat16()
+    w_up = (torch.randn(args.hidden, args.dim, device=dev, generator=g) * args.dim ** -0.5).bfloat16()
+    w_down = (torch.randn(args.dim, args.hidden, device=dev, generator=g) * args.hidden ** -0.5).bfloat16()
+    gout = torch.randn(args.rows, args.dim, device=dev, generator=g).bfloat16()
+
+    def mlp_run(fn, kind):
+        a, b, c = (v.to(kind).clone().requires_grad_() for v in (x, w_up, w_down))
+        y = fn(a, b, c)
+        y.backward(gout.to(kind))
+        return [y.detach(), a.grad, b.grad, c.grad]
+
+    def rel(p, q):
+        return max(((u.double() - v.double()).abs().max() / v.double().abs().max()).item() for u, v in zip(p, q))
+
+    mk, mp, mr = mlp_run(kernels.LeakySquareMLP.apply, torch.bfloat16), mlp_run(kernels.leaky_square_plain, torch.bfloat16), mlp_run(kernels.leaky_square_plain, torch.float64)
+    rows += [("MLP max rel |kernel - plain| (out, dx, dw_up, dw_down)", rel(mk, mp)),
+             ("MLP max rel |kernel - fp64|", rel(mk, mr)), ("MLP max rel |plain - fp64|", rel(mp, mr))]
+
+    def mlp_timed(fn) -> float:
+        a, b, c = (v.clone().requires_grad_() for v in (x, w_up, w_down))
+        for _ in range(args.warmup):
+            fn(a, b, c).backward(gout)
+        times = []
+        for _ in range(args.iters):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn(a, b, c).backward(gout)
+            end.record()
+            torch.cuda.synchronize()
+            times.append(start.elapsed_time(end))
+        return statistics.median(times)
+
+    mlp_paths = [("MLP fused (Triton)", kernels.LeakySquareMLP.apply), ("MLP plain, eager", kernels.leaky_square_plain)]
+    if not args.no_compile:
+        mlp_paths.append(("MLP plain, torch.compile", torch.compile(kernels.leaky_square_plain, dynamic=False)))
+    timings += [(name, mlp_timed(fn)) for name, fn in mlp_paths]
     torch.cuda.synchronize()
     peak = torch.cuda.max_memory_allocated() / 2**30
 
     print(f"device: {torch.cuda.get_device_name()}  torch {torch.__version__}  triton {kernels.triton.__version__}")
-    print(f"shape: {args.rows} x {args.vocab} bf16 logits, softcap {args.cap}; median of {args.iters} after {args.warmup} warm-up; peak {peak:.2f} GiB")
+    print(f"CE: {args.rows} x {args.vocab} bf16 logits, softcap {args.cap}; MLP: {args.rows} x {args.dim} -> {args.hidden}, bf16; median of {args.iters} after {args.warmup} warm-up; peak {peak:.2f} GiB")
     print()
     print("| check | value |")
     print("|---|---|")
