@@ -13,6 +13,9 @@ For train.fused_mlp, at the record's MLP shape (default 16384 rows, model_dim 51
   - equality: output and the three gradients (x, w_up, w_down) of LeakySquareMLP against the plain
     MLP, each as max abs diff over the largest value, and each path against an fp64 reference;
   - time: forward + backward, as above.
+Both fused paths are also timed inside torch.compile (as the trainer runs the model): that they
+compile at all (autograd.Function around Triton launches, not a torch.library custom op as the
+record's CE) is checked only by running this.
 The tables are printed last.
 
     python bench/kernels_gpu.py [--rows 16384] [--vocab 8192] [--dim 512] [--hidden 2048] [--iters 20] [--warmup 5]
@@ -93,8 +96,9 @@ def main() -> int:
         return statistics.median(times)
 
     paths = [("fused kernel (Triton)", fused), ("plain, eager", plain)]
-    if not args.no_compile:
+    if not args.no_compile:  # the trainer compiles the model around either path
         paths.append(("plain, torch.compile", torch.compile(plain, dynamic=False)))
+        paths.append(("fused kernel inside torch.compile", torch.compile(lambda a, b, c: fused(a, b, c), dynamic=False)))
     timings = [(name, timed(fn)) for name, fn in paths]
 
     # The MLP: x [rows, dim], w_up [hidden, dim], w_down [dim, hidden].
@@ -133,6 +137,7 @@ def main() -> int:
     mlp_paths = [("MLP fused (Triton)", kernels.LeakySquareMLP.apply), ("MLP plain, eager", kernels.leaky_square_plain)]
     if not args.no_compile:
         mlp_paths.append(("MLP plain, torch.compile", torch.compile(kernels.leaky_square_plain, dynamic=False)))
+        mlp_paths.append(("MLP fused inside torch.compile", torch.compile(lambda a, b, c: kernels.LeakySquareMLP.apply(a, b, c), dynamic=False)))
     timings += [(name, mlp_timed(fn)) for name, fn in mlp_paths]
     torch.cuda.synchronize()
     peak = torch.cuda.max_memory_allocated() / 2**30

@@ -8,9 +8,14 @@ recomputes y from z. All arithmetic is fp32 whatever the logits' dtype (bf16, fp
 gradient is stored in the logits' dtype. The plain path (softcap_ce_plain: the model's own softcap
 then F.cross_entropy) is what runs on CPU, without Triton, and for every evaluation number.
 
+train.fused_mlp: in training, the MLP's up projection and leaky_relu(h, 0.5)^2 as one Triton matmul
+kernel (keeping h for the backward), and in the backward the down projection's input gradient times
+the activation's derivative as another; the down projection and the weight gradients stay torch
+matmuls. The plain path (leaky_square_plain) is the model's own layers.
+
 This module is bundled into train_gpt.py only when a key of its own is on
 (pgolf.bundle.OPTIONAL_TRAIN_MODULES); tests/test_kernels.py checks the plain path against the
-record's non-fused code and the kernel against the plain path (CPU, Triton's interpreter), and
+record's non-fused code and the kernels against the plain path (CPU, Triton's interpreter), and
 bench/kernels_gpu.py compares and times them on a GPU.
 """
 
@@ -28,6 +33,8 @@ except ImportError:  # CPU-only installs: the plain path only
     triton = None
 
 CE_BLOCK = 1024  # vocab columns per inner step of the kernels (a power of two)
+# Triton's CPU interpreter (tests only) gets bf16 tl.dot wrong (seen with 3.x): the MLP kernel feeds it fp32 there.
+_INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
 
 
 def softcap_ce_plain(z: torch.Tensor, targets: torch.Tensor, cap: float) -> torch.Tensor:
@@ -139,7 +146,7 @@ if triton is not None:
             kk = k0 + ks
             a = tl.load(a_ptr + rows[:, None] * s_am + kk[None, :] * s_ak, mask=(rows[:, None] < M) & (kk[None, :] < K), other=0.0)
             b = tl.load(b_ptr + kk[:, None] * s_bk + cols[None, :] * s_bn, mask=(kk[:, None] < K) & (cols[None, :] < N), other=0.0)
-            if UPCAST:  # Triton's CPU interpreter gets bf16 tl.dot wrong (seen with 3.x): fp32 operands there
+            if UPCAST:  # only in the interpreter: see _INTERPRETED
                 a = a.to(tl.float32)
                 b = b.to(tl.float32)
             acc = tl.dot(a, b, acc)
@@ -163,7 +170,7 @@ if triton is not None:
         b, s_bk, s_bn = b_kn_strides
         _mm_leaky_square[(triton.cdiv(m, bm), triton.cdiv(n, bn))](
             a, b, out, aux, m, n, k, a.stride(0), a.stride(1), s_bk, s_bn, BM=bm, BN=bn, BK=bk, BACKWARD=backward,
-            UPCAST=os.environ.get("TRITON_INTERPRET") == "1")
+            UPCAST=_INTERPRETED)
 
 
 class LeakySquareMLP(torch.autograd.Function):
