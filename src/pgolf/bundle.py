@@ -31,7 +31,15 @@ OPTIONAL_MODULES = {
 OPTIONAL_EVAL_MODULES = {"ttt_doc": ("lora_ttt", "phased_ttt")}
 # And those that train keys need (workflow/record/frontier_optim.py: the April optimizer; train.py
 # calls it only when one of these is set away from its default).
-OPTIONAL_TRAIN_MODULES = {"frontier_optim": ("muon_polar_express", "muon_row_normalize", "warmdown_frac", "wd_taper_start_frac", "wd_taper_final_mult")}
+# kernels.py (the fused Triton kernels) is needed only when its switch is true, not merely present.
+OPTIONAL_TRAIN_MODULES = {"frontier_optim": ("muon_polar_express", "muon_row_normalize", "warmdown_frac", "wd_taper_start_frac", "wd_taper_final_mult"),
+                          "kernels": ("fused_ce", "fused_mlp")}
+TRAIN_SWITCHES = {"fused_ce", "fused_mlp"}  # train keys that ask for their module only when true
+
+
+def train_key_on(train: dict, key: str) -> bool:
+    """Whether a train key asks for its optional module: switches when true, the others when present."""
+    return bool(train.get(key)) if key in TRAIN_SWITCHES else key in train
 # And those that export keys need when on (workflow/record/frontier_export.py: the April export;
 # quantize.py calls it only then): see export_key_on.
 OPTIONAL_EXPORT_MODULES = {"frontier_export": ("clip_sigmas", "lqer", "byte_shuffle", "prune_to_bytes", "compressor"), "calib_gen": ("gptq",)}
@@ -57,7 +65,7 @@ def module_paths(record_dir: Path = RECORD_DIR, config: dict | None = None) -> l
     train = (config or {}).get("train") or {}
     model_keys = set(train.get("model") or {})
     skip = {name for name, keys in OPTIONAL_MODULES.items() if not model_keys & set(keys)}
-    skip |= {name for name, keys in OPTIONAL_TRAIN_MODULES.items() if not set(train) & set(keys)}
+    skip |= {name for name, keys in OPTIONAL_TRAIN_MODULES.items() if not any(train_key_on(train, k) for k in keys)}
     export = (config or {}).get("export") or {}
     skip |= {name for name, keys in OPTIONAL_EXPORT_MODULES.items() if not any(export_key_on(export, k) for k in keys)}
     evals = (config or {}).get("eval") or {}

@@ -190,14 +190,18 @@ class QATLinear(nn.Linear):
         super().__init__(in_features, out_features, bias=False)
         self.qat_bits = 0
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def weight_for(self, x: torch.Tensor) -> torch.Tensor:
+        """The weight this layer multiplies x by: fake-quantized under QAT, in x's dtype."""
         w = self.weight
         if self.qat_bits:
             qmax = 2 ** (self.qat_bits - 1) - 1
             scale = (w.detach().abs().amax(dim=1, keepdim=True) / qmax).clamp_min(1e-12)
             wq = torch.clamp(torch.round(w / scale), -qmax - 1, qmax) * scale
             w = w + (wq - w).detach()
-        return F.linear(x, w.to(x.dtype))
+        return w.to(x.dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight_for(x))
 
 
 class Rotary(nn.Module):
@@ -285,7 +289,13 @@ class MLP(nn.Module):
         self.down = QATLinear(hidden, cfg.model_dim)
         self.down.zero_init = True
 
+    # In training with train.fused_mlp on, train.py sets this to kernels.leaky_square_mlp (the up
+    # projection and activation as Triton kernels); None, or in eval mode: the plain layers.
+    train_mlp = None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.train_mlp is not None and self.training:
+            return self.train_mlp(x, self.up.weight_for(x), self.down.weight_for(x))
         return self.down(F.leaky_relu(self.up(x), 0.5).square())
 
 
@@ -444,8 +454,16 @@ class GPT(nn.Module):
         """Negative log-likelihood (nats) of each target, shape [B, T], computed in fp32."""
         return self.nll_from_hidden(self.hidden(ids), targets)
 
+    # The training loss's softcapped cross-entropy when train.fused_ce is on (train.py sets it to
+    # kernels.softcap_ce); None: the plain logits + F.cross_entropy, which evaluation always uses.
+    train_ce = None
+
     def forward(self, ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return self.token_nll(ids, targets).mean()
+        if self.train_ce is None:
+            return self.token_nll(ids, targets).mean()
+        h = self.hidden(ids)
+        z = F.linear(h, self.tok_emb.weight.to(h.dtype))
+        return self.train_ce(z.flatten(0, 1), targets.flatten(), self.cfg.logit_softcap).mean()
 
     def set_qat(self, bits: int) -> None:
         """Late QAT: every matrix trains through int-`bits` fake quantization from now on (0 = off)."""

@@ -18,8 +18,9 @@ import torch
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
-from model import GPT, GPTConfig, attention_backend, compile_regions, count_params
+from model import GPT, MLP, GPTConfig, attention_backend, compile_regions, count_params
 from build import build_model, model_config
+from kernels import fused_ce_available, fused_mlp_available, leaky_square_mlp, softcap_ce  # bundled only when a fused_* key is on
 from frontier_optim import polar_express, row_normalize, warmdown_multiplier, wd_taper_multiplier  # bundled only when a train key uses it
 from runtime import Dist, RunLog, TrainLoader, UserError, autocast_for, load_hparams, load_val_tokens, log_environment, manifest_paths, now, peak_memory_line, read_manifest, run_main, sync, torch_bytes, write_bytes_atomic, write_json_atomic, settings_from
 from scoring import byte_counter, eval_sequences
@@ -65,6 +66,9 @@ class TrainConfig:
     muon_wd: float | None = None  # Muon weight decay (None: weight_decay)
     wd_taper_start_frac: float = 1.0  # from this fraction of training, Muon's weight decay tapers linearly ...
     wd_taper_final_mult: float = 1.0  # ... to this multiple of itself at the end (1.0: no taper)
+    # Fused Triton kernels of training (kernels.py), off by default; evaluation keeps the plain path.
+    fused_ce: bool = False  # the training loss's softcapped cross-entropy in one Triton kernel (CUDA + Triton; else plain)
+    fused_mlp: bool = False  # the MLP's up projection + leaky_relu(0.5)^2 as Triton kernels in training (CUDA + Triton; else plain)
 
 
 def zeropower_newton_schulz(g: torch.Tensor, steps: int) -> torch.Tensor:
@@ -228,6 +232,12 @@ class Trainer:
             torch.use_deterministic_algorithms(True)
         self.cfg, self.dist, self.log, self.seed = cfg, dist, log, seed
         self.base = base = build_model(model_cfg).to(dist.device)
+        if cfg.fused_ce:
+            base.train_ce = softcap_ce  # a Triton kernel on CUDA, the plain path elsewhere
+        if cfg.fused_mlp:
+            for m in base.modules():
+                if isinstance(m, MLP):
+                    m.train_mlp = leaky_square_mlp  # Triton kernels on CUDA, the plain layers elsewhere; eval mode: plain
         self.use_compile = use_compile = uses_compile(cfg, dist.device)
         if cfg.compile_scope not in ("model", "blocks"):
             raise UserError(f"train.compile_scope: expected model or blocks, got {cfg.compile_scope!r}")
@@ -258,6 +268,10 @@ class Trainer:
         cfg, dist, log = self.cfg, self.dist, self.log
         log(f"model_params:{count_params(self.base)}")
         log(f"attention:{attention_backend(dist.device)} compile:{self.use_compile}{' scope:' + cfg.compile_scope if self.use_compile else ''} autocast:{'bf16' if dist.device.type == 'cuda' else 'off'}")
+        if cfg.fused_ce:
+            log(f"fused_ce:{'triton' if fused_ce_available(dist.device) else 'plain (no CUDA or no Triton)'}")
+        if cfg.fused_mlp:
+            log(f"fused_mlp:{'triton' if fused_mlp_available(dist.device) else 'plain (no CUDA or no Triton)'}")
         log(f"world_size:{dist.world_size} grad_accum_steps:{self.accum}")
         log(f"embed_lr:{cfg.embed_lr} matrix_lr:{cfg.matrix_lr} scalar_lr:{cfg.scalar_lr}")
         log(
