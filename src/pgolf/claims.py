@@ -105,6 +105,7 @@ def check_logs(f: Folder) -> None:
             continue
         if summary.lines or summary.steps is not None:  # a training or eval log, not notes
             parsed[p] = summary
+    f.parsed = parsed
     if not parsed:
         key, score = f.get(*SCORE_KEYS)
         what = (f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}" if seeds
@@ -334,6 +335,7 @@ def check_claim_present(f: Folder) -> None:
     finals = [log.final_val_bpb for _, log in f.logs.values() if log.final_val_bpb is not None]
     # ... or a number under another key (a bpb filed under `val_loss`): a final line must carry it.
     filed = [repr(v) for k, v in f.sub.items() if is_number(v) and re.search(r"val|bpb|score", k) and 0 < v < 5]
+    unfinished_line = None
     for n in re.findall(r"\b\d\.\d{3,}\b", prose) + filed:
         if len(finals) > 1 and number_matches(float(n), repr(statistics.fmean(finals))):
             f.note(f"{what}; its text states {n}, the mean of the {len(finals)} logged final scores")
@@ -343,10 +345,32 @@ def check_claim_present(f: Folder) -> None:
             if line is not None and line.claim:
                 f.note(f"{what}; its text states {n}, which {name} line {line.lineno} `{line.label}` carries")
                 return
+        for p, log in f.parsed.items():
+            line = find_claim(log, float(n))
+            if unfinished_line is None and line is not None and not line.claim and log.final_label is None:
+                unfinished_line = f"its text states {n}, only on {f.rel(p)} line {line.lineno} `{line.label}`, a {line.kind} number of a log with no final score line"
     if f.track is not None and f.track.record:
         f.problem(f"{what}: a record must claim one ({f.track.why})")
+    elif unfinished_line is not None:
+        # A result stated from a run that never reached a final score (a step line, no artifact scored).
+        f.problem(f"{what}; {unfinished_line}: not a final score")
+    elif (unfinished := _says_unfinished(f)) is not None:
+        f.problem(f"{what}: {unfinished}: an unfinished run has no score to review")
     else:
         f.note(what)
+
+
+UNFINISHED = re.compile(r"\bincomplete\b|(?:could|did) not (?:complete|finish)|\bwip\b|work[-_ ]in[-_ ]progress|\bdraft\b|\bawaiting\b|\bpending\b", re.I)
+
+
+def _says_unfinished(f: Folder) -> str | None:
+    """`status: "incomplete"`, `val_bpb_note: "... could not complete ..."`: where submission.json's
+    status or a note says the run did not finish."""
+    for key, value in f.sub.items():
+        low = key.lower()
+        if isinstance(value, str) and (low in ("status", "state") or low.endswith(("note", "notes"))) and (m := UNFINISHED.search(value)):
+            return f"{f.sub_name} {key} says {value[max(0, m.start() - 30):m.end() + 30]!r}"
+    return None
 
 
 NO_CLAIM = re.compile(r"no (?:new )?score (?:is )?claimed|claims? no (?:\w+ )?score|not claim\w* (?:a|any) (?:\w+ )?score|"

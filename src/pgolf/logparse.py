@@ -37,7 +37,9 @@ minutes with one decimal there, so its time is only good to 3 s without an early
 `step_avg_ms` is the last printed step average (newer family: train_time_ms / steps);
 `bytes_total` is the last compressor-tagged `Total submission size <tag>: N bytes` line, else the
 last untagged one (the baseline's untagged line counts the uncompressed model); `bytes_model` is
-the last tagged `Serialized model <tag>: N bytes` (never the raw `Serialized model: N`);
+the last tagged `Serialized model <tag>: N bytes` (never the raw `Serialized model: N`); a log
+without those lines may print both as `artifact: N bytes (model:M code:C)` (N the total) or
+`artifact: M bytes  code: C bytes  total: N bytes`;
 `bytes_code` is the last `Code size: N bytes`, or the newer family's `Code size (compressed)` when
 logged (the counted size), else its `(uncompressed)` one; `eval_time_ms` is `total_eval_time`
 when logged, else the sum of every eval pass on the quantized artifact (lines with `eval_time:`,
@@ -72,11 +74,14 @@ RE = {
     "newer_val": re.compile(rf"^(\d+)/(\d+) val_loss: ({NUM}) val_bpb: ({NUM})\s*$", re.M),
     "stop": re.compile(r"^stopping_early: wallclock_cap train_time:\s*(\d+)ms step:\s*(\d+)/(\d+)", re.M),
     "seed": re.compile(r"^(?:seed:(\d+)|\s+seed: (\d+))\s*$", re.M),
+    "world_size": re.compile(r"^\s*world_size[:=]\s*(\d+)\s*$", re.M),
     "params": re.compile(r"^model_params:\s*(\d+)\s*$", re.M),
     "peak": re.compile(r"^peak memory (?:allocated|rss): (\d+) MiB", re.M),
     "code": re.compile(r"^Code size(?: \((\w+)\))?: (\d+) bytes", re.M),
     "model": re.compile(r"^Serialized model (\S+): (\d+) bytes", re.M),
     "total": re.compile(r"^Total submission size(?: (\S+))?: (\d+) bytes", re.M),
+    # `artifact: N bytes (model:M code:C)` (N the total), or `artifact: M bytes  code: C bytes  total: N bytes` (M the model)
+    "artifact": re.compile(r"^artifact: (\d+) bytes(?: \(model:(\d+) code:(\d+)\)|\s+code: (\d+) bytes\s+total: (\d+) bytes)?", re.M),
     "total_eval": re.compile(rf"^total_eval_time:\s*({NUM})s", re.M),
 }
 
@@ -117,10 +122,11 @@ class LogSummary:
     lines: list["ScoreLine"] = field(default_factory=list, repr=False)  # every line carrying a val_bpb
     audits: dict[str, str] = field(default_factory=dict, repr=False)  # label -> audit verdict (ours)
     mentions: set = field(default_factory=set, repr=False)  # eval-method words the log's output (not its embedded code) uses
+    world_size: int | None = field(default=None, repr=False)  # the GPUs the run states (`world_size: 8`)
 
     def to_json(self) -> dict:
         d = asdict(self)
-        for k in ("tol", "lines", "audits", "mentions"):
+        for k in ("tol", "lines", "audits", "mentions", "world_size"):
             d.pop(k)
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 
@@ -164,6 +170,7 @@ def parse_text(text: str) -> LogSummary:
     _evals(s, text)
     s.model_params = _last_int(RE["params"], text)
     s.peak_mem_mib = _last_int(RE["peak"], text)
+    s.world_size = _last_int(RE["world_size"], text)
     s.seed = _seed(text)
     s.mentions = mentions(text)
     return s
@@ -298,6 +305,7 @@ _PROGRESS = re.compile(r"^(?:\[[^\]]*\]:?\s*)?(?:step[:\s]*\d|\d+\s*/\s*\d+|\d+ 
 _FLOAT = ("pre_quant", "pre-quant", "prequant", "post_ema", "post-ema", "float", "fp32", "bf16", "unquant", "post_swa",
           "post_average", "best_averaging", "ema:", "raw_model", "before_quant")
 _LINE = re.compile(rf"^(?P<label>[^\n]*?)\bval_(?:loss|bpb)\s*[:=]\s*{NUM}[^\n]*$", re.M)
+NO_ARTIFACT = re.compile(r"\bskip\w*(?:packag|quantiz|export|serializ)\w*\s*[:=]\s*(?:1|true)\b", re.I)
 _BPB = re.compile(rf"\bval_bpb\s*[:=]\s*({NUM})\b")
 _LOSS = re.compile(rf"\bval_loss\s*[:=]\s*({NUM})\b")
 
@@ -352,7 +360,9 @@ def score_lines(text: str) -> list[ScoreLine]:
         label = m.group("label").strip().rstrip(":=").strip()
         label = re.sub(r"^\d{9,}(?:\.\d+)?\s+", "", label)  # a leading unix timestamp (logs/train<N>.txt of #1530 and others)
         label = re.sub(r"(?: \w+:\S+)+$", "", label) if label.endswith("_exact") is False and " " in label and label.split()[0].endswith("_exact") else label
-        out.append(ScoreLine(label, line_kind(label), loss.group(1) if loss else None, bpb.group(1), lineno))
+        # A line whose own fields say no artifact was packed (`skipped_packaging:1`) scores the float model.
+        kind = "float" if NO_ARTIFACT.search(line) else line_kind(label)
+        out.append(ScoreLine(label, kind, loss.group(1) if loss else None, bpb.group(1), lineno))
     return out + free_text_lines(text)
 
 
@@ -450,6 +460,12 @@ def _sizes(s: LogSummary, text: str) -> None:
     models = RE["model"].findall(text)
     if models:
         s.bytes_model = int(models[-1][1])
+    artifacts = RE["artifact"].findall(text)
+    if artifacts and not totals:  # the same sizes in one line
+        n, model, _, _, total = artifacts[-1]
+        s.bytes_total = int(total or n)
+        if model or total:
+            s.bytes_model = int(model or n)
     codes = RE["code"].findall(text)
     packed = [n for kind, n in codes if kind == "compressed"]
     if packed:
