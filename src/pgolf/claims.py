@@ -159,6 +159,17 @@ def check_logs(f: Folder) -> None:
         if len(scoreless) < len(by_seed):
             for seed in scoreless:
                 f.note(f"{', '.join(f.rel(p) for p in by_seed.pop(seed))}: no final score line; not a claimed run, not checked")
+    if not seeds and not f.claims:
+        # submission.json names no seeds: a log the README disclaims (superseded, a comparator, a
+        # baseline) is not the submission's run while another log is.
+        disclaimed = _disclaimed(f, [p for ps in by_seed.values() for p in ps])
+        if disclaimed and len(disclaimed) < sum(map(len, by_seed.values())):
+            for seed in list(by_seed):
+                for p in [p for p in by_seed[seed] if p in disclaimed]:
+                    f.note(f"{f.rel(p)}: {disclaimed[p]}: not the submission's run, not checked")
+                    by_seed[seed].remove(p)
+                if not by_seed[seed]:
+                    del by_seed[seed]
     if not f.claims and is_number(top) and len(seeds or by_seed) == 1 and by_seed:
         _, loss = f.get("val_loss", "mean_val_loss")
         f.claims[(seeds or sorted(by_seed))[0]] = Claim(key, {"val_bpb": top, "val_loss": loss}, "top")
@@ -176,6 +187,28 @@ def check_logs(f: Folder) -> None:
     for p, seed in spare.items():
         if p == by_seed[seed][0]:
             f.note(f"{f.rel(p)}: seed {seed} is not in submission.json (a run left out?)")
+
+
+DISCLAIMS = re.compile(r"supersed|\binvalid\b|obsolete|retained only|kept only|for comparison|comparator|\bbaseline\b|"
+                       r"not (?:the|a|our) (?:submitted|submission|claimed)", re.I)
+
+
+def _disclaimed(f: Folder, logs: list[Path]) -> dict[Path, str]:
+    """Logs a README line names together with a word that sets them apart from the submission's run
+    (`mpk_seed_1339.txt ... were generated before the bug was corrected, so their BPB values are
+    also invalid`; `train_baseline_seed1337.log: full baseline training log`)."""
+    readme = f.root / "README.md"
+    if not readme.is_file():
+        return {}
+    out = {}
+    for i, line in enumerate(readme.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        m = DISCLAIMS.search(line)
+        if m is None:
+            continue
+        for p in logs:
+            if p not in out and re.search(rf"(?<![\w.-]){re.escape(p.name)}(?![\w.-])", line):
+                out[p] = f"README.md:{i} says {m.group(0)!r} of it"
+    return out
 
 
 NOT_THE_OUTPUT = re.compile(r"logs? (?:were|was) not saved|not (?:been )?saved before|(?:metrics|numbers|lines) (?:were )?(?:extracted|copied|re-?typed|transcribed)|reconstructed from", re.I)
@@ -299,6 +332,7 @@ def _pick_log(f: Folder, seed: int, paths: list[Path], parsed: dict, spare: dict
         return f.rel(p), parsed[p]
     if p != main:  # the claim comes from another log of the seed (e.g. an eval-only rerun)
         f.note(f"seed {seed}: the claimed {bpb} is in {f.rel(p)} line {line.lineno}, not {name}")
+        f.reruns.add(seed)
         other = parsed[p]
         apply_claim(other, line, where)
         for attr in ("final_label", "final_val_loss", "final_val_bpb", "final_kind", "final_audit", "claim_source", "claim_line"):

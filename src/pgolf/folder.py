@@ -89,6 +89,7 @@ class Folder:
     top_seed: int | None = None  # the top-level score is this seed's, not a mean
     unmatched: set = field(default_factory=set)  # seeds whose claim no log line carries (one problem each)
     logs: dict[int, tuple[str, LogSummary]] = field(default_factory=dict)  # seed -> (file name, summary)
+    reruns: set = field(default_factory=set)  # seeds whose claim an eval-only rerun with the shipped code printed
     parsed: dict = field(default_factory=dict)  # every training or eval log of the folder (Path -> LogSummary), seeded or not
     track: object = None  # pgolf.track.Track, once inferred
     no_score: bool = False  # submission.json claims no val_bpb at all

@@ -13,7 +13,8 @@ from the script's syntax tree (a self-extracting script through its decoded sour
   calls `.backward()`, with no scored loss accumulated anywhere in it (a pre-eval TTT pass).
 - **target-keyed cache**: an n-gram cache whose hash key mixes in the target token
   (`ctx_hash ^ (tgt * prime)`), so the probability of the true next token is looked up by the
-  answer itself.
+  answer itself; or whose probability of the target is its hashed (context, target) count over
+  the context count (`full_counts / ctx_counts`), which collisions keep from summing to one.
 
 Score-first TTT (#549 and the merged frontier: score a chunk under no_grad, then train on it) has
 its scored loss accumulated before the `.backward()` of the same iteration and passes. Every
@@ -40,6 +41,10 @@ VAL_NAME = re.compile(r"\bval|valid", re.I)
 TARGET_KEY = re.compile(r"\^\s*\(?\s*\(?\s*(?:tgt|target|targets|tg|tok_next|next_tok|y)\w*(?:\[[^\]]*\])?\s*\)?\s*\*\s*[\w.]*prime", re.I)
 NEGATION = re.compile(r"\bno\b|\bnot\b|n't|without|disabled|\boff\b|instead of|legal|score-first|score first|causal")
 TARGET_HASH_CALL = re.compile(r"hash_full\w*\([^)]*\b(?:tgt|target)\w*", re.I)
+# The target's probability as its (context, target) count over the context count, `p =
+# min(full_counts, ctx_counts) / max(ctx_counts, 1)`: with hashed tables the pair buckets collide,
+# so the numbers do not sum to one over the vocabulary (not a normalized distribution).
+COUNT_RATIO = re.compile(r"=.*\b\w*(?:full|pair|correct|tgt|target)\w*\b.*/\s*\(?\s*(?:np\.maximum\(\s*)?\w*ctx_?c\w*", re.I)
 
 
 @dataclass(frozen=True)
@@ -171,7 +176,23 @@ def _log_heads(nodes) -> set:
             arg.values[0].value if isinstance(arg, ast.JoinedStr) and arg.values and isinstance(arg.values[0], ast.Constant) else None)
         if isinstance(head, str) and len(head.strip()) >= 6 and "\n" not in head.strip():
             out.add(head.strip())
+        elif isinstance(arg, ast.JoinedStr) and len(arg.values) > 1 and isinstance(arg.values[1], ast.Constant):
+            # `f"{label} param_set:{p} ..."`: a field first (the line's first word), then fixed text;
+            # the score fields every eval prints (`_exact val_loss:`) tell no path apart.
+            rest = str(arg.values[1].value).split("\n")[0]
+            if len(rest.strip()) >= 6 and not re.search(r"exact|val_loss|val_bpb", rest):
+                out.add(FIELD + rest.rstrip())
     return out
+
+
+FIELD = "{}"  # a marker that starts with a format field: the line's first word is any word
+
+
+def _marker_at(head: str) -> str:
+    """The regex of a log line that starts with marker `head` (after a timestamp-like word)."""
+    if head.startswith(FIELD):
+        return rf"^\S*{re.escape(head[len(FIELD):])}"
+    return rf"^(?:\S+ )?{re.escape(head)}"
 
 
 def _markers(fns: _Functions, fn) -> tuple:
@@ -254,7 +275,7 @@ def analyse(source: str, name: str) -> list[Finding]:
             out += _fits(_Functions(tree, lines), quote)
     for i, line in enumerate(lines, 1):
         code = line.split("#", 1)[0]
-        if TARGET_KEY.search(code) or TARGET_HASH_CALL.search(code):
+        if TARGET_KEY.search(code) or TARGET_HASH_CALL.search(code) or COUNT_RATIO.search(code):
             out.append(Finding("target_keyed_cache", "high", quote(i), "n-gram cache"))
             break
     return out
@@ -332,7 +353,7 @@ def _path_not_behind_claim(f: Folder, finding: Finding) -> str | None:
             return None
         at = [text.count("\n", 0, m.start()) + 1 for head in finding.markers
               for text in [path.read_text(encoding="utf-8", errors="replace")]
-              for m in [re.search(rf"^(?:\S+ )?{re.escape(head)}", text, re.M)] if m]
+              for m in [re.search(_marker_at(head), text, re.M)] if m]
         first[name] = min(at) if at else None
     if all(at is None for at in first.values()):
         return f"no log prints its lines ({', '.join(repr(h) for h in finding.markers[:2])}): that path did not run"
