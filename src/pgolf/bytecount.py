@@ -15,8 +15,9 @@ import ast
 import functools
 import re
 
-from pgolf.discover import code_files, script_source
+from pgolf.discover import script_source
 from pgolf.folder import Folder
+from pgolf.scorefirst import function_defs, parse_source
 
 MARKER = "\u2581"
 LUT_FUNCTION = re.compile(r"lut|byte", re.I)
@@ -42,13 +43,12 @@ def double_counted_space(source: str, name: str) -> str | None:
     """`name:LINE: code` of a byte table that adds the leading space and also flags it, or None."""
     if not (PLUS_ONE_LENGTH.search(source) and STARTS_WITH_MARKER.search(source)):
         return None  # the cheap test first: most scripts never add 1 to a length (no tree is built)
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError):
+    tree = parse_source(source)
+    if tree is None:
         return None
     lines = source.splitlines()
-    for fn in ast.walk(tree):
-        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) or not LUT_FUNCTION.search(fn.name):
+    for fn in function_defs(tree):
+        if not LUT_FUNCTION.search(fn.name):
             continue
         for branch in ast.walk(fn):
             if not (isinstance(branch, ast.If) and _marker_test(branch.test)):
@@ -69,7 +69,7 @@ def check_byte_count(f: Folder) -> None:
     texts = [p.read_text(encoding="utf-8", errors="replace") for p in f.root.glob("*.py")]
     if not any(PLUS_ONE_LENGTH.search(t) or "exec(" in t for t in texts):
         return
-    for path in code_files(f.script):
+    for path in f.code():
         if path.suffix != ".py":
             continue
         source, packed = script_source(path)

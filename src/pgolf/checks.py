@@ -10,7 +10,7 @@ import re
 import statistics
 
 from pgolf.claims import match_mean, seed_claims
-from pgolf.discover import code_files, find_script, find_submission, log_files, script_source
+from pgolf.discover import find_script, find_submission, log_files, script_source
 from pgolf.folder import METHOD_LABEL, SCORE_KEYS, Folder, close, is_int, is_number, json_decimals, json_tol
 from pgolf.logparse import LogSummary, number_matches
 from pgolf.rules import SIZE_LIMIT_BYTES
@@ -321,7 +321,7 @@ def check_size(f: Folder) -> None:
         shipped = len(code) + extra
         packed = lzma_bytes(code) + extra if convention == "lzma" else None  # costs ~0.1 s: only when counted
         # Every other file the script imports, reads or execs ships too (#29 item 5).
-        others = [p for p in code_files(f.script) if p not in (f.script, wrapper)]
+        others = [p for p in f.code() if p not in (f.script, wrapper)]
         if others:
             extra_raw = sum(p.stat().st_size for p in others)
             extra_packed = sum(lzma_bytes(p.read_bytes()) for p in others) if convention == "lzma" else 0

@@ -86,6 +86,22 @@ def _slices_val(node: ast.AST, fn=None) -> bool:
 FUNCTION_TYPES = (ast.FunctionDef, ast.AsyncFunctionDef)
 
 
+@functools.lru_cache(maxsize=4)
+def parse_source(source: str) -> ast.Module | None:
+    """The syntax tree of a script, or None when it does not parse. The score-first and byte-count
+    checks of one folder read the same scripts one after the other: each is parsed once."""
+    try:
+        return ast.parse(source)
+    except (SyntaxError, ValueError):
+        return None
+
+
+def function_defs(tree: ast.AST) -> list:
+    """Every function of `tree`, methods and nested functions included, found through statements
+    only (a walk over every expression node costs several times more)."""
+    return list(_Functions._defs(tree))
+
+
 class _Functions:
     """The script's functions, found by walking statements only; a function's own nodes (not those
     of functions nested in it) are walked when first asked for, with their parents."""
@@ -267,10 +283,7 @@ def analyse(source: str, name: str) -> list[Finding]:
     lines = source.splitlines()
     quote = lambda ln: f"{name}:{ln}: {lines[ln - 1].strip()[:160]}"
     if ".backward(" in source:
-        try:
-            tree = ast.parse(source)
-        except (SyntaxError, ValueError):
-            tree = None
+        tree = parse_source(source)
         if tree is not None:
             out += _fits(_Functions(tree, lines), quote)
     for i, line in enumerate(lines, 1):
@@ -282,7 +295,7 @@ def analyse(source: str, name: str) -> list[Finding]:
 
 
 def _fits(fns: _Functions, quote) -> list[Finding]:
-    scorers = {fn.name for fn in fns.defs if SCORED_SUM.search(fns.text(fn)) and _scored_sums_own(fns.own(fn))}
+    scorers = None  # the functions that accumulate a scored loss: found once a fit on validation data is
     out = []
     for fn in fns.defs:
         low = fn.name.lower()
@@ -292,14 +305,21 @@ def _fits(fns: _Functions, quote) -> list[Finding]:
         backwards = sorted((n for n in own if _is_backward(n)), key=lambda n: n.lineno)
         if not backwards:
             continue  # the .backward( is in a nested function
-        slot = "slot" in low or any("slot" in ast.unparse(n).lower() for n in backwards)
-        scored = sorted(set(_scored_sums_own(own)) | {c.lineno for c in _calls_to(own, scorers - {fn.name})})
+        fits = []
         for b in backwards:
             loops = _loops_around(fns.parent, b)
             if not loops or not _slices_val(loops[-1], fn):
                 continue  # a fit on training data (the training loop, distillation)
             if any(re.search(r"warm", ast.unparse(lp.iter if isinstance(lp, ast.For) else lp.test), re.I) for lp in loops):
                 continue  # a compile warm-up whose fitted parameters are thrown away
+            fits.append((b, loops))
+        if not fits:
+            continue
+        if scorers is None:
+            scorers = {g.name for g in fns.defs if SCORED_SUM.search(fns.text(g)) and _scored_sums_own(fns.own(g))}
+        slot = "slot" in low or any("slot" in ast.unparse(n).lower() for n in backwards)
+        scored = sorted(set(_scored_sums_own(own)) | {c.lineno for c in _calls_to(own, scorers - {fn.name})})
+        for b, loops in fits:
             finding = _judge(fns, fn, b, loops, scored, scorers, slot, quote)
             if finding is not None:
                 out.append(dataclasses.replace(finding, markers=_markers(fns, fn)))
@@ -307,10 +327,10 @@ def _fits(fns: _Functions, quote) -> list[Finding]:
     return out
 
 
-def script_findings(script: Path) -> list[Finding]:
-    """Findings in a record's script and every code file it uses."""
+def script_findings(script: Path, files: list[Path] | None = None) -> list[Finding]:
+    """Findings in a record's script and every code file it uses (`files`, when already found)."""
     out = []
-    for path in code_files(script):
+    for path in code_files(script) if files is None else files:
         if path.suffix != ".py":
             continue
         source, packed = script_source(path)
@@ -369,7 +389,7 @@ def check_score_first(f: Folder) -> None:
         return  # our causality audit ran on the real eval code and passed
     if not any(_ran(f, Finding(shape, "", "", "")) for shape in ("ttt_on_val_before_scoring", "slot_fit_on_scored", "target_keyed_cache")):
         return  # nothing in the logs or README speaks of an adaptive eval: no finding could be a problem
-    findings = script_findings(f.script)
+    findings = script_findings(f.script, f.code())
     for finding in list(findings):
         # A fit before scoring that is not SLOT may fit on context only (a prefix of the window):
         # the syntax tree cannot tell, so it stays a note.
