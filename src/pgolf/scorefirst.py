@@ -286,9 +286,13 @@ def analyse(source: str, name: str) -> list[Finding]:
         tree = parse_source(source)
         if tree is not None:
             out += _fits(_Functions(tree, lines), quote)
-    for i, line in enumerate(lines, 1):
-        code = line.split("#", 1)[0]
-        if TARGET_KEY.search(code) or TARGET_HASH_CALL.search(code) or COUNT_RATIO.search(code):
+    # Each pattern only where the words it needs are on the line (most lines have none of them).
+    low = source.lower()
+    checks = [(words, pattern) for words, pattern in ((("^", "prime"), TARGET_KEY), (("hash_full",), TARGET_HASH_CALL), (("ctx", "/"), COUNT_RATIO))
+              if all(w in low for w in words)]
+    for i, line in enumerate(lines if checks else (), 1):
+        code = line.split("#", 1)[0].lower()
+        if any(all(w in code for w in words) and pattern.search(code) for words, pattern in checks):
             out.append(Finding("target_keyed_cache", "high", quote(i), "n-gram cache"))
             break
     return out
