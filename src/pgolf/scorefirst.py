@@ -36,6 +36,7 @@ from pgolf.discover import code_files, script_source
 from pgolf.folder import Folder
 
 SCORED_SUM = re.compile(r"(loss|nll|bpb|bits?|bytes?|tokens?|tok)_?(sum|total|count|cnt|acc|accum)\b|\b(total|sum|running)_(loss|nll|bits|bytes|tokens|bpb)|\bnll_list|\blosses\b", re.I)
+SCORED_SUM_LOWER = re.compile(SCORED_SUM.pattern)  # the same on lower-cased text: twice as fast as re.I
 TRAINING_SUM = re.compile(r"epoch|train|fit|adapt|ttt_loss|slot_loss", re.I)
 VAL_NAME = re.compile(r"\bval|valid", re.I)
 TARGET_KEY = re.compile(r"\^\s*\(?\s*\(?\s*(?:tgt|target|targets|tg|tok_next|next_tok|y)\w*(?:\[[^\]]*\])?\s*\)?\s*\*\s*[\w.]*prime", re.I)
@@ -283,7 +284,7 @@ def analyse(source: str, name: str) -> list[Finding]:
     lines = source.splitlines()
     quote = lambda ln: f"{name}:{ln}: {lines[ln - 1].strip()[:160]}"
     if ".backward(" in source:
-        tree = parse_source(source)
+        tree = parse_source(_fit_relevant(source)) or parse_source(source)
         if tree is not None:
             out += _fits(_Functions(tree, lines), quote)
     # Each pattern only where the words it needs are on the line (most lines have none of them).
@@ -296,6 +297,31 @@ def analyse(source: str, name: str) -> list[Finding]:
             out.append(Finding("target_keyed_cache", "high", quote(i), "n-gram cache"))
             break
     return out
+
+
+TOP_DEF = re.compile(r"^(?:@|def |async def |class )", re.M)
+
+
+def _fit_relevant(source: str) -> str:
+    """`source` with the top-level functions and classes `_fits` never reads blanked out (their lines
+    left empty, so line numbers stay): kept are those that call `.backward(`, accumulate a scored
+    loss (SCORED_SUM), or call a function of the former. Parsing the model classes and helpers of a
+    100 KB script costs most of the score-first check; the caller parses the whole script when
+    this cut does not parse."""
+    starts = [m.start() for m in TOP_DEF.finditer(source)]
+    if not starts:
+        return source
+    chunks = [(a, b) for a, b in zip(starts, starts[1:] + [len(source)])]
+    fitting = {name for a, b in chunks if ".backward(" in source[a:b] for name in re.findall(r"def\s+(\w+)", source[a:b])}
+    calls = re.compile("|".join(re.escape(name) + r"\(" for name in sorted(fitting))) if fitting else None
+    out, last = [], 0
+    for a, b in chunks:
+        text = source[a:b]
+        out.append(source[last:a])
+        keep = ".backward(" in text or (calls is not None and calls.search(text)) or SCORED_SUM_LOWER.search(text.lower())
+        out.append(text if keep else "\n" * text.count("\n"))
+        last = b
+    return "".join(out)
 
 
 def _fits(fns: _Functions, quote) -> list[Finding]:
