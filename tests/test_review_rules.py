@@ -13,7 +13,7 @@ from pgolf.logparse import line_kind, parse_text
 from pgolf.scorefirst import analyse
 from pgolf.validate import validate_record
 from test_logparse import newer_log
-from test_validate import NEWER, edit, newer_folder, write
+from test_validate import NEWER, dump, edit, newer_folder, write
 
 # ----------------------------------------------------------------------------- score-first shapes
 
@@ -308,3 +308,156 @@ def test_a_log_that_says_it_is_not_the_runs_output_cannot_back_a_claim(tmp_path)
         "a log that is not the run's output is not a training log and cannot back the claim"]
     log.write_text("# SEED=42\n# run on 8xH100\n" + text)  # a comment that says nothing of the kind
     assert validate_record(folder).problems == []
+
+
+# ----------------------------------------------------------------------------- follow-up rules (#29)
+
+
+def _one_log_folder(root, track="non_record_16mb", sub=None, log="", readme="# Non-record: a study\n"):
+    folder = root / "prs" / "pr9" / "study"
+    write(folder, "README.md", readme)
+    write(folder, "train_gpt.py", "print('train')\n")
+    write(folder, "submission.json", json.dumps({"track": track, **(sub or {})}))
+    if log:
+        write(folder, "train_seed42.log", log)
+    return folder
+
+
+FINAL = "final_int6_roundtrip_exact val_loss:2.00861567 val_bpb:1.18961534\n"
+
+
+def test_an_artifact_line_states_the_total_and_the_model(tmp_path):
+    s = parse_text("artifact: 16324677 bytes (model:16279396 code:45281)\n" + FINAL)
+    assert (s.bytes_total, s.bytes_model) == (16324677, 16279396)
+    s = parse_text("artifact: 15470583 bytes  code: 58274 bytes  total: 15528857 bytes\n" + FINAL)
+    assert (s.bytes_total, s.bytes_model) == (15528857, 15470583)
+    folder = _one_log_folder(tmp_path, sub={"val_bpb": 1.1896}, log="artifact: 16324677 bytes (model:16279396 code:45281)\n" + FINAL)
+    assert validate_record(folder).problems == [
+        "train_gpt.py as shipped (15 bytes) + model (16279396 bytes, train_seed42.log) = 16279411 > cap 16000000 (raw convention)"]
+    (folder / "train_seed42.log").write_text("artifact: 15324677 bytes (model:15279396 code:45281)\n" + FINAL)
+    assert validate_record(folder).problems == []
+
+
+def test_a_line_that_says_packaging_was_skipped_scores_the_float_model(tmp_path):
+    log = ("pre-quantization post-ema val_loss:1.83671792 val_bpb:0.96976490 eval_time:184477ms\n"
+           "final_int6_roundtrip_exact val_loss:1.83671792 val_bpb:0.96976490 skipped_packaging:1\n")
+    assert [ln.kind for ln in parse_text(log).lines] == ["float", "float"]
+    folder = _one_log_folder(tmp_path, sub={"val_bpb": 0.9697649}, log=log)
+    assert validate_record(folder).problems == [
+        "submission.json val_bpb = 0.9697649 is found only on train_seed42.log line 2 `final_int6_roundtrip_exact`, a float number, not a final score"]
+    (folder / "train_seed42.log").write_text(log.replace(" skipped_packaging:1", ""))  # a roundtrip of a built artifact
+    assert validate_record(folder).problems == []
+
+
+def test_a_result_stated_only_on_a_step_line_of_an_unfinished_run_is_a_problem(tmp_path):
+    step = "step:5000/5000 val_loss:3.0670 val_bpb:1.5096 train_time:3852579ms step_avg:770.52ms\n"
+    folder = _one_log_folder(tmp_path, sub={"local_val_bpb": 1.5096})
+    write(folder, "exp048_train.log", step)
+    write(folder, "exp042_train.log", step.replace("1.5096", "1.5596"))  # the comparison run
+    assert validate_record(folder).problems == [
+        "submission.json: no score (val_bpb, or a per-seed val_bpb); its text states 1.5096, only on exp048_train.log line 1 `step:5000/5000`, "
+        "a progress number of a log with no final score line: not a final score"]
+    write(folder, "exp048_train.log", step + "final_int8_zlib_roundtrip_exact val_loss:3.06700000 val_bpb:1.50960000\n")
+    assert validate_record(folder).problems == []  # the run finished and its final line carries the number
+
+
+def test_a_null_score_of_a_run_its_status_calls_unfinished_is_a_problem(tmp_path):
+    folder = _one_log_folder(tmp_path, sub={"val_bpb": None, "status": "incomplete"}, log=FINAL)
+    assert validate_record(folder).problems == [
+        "submission.json: val_bpb is not a number (None): submission.json status says 'incomplete': an unfinished run has no score to review"]
+    edit(folder, lambda s: s.update(status="negative result"))
+    assert validate_record(folder).problems == []
+
+
+def test_a_readme_non_record_line_about_another_submission_does_not_make_the_track(tmp_path):
+    filler = "".join(f"Line {i} of the write-up.\n" for i in range(30))
+    readme = "# Vocabulary\n\n**Result: 1.1896 BPB**\n" + filler + "A non-record baseline submission trained for 4 hours on 8xH100s.\n"
+    folder = _one_log_folder(tmp_path, readme=readme, log=FINAL)
+    (folder / "submission.json").unlink()
+    assert validate_record(folder).problems == ["submission.json: missing: a record must claim its score (nothing says non-record)"]
+    write(folder, "README.md", readme.replace("A non-record baseline submission trained", "This is a non-record submission, trained"))
+    r = validate_record(folder)
+    assert r.problems == [] and "track: non-record (inferred: README.md:34 says 'non-record'; no time limits)" in r.notes
+
+
+def test_a_readme_non_record_line_naming_other_hardware_than_the_logs_is_another_run(tmp_path):
+    folder = tmp_path / "prs" / "pr10" / "flower"
+    write(folder, "README.md", "# Flower\n\n**Category:** Unlimited Compute (1xH100 SXM, ~60 min training)\n")
+    write(folder, "train_gpt.py", "#" * 31929 + "\n")
+    for s, (loss, bpb) in NEWER.items():  # 8-GPU runs whose eval passes take 700 s
+        write(folder, f"train_seed{s}.log", newer_log(seed=s, ttt=(loss, bpb), total_eval="700.0").replace("Hyperparameters:\n", "Hyperparameters:\n  world_size: 8\n"))
+    dump(folder, {"track": "10min_16mb", "val_bpb": round(sum(b for _, b in NEWER.values()) / 3, 8), "seeds": list(NEWER),
+                  "seed_results": {str(s): {"val_loss": v, "val_bpb": b} for s, (v, b) in NEWER.items()}})
+    r = validate_record(folder)
+    assert r.problems == [f"train_seed{s}.log: eval passes took 700.000 s > 600 s" for s in sorted(NEWER)]
+    assert any("README.md:3 says non-record of a 1xH100 run, the claimed logs state world_size 8" in n for n in r.notes)
+    write(folder, "README.md", "# Flower\n\n**Category:** Unlimited Compute (8xH100 SXM, 60 min training)\n")  # the logs' run
+    assert validate_record(folder).problems == []
+
+
+def test_an_ngram_probability_that_is_a_count_ratio_is_not_normalized():
+    ratio = "def score(full_counts, ctx_counts):\n    p = np.minimum(full_counts, ctx_counts) / np.maximum(ctx_counts, 1.0)\n    return p\n"
+    assert [(f.shape, f.where) for f in analyse(ratio, "train_gpt.py")] == [
+        ("target_keyed_cache", "train_gpt.py:2: p = np.minimum(full_counts, ctx_counts) / np.maximum(ctx_counts, 1.0)")]
+    pair = "p_local = (raw_correct + beta * prior) / (ctx_c[has_ctx] + beta)\n"
+    assert [f.shape for f in analyse(pair, "train_gpt.py")] == ["target_keyed_cache"]
+    normalized = "def score(pair_counts):\n    p = pair_counts / pair_counts.sum(-1, keepdim=True)\n    return p\n"
+    assert analyse(normalized, "train_gpt.py") == []
+
+
+def test_a_log_the_readme_calls_a_baseline_or_superseded_is_not_the_submissions_run(tmp_path):
+    def log(model):
+        return f"Serialized model int8+zlib: {model} bytes\nTotal submission size int8+zlib: {model + 15} bytes\n" + FINAL
+    readme = "# Non-record: a negative result\n\n- `train_baseline_seed1337.log`: full baseline training log\n- `train_sigma2_seed1337.log`: sigma=2\n"
+    folder = _one_log_folder(tmp_path, sub={"val_bpb_sigma2": 1.18961534}, readme=readme)
+    write(folder, "train_baseline_seed1337.log", log(16_050_000))  # the comparator, over the cap
+    write(folder, "train_sigma2_seed1337.log", log(15_970_000))
+    r = validate_record(folder)
+    assert r.problems == [] and "train_baseline_seed1337.log: README.md:3 says 'baseline' of it: not the submission's run, not checked" in r.notes
+    write(folder, "README.md", "# Non-record: a negative result\n")
+    assert validate_record(folder).problems == [
+        "train_gpt.py as shipped (15 bytes) + model (16050000 bytes, train_baseline_seed1337.log) = 16050015 > cap 16000000 (raw convention)"]
+
+
+def test_an_eval_only_rerun_that_prints_the_claim_counts_the_shipped_code(tmp_path):
+    folder = newer_folder(tmp_path)
+    # Seed 42's training run states an older, bigger code (over the cap with its model) and another score;
+    # an eval-only rerun of its model with the shipped code prints the claim.
+    write(folder, "train_seed42.log", newer_log(seed=42, ttt=(2.9, 1.2)).replace("Code size (compressed): 31930", "Code size (compressed): 49930"))
+    write(folder, "train_eval_seed42_rerun.log", "EVAL_ONLY=1: loading the saved artifact\n"
+                                                 "quantized_ttt val_loss:2.79180191 val_bpb:1.08079352 eval_time:366525ms\n")
+    r = validate_record(folder)
+    assert r.problems == [] and "seed 42: the claimed 1.08079352 is in train_eval_seed42_rerun.log line 2, not train_seed42.log" in r.notes
+
+
+PRE_EVAL_TTT_FIELD_LOGGED = '''
+def ttt_adapt(model, opt, val_tokens, epochs):
+    for epoch in range(epochs):
+        for i in range(0, len(val_tokens), 64):
+            loss = model(val_tokens[i:i + 64]).mean()
+            loss.backward()
+            opt.step()
+
+
+def main():
+    print(eval_val(model, val_tokens))
+    if sgd_ttt:
+        for label, param_set in (("sgd_ttt", "control"),):
+            ttt_adapt(model, opt, val_tokens, 2)
+            log0(f"{label} param_set:{param_set} val_bpb:{eval_val(model, val_tokens)}")
+'''
+
+
+def test_a_flagged_path_whose_log_line_starts_with_a_format_field_ran_after_the_claim(tmp_path):
+    folder = newer_folder(tmp_path)
+    write(folder, "train_gpt.py", PRE_EVAL_TTT_FIELD_LOGGED + "#" * (31930 - len(PRE_EVAL_TTT_FIELD_LOGGED) - 1) + "\n")
+    for s in NEWER:  # printed after the claimed quantized_ttt line: a side result
+        log = folder / f"train_seed{s}.log"
+        log.write_text(log.read_text() + "sgd_ttt param_set:control val_bpb:1.29\n")
+    r = validate_record(folder)
+    assert r.problems == [] and any("ttt_adapt(): train_gpt.py:6: loss.backward()" in n and "it ran after the claim was scored" in n for n in r.notes)
+    for s in NEWER:  # printed before the claimed line: the claim may rest on it
+        log = folder / f"train_seed{s}.log"
+        log.write_text(log.read_text().replace("Serialized model", "sgd_ttt param_set:control val_bpb:1.29\nSerialized model"))
+    assert validate_record(folder).problems == [
+        "not score-first: test-time training on validation tokens before they are scored (medium confidence; ttt_adapt(): train_gpt.py:6: loss.backward())"]

@@ -14,9 +14,11 @@ from __future__ import annotations
 import ast
 import functools
 import re
+import textwrap
 
-from pgolf.discover import code_files, script_source
+from pgolf.discover import script_source
 from pgolf.folder import Folder
+from pgolf.scorefirst import function_defs, parse_source
 
 MARKER = "\u2581"
 LUT_FUNCTION = re.compile(r"lut|byte", re.I)
@@ -42,14 +44,8 @@ def double_counted_space(source: str, name: str) -> str | None:
     """`name:LINE: code` of a byte table that adds the leading space and also flags it, or None."""
     if not (PLUS_ONE_LENGTH.search(source) and STARTS_WITH_MARKER.search(source)):
         return None  # the cheap test first: most scripts never add 1 to a length (no tree is built)
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError):
-        return None
     lines = source.splitlines()
-    for fn in ast.walk(tree):
-        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) or not LUT_FUNCTION.search(fn.name):
-            continue
+    for first, fn in _table_functions(source):
         for branch in ast.walk(fn):
             if not (isinstance(branch, ast.If) and _marker_test(branch.test)):
                 continue
@@ -57,9 +53,37 @@ def double_counted_space(source: str, name: str) -> str | None:
             flags = any(isinstance(n, ast.Assign) and isinstance(n.value, ast.Constant) and n.value.value is True for n in body)
             plus_one = [n for n in body if isinstance(n, ast.Assign) and _plus_one_length(n.value)]
             if flags and plus_one:
-                ln = plus_one[0].lineno
+                ln = first + plus_one[0].lineno - 1
                 return f"{name}:{ln}: {lines[ln - 1].strip()[:160]}"
     return None
+
+
+DEF = re.compile(r"^([ \t]*)(?:async[ \t]+)?def[ \t]+(\w+)", re.M)
+
+
+def _table_functions(source: str):
+    """(line offset, function node) of each function whose name speaks of a table or bytes. Each
+    is parsed alone (its lines up to the next one indented no deeper than its `def`): a whole
+    script's tree costs ten times more. Where a piece does not parse (a string or bracket running
+    out of the cut), the whole script is parsed instead."""
+    lines = source.split("\n")
+    found = []
+    for m in DEF.finditer(source):
+        if not LUT_FUNCTION.search(m.group(2)):
+            continue
+        start = source.count("\n", 0, m.start())
+        depth = len(m.group(1).expandtabs())
+        end = start + 1
+        while end < len(lines) and (not lines[end].strip() or lines[end].lstrip().startswith("#")
+                                    or len(lines[end].expandtabs()) - len(lines[end].expandtabs().lstrip()) > depth):
+            end += 1
+        try:
+            tree = ast.parse(textwrap.dedent("\n".join(lines[start:end])))
+        except (SyntaxError, ValueError):
+            tree = parse_source(source)
+            return [] if tree is None else [(1, fn) for fn in function_defs(tree) if LUT_FUNCTION.search(fn.name)]
+        found += [(start + 1, fn) for fn in function_defs(tree)[:1]]
+    return found
 
 
 def check_byte_count(f: Folder) -> None:
@@ -69,7 +93,7 @@ def check_byte_count(f: Folder) -> None:
     texts = [p.read_text(encoding="utf-8", errors="replace") for p in f.root.glob("*.py")]
     if not any(PLUS_ONE_LENGTH.search(t) or "exec(" in t for t in texts):
         return
-    for path in code_files(f.script):
+    for path in f.code():
         if path.suffix != ".py":
             continue
         source, packed = script_source(path)

@@ -10,7 +10,7 @@ import re
 import statistics
 
 from pgolf.claims import match_mean, seed_claims
-from pgolf.discover import code_files, find_script, find_submission, log_files, script_source
+from pgolf.discover import find_script, find_submission, log_files, script_source
 from pgolf.folder import METHOD_LABEL, SCORE_KEYS, Folder, close, is_int, is_number, json_decimals, json_tol
 from pgolf.logparse import LogSummary, number_matches
 from pgolf.rules import SIZE_LIMIT_BYTES
@@ -321,7 +321,7 @@ def check_size(f: Folder) -> None:
         shipped = len(code) + extra
         packed = lzma_bytes(code) + extra if convention == "lzma" else None  # costs ~0.1 s: only when counted
         # Every other file the script imports, reads or execs ships too (#29 item 5).
-        others = [p for p in code_files(f.script) if p not in (f.script, wrapper)]
+        others = [p for p in f.code() if p not in (f.script, wrapper)]
         if others:
             extra_raw = sum(p.stat().st_size for p in others)
             extra_packed = sum(lzma_bytes(p.read_bytes()) for p in others) if convention == "lzma" else 0
@@ -330,7 +330,9 @@ def check_size(f: Folder) -> None:
     script = f.script.name if f.script else "train_gpt.py"
     for seed, (name, log) in sorted(f.logs.items()):
         model = log.bytes_model
-        if convention == "lzma" and log.bytes_code_compressed is not None:
+        if convention == "lzma" and log.bytes_code_compressed is not None and seed not in f.reruns:
+            # (an eval-only rerun of the seed's model printed the claim: it ran the shipped code,
+            # not the code whose size the training log states)
             counted, how = log.bytes_code_compressed + extra_packed, f"{name}'s Code size (compressed)"
             if packed is not None and abs(packed - counted) > 0 and seed == min(f.logs):
                 f.note(f"{script}: lzma -9e of the shipped code is {packed} bytes; {name} states {log.bytes_code_compressed} compressed (its own packing)")

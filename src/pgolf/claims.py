@@ -105,6 +105,7 @@ def check_logs(f: Folder) -> None:
             continue
         if summary.lines or summary.steps is not None:  # a training or eval log, not notes
             parsed[p] = summary
+    f.parsed = parsed
     if not parsed:
         key, score = f.get(*SCORE_KEYS)
         what = (f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}" if seeds
@@ -158,6 +159,17 @@ def check_logs(f: Folder) -> None:
         if len(scoreless) < len(by_seed):
             for seed in scoreless:
                 f.note(f"{', '.join(f.rel(p) for p in by_seed.pop(seed))}: no final score line; not a claimed run, not checked")
+    if not seeds and not f.claims:
+        # submission.json names no seeds: a log the README disclaims (superseded, a comparator, a
+        # baseline) is not the submission's run while another log is.
+        disclaimed = _disclaimed(f, [p for ps in by_seed.values() for p in ps])
+        if disclaimed and len(disclaimed) < sum(map(len, by_seed.values())):
+            for seed in list(by_seed):
+                for p in [p for p in by_seed[seed] if p in disclaimed]:
+                    f.note(f"{f.rel(p)}: {disclaimed[p]}: not the submission's run, not checked")
+                    by_seed[seed].remove(p)
+                if not by_seed[seed]:
+                    del by_seed[seed]
     if not f.claims and is_number(top) and len(seeds or by_seed) == 1 and by_seed:
         _, loss = f.get("val_loss", "mean_val_loss")
         f.claims[(seeds or sorted(by_seed))[0]] = Claim(key, {"val_bpb": top, "val_loss": loss}, "top")
@@ -175,6 +187,28 @@ def check_logs(f: Folder) -> None:
     for p, seed in spare.items():
         if p == by_seed[seed][0]:
             f.note(f"{f.rel(p)}: seed {seed} is not in submission.json (a run left out?)")
+
+
+DISCLAIMS = re.compile(r"supersed|\binvalid\b|obsolete|retained only|kept only|for comparison|comparator|\bbaseline\b|"
+                       r"not (?:the|a|our) (?:submitted|submission|claimed)", re.I)
+
+
+def _disclaimed(f: Folder, logs: list[Path]) -> dict[Path, str]:
+    """Logs a README line names together with a word that sets them apart from the submission's run
+    (`mpk_seed_1339.txt ... were generated before the bug was corrected, so their BPB values are
+    also invalid`; `train_baseline_seed1337.log: full baseline training log`)."""
+    readme = f.root / "README.md"
+    if not readme.is_file():
+        return {}
+    out = {}
+    for i, line in enumerate(readme.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        m = DISCLAIMS.search(line)
+        if m is None:
+            continue
+        for p in logs:
+            if p not in out and re.search(rf"(?<![\w.-]){re.escape(p.name)}(?![\w.-])", line):
+                out[p] = f"README.md:{i} says {m.group(0)!r} of it"
+    return out
 
 
 NOT_THE_OUTPUT = re.compile(r"logs? (?:were|was) not saved|not (?:been )?saved before|(?:metrics|numbers|lines) (?:were )?(?:extracted|copied|re-?typed|transcribed)|reconstructed from", re.I)
@@ -298,6 +332,7 @@ def _pick_log(f: Folder, seed: int, paths: list[Path], parsed: dict, spare: dict
         return f.rel(p), parsed[p]
     if p != main:  # the claim comes from another log of the seed (e.g. an eval-only rerun)
         f.note(f"seed {seed}: the claimed {bpb} is in {f.rel(p)} line {line.lineno}, not {name}")
+        f.reruns.add(seed)
         other = parsed[p]
         apply_claim(other, line, where)
         for attr in ("final_label", "final_val_loss", "final_val_bpb", "final_kind", "final_audit", "claim_source", "claim_line"):
@@ -334,6 +369,7 @@ def check_claim_present(f: Folder) -> None:
     finals = [log.final_val_bpb for _, log in f.logs.values() if log.final_val_bpb is not None]
     # ... or a number under another key (a bpb filed under `val_loss`): a final line must carry it.
     filed = [repr(v) for k, v in f.sub.items() if is_number(v) and re.search(r"val|bpb|score", k) and 0 < v < 5]
+    unfinished_line = None
     for n in re.findall(r"\b\d\.\d{3,}\b", prose) + filed:
         if len(finals) > 1 and number_matches(float(n), repr(statistics.fmean(finals))):
             f.note(f"{what}; its text states {n}, the mean of the {len(finals)} logged final scores")
@@ -343,10 +379,32 @@ def check_claim_present(f: Folder) -> None:
             if line is not None and line.claim:
                 f.note(f"{what}; its text states {n}, which {name} line {line.lineno} `{line.label}` carries")
                 return
+        for p, log in f.parsed.items():
+            line = find_claim(log, float(n))
+            if unfinished_line is None and line is not None and not line.claim and log.final_label is None:
+                unfinished_line = f"its text states {n}, only on {f.rel(p)} line {line.lineno} `{line.label}`, a {line.kind} number of a log with no final score line"
     if f.track is not None and f.track.record:
         f.problem(f"{what}: a record must claim one ({f.track.why})")
+    elif unfinished_line is not None:
+        # A result stated from a run that never reached a final score (a step line, no artifact scored).
+        f.problem(f"{what}; {unfinished_line}: not a final score")
+    elif (unfinished := _says_unfinished(f)) is not None:
+        f.problem(f"{what}: {unfinished}: an unfinished run has no score to review")
     else:
         f.note(what)
+
+
+UNFINISHED = re.compile(r"\bincomplete\b|(?:could|did) not (?:complete|finish)|\bwip\b|work[-_ ]in[-_ ]progress|\bdraft\b|\bawaiting\b|\bpending\b", re.I)
+
+
+def _says_unfinished(f: Folder) -> str | None:
+    """`status: "incomplete"`, `val_bpb_note: "... could not complete ..."`: where submission.json's
+    status or a note says the run did not finish."""
+    for key, value in f.sub.items():
+        low = key.lower()
+        if isinstance(value, str) and (low in ("status", "state") or low.endswith(("note", "notes"))) and (m := UNFINISHED.search(value)):
+            return f"{f.sub_name} {key} says {value[max(0, m.start() - 30):m.end() + 30]!r}"
+    return None
 
 
 NO_CLAIM = re.compile(r"no (?:new )?score (?:is )?claimed|claims? no (?:\w+ )?score|not claim\w* (?:a|any) (?:\w+ )?score|"

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
+from pgolf.discover import code_files
 from pgolf.logparse import LogSummary
 from pgolf.rules import METHOD_LABELS
 
@@ -89,9 +90,19 @@ class Folder:
     top_seed: int | None = None  # the top-level score is this seed's, not a mean
     unmatched: set = field(default_factory=set)  # seeds whose claim no log line carries (one problem each)
     logs: dict[int, tuple[str, LogSummary]] = field(default_factory=dict)  # seed -> (file name, summary)
+    reruns: set = field(default_factory=set)  # seeds whose claim an eval-only rerun with the shipped code printed
+    _code: list | None = field(default=None, repr=False)
+    parsed: dict = field(default_factory=dict)  # every training or eval log of the folder (Path -> LogSummary), seeded or not
     track: object = None  # pgolf.track.Track, once inferred
     no_score: bool = False  # submission.json claims no val_bpb at all
     null_score_key: str | None = None  # the score key is there, but null
+
+    def code(self) -> list[Path]:
+        """`pgolf.discover.code_files` of the script (none without one), found once per folder: the
+        size, score-first and byte-count checks all read it."""
+        if self._code is None:
+            self._code = code_files(self.script) if self.script is not None else []
+        return self._code
 
     def problem(self, text: str) -> None:
         self.report.problems.append(text)

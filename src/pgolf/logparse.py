@@ -37,7 +37,9 @@ minutes with one decimal there, so its time is only good to 3 s without an early
 `step_avg_ms` is the last printed step average (newer family: train_time_ms / steps);
 `bytes_total` is the last compressor-tagged `Total submission size <tag>: N bytes` line, else the
 last untagged one (the baseline's untagged line counts the uncompressed model); `bytes_model` is
-the last tagged `Serialized model <tag>: N bytes` (never the raw `Serialized model: N`);
+the last tagged `Serialized model <tag>: N bytes` (never the raw `Serialized model: N`); a log
+without those lines may print both as `artifact: N bytes (model:M code:C)` (N the total) or
+`artifact: M bytes  code: C bytes  total: N bytes`;
 `bytes_code` is the last `Code size: N bytes`, or the newer family's `Code size (compressed)` when
 logged (the counted size), else its `(uncompressed)` one; `eval_time_ms` is `total_eval_time`
 when logged, else the sum of every eval pass on the quantized artifact (lines with `eval_time:`,
@@ -61,23 +63,40 @@ PGOLF_FINAL = tuple(label.removesuffix("_exact") for label in (
     FINAL_SCORE_LABEL, *(method_label(m) for m in ("slot_causal", "slot_published", "ttt", "lora_ttt", "phased_ttt", "sliding_window"))))
 PGOLF_LABELS = (ROUNDTRIP_LABEL.removesuffix("_exact"), PRE_QUANT_LABEL.removesuffix("_exact")) + PGOLF_FINAL
 
+class _Lines:
+    """A pattern of whole log lines (`^` at each line) and a literal that every match holds: a text
+    without the literal is not scanned (a substring test costs a fraction of a regex scan)."""
+
+    def __init__(self, literal: str, pattern: str):
+        self.literal, self.re = literal, re.compile(pattern, re.M)
+
+    def findall(self, text: str) -> list:
+        return self.re.findall(text) if self.literal in text else []
+
+    def search(self, text: str):
+        return self.re.search(text) if self.literal in text else None
+
+
 RE = {
-    "stage_header": re.compile(r"^==== pgolf stage: .* \(seed (\d+)\) ====$", re.M),
+    "stage_header": _Lines('==== pgolf stage: ', r"^==== pgolf stage: .* \(seed (\d+)\) ====$"),
     # `<label>_exact [key:value ...] val_loss:F val_bpb:F` (a few logs put `stride:64` in between)
-    "exact": re.compile(rf"^(\w+)_exact(?: \w+:\S+)* val_loss:({NUM}) val_bpb:({NUM})\s*$", re.M),
-    "audit": re.compile(r"^(\w+) val_loss:\S+ val_bpb:\S+ .*\baudit:(\w+)", re.M),
-    "eval": re.compile(rf"^([A-Za-z][\w\- ]*?) val_loss:\s*({NUM}) val_bpb:\s*({NUM})(.*?) eval_time:\s*(\d+)ms", re.M),
-    "legacy_step": re.compile(rf"^step:(\d+)/(\d+) (train_loss|val_loss):({NUM})(?: val_bpb:{NUM})? train_time:(\d+)ms step_avg:({NUM})ms", re.M),
-    "newer_train": re.compile(rf"^(\d+)/(\d+) train_loss: ({NUM}) train_time: ({NUM})m tok/s: (\d+)", re.M),
-    "newer_val": re.compile(rf"^(\d+)/(\d+) val_loss: ({NUM}) val_bpb: ({NUM})\s*$", re.M),
-    "stop": re.compile(r"^stopping_early: wallclock_cap train_time:\s*(\d+)ms step:\s*(\d+)/(\d+)", re.M),
-    "seed": re.compile(r"^(?:seed:(\d+)|\s+seed: (\d+))\s*$", re.M),
-    "params": re.compile(r"^model_params:\s*(\d+)\s*$", re.M),
-    "peak": re.compile(r"^peak memory (?:allocated|rss): (\d+) MiB", re.M),
-    "code": re.compile(r"^Code size(?: \((\w+)\))?: (\d+) bytes", re.M),
-    "model": re.compile(r"^Serialized model (\S+): (\d+) bytes", re.M),
-    "total": re.compile(r"^Total submission size(?: (\S+))?: (\d+) bytes", re.M),
-    "total_eval": re.compile(rf"^total_eval_time:\s*({NUM})s", re.M),
+    "exact": _Lines('_exact', rf"^(\w+)_exact(?: \w+:\S+)* val_loss:({NUM}) val_bpb:({NUM})\s*$"),
+    "audit": _Lines('audit:', r"^(\w+) val_loss:\S+ val_bpb:\S+ .*\baudit:(\w+)"),
+    "eval": _Lines('eval_time:', rf"^([A-Za-z][\w\- ]*?) val_loss:\s*({NUM}) val_bpb:\s*({NUM})(.*?) eval_time:\s*(\d+)ms"),
+    "legacy_step": _Lines('step:', rf"^step:(\d+)/(\d+) (train_loss|val_loss):({NUM})(?: val_bpb:{NUM})? train_time:(\d+)ms step_avg:({NUM})ms"),
+    "newer_train": _Lines(' tok/s: ', rf"^(\d+)/(\d+) train_loss: ({NUM}) train_time: ({NUM})m tok/s: (\d+)"),
+    "newer_val": _Lines(' val_bpb: ', rf"^(\d+)/(\d+) val_loss: ({NUM}) val_bpb: ({NUM})\s*$"),
+    "stop": _Lines('stopping_early: wallclock_cap', r"^stopping_early: wallclock_cap train_time:\s*(\d+)ms step:\s*(\d+)/(\d+)"),
+    "seed": _Lines('seed:', r"^(?:seed:(\d+)|\s+seed: (\d+))\s*$"),
+    "world_size": _Lines('world_size', r"^\s*world_size[:=]\s*(\d+)\s*$"),
+    "params": _Lines('model_params:', r"^model_params:\s*(\d+)\s*$"),
+    "peak": _Lines('peak memory ', r"^peak memory (?:allocated|rss): (\d+) MiB"),
+    "code": _Lines('Code size', r"^Code size(?: \((\w+)\))?: (\d+) bytes"),
+    "model": _Lines('Serialized model ', r"^Serialized model (\S+): (\d+) bytes"),
+    "total": _Lines('Total submission size', r"^Total submission size(?: (\S+))?: (\d+) bytes"),
+    # `artifact: N bytes (model:M code:C)` (N the total), or `artifact: M bytes  code: C bytes  total: N bytes` (M the model)
+    "artifact": _Lines('artifact: ', r"^artifact: (\d+) bytes(?: \(model:(\d+) code:(\d+)\)|\s+code: (\d+) bytes\s+total: (\d+) bytes)?"),
+    "total_eval": _Lines('total_eval_time:', rf"^total_eval_time:\s*({NUM})s"),
 }
 
 
@@ -117,10 +136,11 @@ class LogSummary:
     lines: list["ScoreLine"] = field(default_factory=list, repr=False)  # every line carrying a val_bpb
     audits: dict[str, str] = field(default_factory=dict, repr=False)  # label -> audit verdict (ours)
     mentions: set = field(default_factory=set, repr=False)  # eval-method words the log's output (not its embedded code) uses
+    world_size: int | None = field(default=None, repr=False)  # the GPUs the run states (`world_size: 8`)
 
     def to_json(self) -> dict:
         d = asdict(self)
-        for k in ("tol", "lines", "audits", "mentions"):
+        for k in ("tol", "lines", "audits", "mentions", "world_size"):
             d.pop(k)
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 
@@ -164,6 +184,7 @@ def parse_text(text: str) -> LogSummary:
     _evals(s, text)
     s.model_params = _last_int(RE["params"], text)
     s.peak_mem_mib = _last_int(RE["peak"], text)
+    s.world_size = _last_int(RE["world_size"], text)
     s.seed = _seed(text)
     s.mentions = mentions(text)
     return s
@@ -178,10 +199,17 @@ _DISABLED = re.compile(r"\b(ttt|slot|ngram|n-gram|cache|backoff|mix|phrase)\w*?_
 def mentions(text: str) -> set:
     """Eval-method words in the log's output lines (never in the source code that upstream logs
     embed), less those an `<x>_enabled: False` line turns off."""
-    out_lines = [ln for ln in text.splitlines() if ln.strip() and not _CODE_LINE.search(ln)]
-    low = "\n".join(out_lines).lower()
+    words = [w for w in METHOD_WORDS if w in text.lower()]
+    found: set = set()
+    for ln in text.splitlines() if words else ():  # only a line holding a word not yet found is tested for code
+        low = ln.lower()
+        hits = {w for w in words if w not in found and w in low}
+        if hits and ln.strip() and not _CODE_LINE.search(ln):
+            found |= hits
+            if len(found) == len(words):
+                break
     off = {m.lower() for m in _DISABLED.findall(text)}
-    return {w for w in METHOD_WORDS if w in low and w not in off}
+    return {w for w in found if w not in off}
 
 
 def parse_file(path) -> LogSummary:
@@ -298,6 +326,7 @@ _PROGRESS = re.compile(r"^(?:\[[^\]]*\]:?\s*)?(?:step[:\s]*\d|\d+\s*/\s*\d+|\d+ 
 _FLOAT = ("pre_quant", "pre-quant", "prequant", "post_ema", "post-ema", "float", "fp32", "bf16", "unquant", "post_swa",
           "post_average", "best_averaging", "ema:", "raw_model", "before_quant")
 _LINE = re.compile(rf"^(?P<label>[^\n]*?)\bval_(?:loss|bpb)\s*[:=]\s*{NUM}[^\n]*$", re.M)
+NO_ARTIFACT = re.compile(r"\bskip\w*(?:packag|quantiz|export|serializ)\w*\s*[:=]\s*(?:1|true)\b", re.I)
 _BPB = re.compile(rf"\bval_bpb\s*[:=]\s*({NUM})\b")
 _LOSS = re.compile(rf"\bval_loss\s*[:=]\s*({NUM})\b")
 
@@ -352,7 +381,9 @@ def score_lines(text: str) -> list[ScoreLine]:
         label = m.group("label").strip().rstrip(":=").strip()
         label = re.sub(r"^\d{9,}(?:\.\d+)?\s+", "", label)  # a leading unix timestamp (logs/train<N>.txt of #1530 and others)
         label = re.sub(r"(?: \w+:\S+)+$", "", label) if label.endswith("_exact") is False and " " in label and label.split()[0].endswith("_exact") else label
-        out.append(ScoreLine(label, line_kind(label), loss.group(1) if loss else None, bpb.group(1), lineno))
+        # A line whose own fields say no artifact was packed (`skipped_packaging:1`) scores the float model.
+        kind = "float" if NO_ARTIFACT.search(line) else line_kind(label)
+        out.append(ScoreLine(label, kind, loss.group(1) if loss else None, bpb.group(1), lineno))
     return out + free_text_lines(text)
 
 
@@ -450,6 +481,12 @@ def _sizes(s: LogSummary, text: str) -> None:
     models = RE["model"].findall(text)
     if models:
         s.bytes_model = int(models[-1][1])
+    artifacts = RE["artifact"].findall(text)
+    if artifacts and not totals:  # the same sizes in one line
+        n, model, _, _, total = artifacts[-1]
+        s.bytes_total = int(total or n)
+        if model or total:
+            s.bytes_model = int(model or n)
     codes = RE["code"].findall(text)
     packed = [n for kind, n in codes if kind == "compressed"]
     if packed:
@@ -475,7 +512,7 @@ def _float_model_diagnostic(label: str) -> bool:
     return any(w in low for w in ("post_ema", "post-ema", "pre_quant", "pre-quant", "prequant"))
 
 
-def _last_int(pattern: re.Pattern, text: str) -> int | None:
+def _last_int(pattern: _Lines, text: str) -> int | None:
     found = pattern.findall(text)
     return int(found[-1]) if found else None
 

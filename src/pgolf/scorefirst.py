@@ -13,7 +13,8 @@ from the script's syntax tree (a self-extracting script through its decoded sour
   calls `.backward()`, with no scored loss accumulated anywhere in it (a pre-eval TTT pass).
 - **target-keyed cache**: an n-gram cache whose hash key mixes in the target token
   (`ctx_hash ^ (tgt * prime)`), so the probability of the true next token is looked up by the
-  answer itself.
+  answer itself; or whose probability of the target is its hashed (context, target) count over
+  the context count (`full_counts / ctx_counts`), which collisions keep from summing to one.
 
 Score-first TTT (#549 and the merged frontier: score a chunk under no_grad, then train on it) has
 its scored loss accumulated before the `.backward()` of the same iteration and passes. Every
@@ -35,11 +36,16 @@ from pgolf.discover import code_files, script_source
 from pgolf.folder import Folder
 
 SCORED_SUM = re.compile(r"(loss|nll|bpb|bits?|bytes?|tokens?|tok)_?(sum|total|count|cnt|acc|accum)\b|\b(total|sum|running)_(loss|nll|bits|bytes|tokens|bpb)|\bnll_list|\blosses\b", re.I)
+SCORED_SUM_LOWER = re.compile(SCORED_SUM.pattern)  # the same on lower-cased text: twice as fast as re.I
 TRAINING_SUM = re.compile(r"epoch|train|fit|adapt|ttt_loss|slot_loss", re.I)
 VAL_NAME = re.compile(r"\bval|valid", re.I)
 TARGET_KEY = re.compile(r"\^\s*\(?\s*\(?\s*(?:tgt|target|targets|tg|tok_next|next_tok|y)\w*(?:\[[^\]]*\])?\s*\)?\s*\*\s*[\w.]*prime", re.I)
 NEGATION = re.compile(r"\bno\b|\bnot\b|n't|without|disabled|\boff\b|instead of|legal|score-first|score first|causal")
 TARGET_HASH_CALL = re.compile(r"hash_full\w*\([^)]*\b(?:tgt|target)\w*", re.I)
+# The target's probability as its (context, target) count over the context count, `p =
+# min(full_counts, ctx_counts) / max(ctx_counts, 1)`: with hashed tables the pair buckets collide,
+# so the numbers do not sum to one over the vocabulary (not a normalized distribution).
+COUNT_RATIO = re.compile(r"=.*\b\w*(?:full|pair|correct|tgt|target)\w*\b.*/\s*\(?\s*(?:np\.maximum\(\s*)?\w*ctx_?c\w*", re.I)
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,22 @@ def _slices_val(node: ast.AST, fn=None) -> bool:
 
 
 FUNCTION_TYPES = (ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+@functools.lru_cache(maxsize=4)
+def parse_source(source: str) -> ast.Module | None:
+    """The syntax tree of a script, or None when it does not parse. The score-first and byte-count
+    checks of one folder read the same scripts one after the other: each is parsed once."""
+    try:
+        return ast.parse(source)
+    except (SyntaxError, ValueError):
+        return None
+
+
+def function_defs(tree: ast.AST) -> list:
+    """Every function of `tree`, methods and nested functions included, found through statements
+    only (a walk over every expression node costs several times more)."""
+    return list(_Functions._defs(tree))
 
 
 class _Functions:
@@ -171,7 +193,23 @@ def _log_heads(nodes) -> set:
             arg.values[0].value if isinstance(arg, ast.JoinedStr) and arg.values and isinstance(arg.values[0], ast.Constant) else None)
         if isinstance(head, str) and len(head.strip()) >= 6 and "\n" not in head.strip():
             out.add(head.strip())
+        elif isinstance(arg, ast.JoinedStr) and len(arg.values) > 1 and isinstance(arg.values[1], ast.Constant):
+            # `f"{label} param_set:{p} ..."`: a field first (the line's first word), then fixed text;
+            # the score fields every eval prints (`_exact val_loss:`) tell no path apart.
+            rest = str(arg.values[1].value).split("\n")[0]
+            if len(rest.strip()) >= 6 and not re.search(r"exact|val_loss|val_bpb", rest):
+                out.add(FIELD + rest.rstrip())
     return out
+
+
+FIELD = "{}"  # a marker that starts with a format field: the line's first word is any word
+
+
+def _marker_at(head: str) -> str:
+    """The regex of a log line that starts with marker `head` (after a timestamp-like word)."""
+    if head.startswith(FIELD):
+        return rf"^\S*{re.escape(head[len(FIELD):])}"
+    return rf"^(?:\S+ )?{re.escape(head)}"
 
 
 def _markers(fns: _Functions, fn) -> tuple:
@@ -246,22 +284,48 @@ def analyse(source: str, name: str) -> list[Finding]:
     lines = source.splitlines()
     quote = lambda ln: f"{name}:{ln}: {lines[ln - 1].strip()[:160]}"
     if ".backward(" in source:
-        try:
-            tree = ast.parse(source)
-        except (SyntaxError, ValueError):
-            tree = None
+        tree = parse_source(_fit_relevant(source)) or parse_source(source)
         if tree is not None:
             out += _fits(_Functions(tree, lines), quote)
-    for i, line in enumerate(lines, 1):
-        code = line.split("#", 1)[0]
-        if TARGET_KEY.search(code) or TARGET_HASH_CALL.search(code):
+    # Each pattern only where the words it needs are on the line (most lines have none of them).
+    low = source.lower()
+    checks = [(words, pattern) for words, pattern in ((("^", "prime"), TARGET_KEY), (("hash_full",), TARGET_HASH_CALL), (("ctx", "/"), COUNT_RATIO))
+              if all(w in low for w in words)]
+    for i, line in enumerate(lines if checks else (), 1):
+        code = line.split("#", 1)[0].lower()
+        if any(all(w in code for w in words) and pattern.search(code) for words, pattern in checks):
             out.append(Finding("target_keyed_cache", "high", quote(i), "n-gram cache"))
             break
     return out
 
 
+TOP_DEF = re.compile(r"^(?:@|def |async def |class )", re.M)
+
+
+def _fit_relevant(source: str) -> str:
+    """`source` with the top-level functions and classes `_fits` never reads blanked out (their lines
+    left empty, so line numbers stay): kept are those that call `.backward(`, accumulate a scored
+    loss (SCORED_SUM), or call a function of the former. Parsing the model classes and helpers of a
+    100 KB script costs most of the score-first check; the caller parses the whole script when
+    this cut does not parse."""
+    starts = [m.start() for m in TOP_DEF.finditer(source)]
+    if not starts:
+        return source
+    chunks = [(a, b) for a, b in zip(starts, starts[1:] + [len(source)])]
+    fitting = {name for a, b in chunks if ".backward(" in source[a:b] for name in re.findall(r"def\s+(\w+)", source[a:b])}
+    calls = re.compile("|".join(re.escape(name) + r"\(" for name in sorted(fitting))) if fitting else None
+    out, last = [], 0
+    for a, b in chunks:
+        text = source[a:b]
+        out.append(source[last:a])
+        keep = ".backward(" in text or (calls is not None and calls.search(text)) or SCORED_SUM_LOWER.search(text.lower())
+        out.append(text if keep else "\n" * text.count("\n"))
+        last = b
+    return "".join(out)
+
+
 def _fits(fns: _Functions, quote) -> list[Finding]:
-    scorers = {fn.name for fn in fns.defs if SCORED_SUM.search(fns.text(fn)) and _scored_sums_own(fns.own(fn))}
+    scorers = None  # the functions that accumulate a scored loss: found once a fit on validation data is
     out = []
     for fn in fns.defs:
         low = fn.name.lower()
@@ -271,14 +335,21 @@ def _fits(fns: _Functions, quote) -> list[Finding]:
         backwards = sorted((n for n in own if _is_backward(n)), key=lambda n: n.lineno)
         if not backwards:
             continue  # the .backward( is in a nested function
-        slot = "slot" in low or any("slot" in ast.unparse(n).lower() for n in backwards)
-        scored = sorted(set(_scored_sums_own(own)) | {c.lineno for c in _calls_to(own, scorers - {fn.name})})
+        fits = []
         for b in backwards:
             loops = _loops_around(fns.parent, b)
             if not loops or not _slices_val(loops[-1], fn):
                 continue  # a fit on training data (the training loop, distillation)
             if any(re.search(r"warm", ast.unparse(lp.iter if isinstance(lp, ast.For) else lp.test), re.I) for lp in loops):
                 continue  # a compile warm-up whose fitted parameters are thrown away
+            fits.append((b, loops))
+        if not fits:
+            continue
+        if scorers is None:
+            scorers = {g.name for g in fns.defs if SCORED_SUM.search(fns.text(g)) and _scored_sums_own(fns.own(g))}
+        slot = "slot" in low or any("slot" in ast.unparse(n).lower() for n in backwards)
+        scored = sorted(set(_scored_sums_own(own)) | {c.lineno for c in _calls_to(own, scorers - {fn.name})})
+        for b, loops in fits:
             finding = _judge(fns, fn, b, loops, scored, scorers, slot, quote)
             if finding is not None:
                 out.append(dataclasses.replace(finding, markers=_markers(fns, fn)))
@@ -286,10 +357,10 @@ def _fits(fns: _Functions, quote) -> list[Finding]:
     return out
 
 
-def script_findings(script: Path) -> list[Finding]:
-    """Findings in a record's script and every code file it uses."""
+def script_findings(script: Path, files: list[Path] | None = None) -> list[Finding]:
+    """Findings in a record's script and every code file it uses (`files`, when already found)."""
     out = []
-    for path in code_files(script):
+    for path in code_files(script) if files is None else files:
         if path.suffix != ".py":
             continue
         source, packed = script_source(path)
@@ -332,7 +403,7 @@ def _path_not_behind_claim(f: Folder, finding: Finding) -> str | None:
             return None
         at = [text.count("\n", 0, m.start()) + 1 for head in finding.markers
               for text in [path.read_text(encoding="utf-8", errors="replace")]
-              for m in [re.search(rf"^(?:\S+ )?{re.escape(head)}", text, re.M)] if m]
+              for m in [re.search(_marker_at(head), text, re.M)] if m]
         first[name] = min(at) if at else None
     if all(at is None for at in first.values()):
         return f"no log prints its lines ({', '.join(repr(h) for h in finding.markers[:2])}): that path did not run"
@@ -348,7 +419,7 @@ def check_score_first(f: Folder) -> None:
         return  # our causality audit ran on the real eval code and passed
     if not any(_ran(f, Finding(shape, "", "", "")) for shape in ("ttt_on_val_before_scoring", "slot_fit_on_scored", "target_keyed_cache")):
         return  # nothing in the logs or README speaks of an adaptive eval: no finding could be a problem
-    findings = script_findings(f.script)
+    findings = script_findings(f.script, f.code())
     for finding in list(findings):
         # A fit before scoring that is not SLOT may fit on context only (a prefix of the window):
         # the syntax tree cannot tell, so it stays a note.

@@ -12,7 +12,22 @@ from pgolf.rules import MAX_EVAL_SECONDS, MAX_TRAIN_SECONDS, SIZE_LIMIT_BYTES, t
 
 NON_RECORD = re.compile(r"non[-_ ]?record|unlimited[-_ ]compute|not (?:claimed as |submitted as |intended as )?an? (?:official )?(?:leaderboard )?record", re.I)
 RECORD = re.compile(r"10[-_ ]?min|track_10min|record", re.I)
-README_NON_RECORD = re.compile(r"\bnon[-_ ]?record\b|\bunlimited[- ]compute\b|not (?:a|an official) (?:leaderboard )?record\b|no (?:new )?score is claimed|claims? no (?:leaderboard )?score", re.I)
+README_NON_RECORD = re.compile(r"\bnon[-_ ]?record\b|\bunlimited[- ]compute\b|not (?:a|an official) (?:leaderboard )?record\b|no (?:new )?score is claimed|claims? no (?:leaderboard )?score"
+                               r"|(?:prevents?|keeps?) (?:this|it) from being an? (?:leaderboard )?record\b", re.I)
+# Past a README's opening lines, "non-record" is often said of other submissions (a table of
+# earlier runs, "A non-record baseline submission trained ... for 4 hours"): there it counts only
+# in a sentence about the folder itself ("This is a non-record submission", "Track: non-record").
+README_OPENING = 15
+SELF = re.compile(r"\b(?:this|our|my|we|here|it|track|category|status)\b", re.I)
+
+
+def _about_itself(before: str) -> bool:
+    """Whether the sentence that ends in `before` (a line's text up to the end of the statement)
+    speaks of the folder."""
+    sentence = re.split(r"[.!?]\s", before)[-1]
+    return bool(SELF.search(sentence) or re.search(r"\bI\b", sentence))
+
+
 SUB_KEYS = ("track", "category", "submission_type", "type", "record_type", "status", "submission_track")
 
 
@@ -51,10 +66,10 @@ def infer_track(f: Folder) -> Track:
     readme = f.root / "README.md"
     if readme.is_file():
         text = readme.read_text(encoding="utf-8", errors="replace")[:30_000]
-        m = README_NON_RECORD.search(text)
-        if m:
+        for m in README_NON_RECORD.finditer(text):
             line = text.count("\n", 0, m.start()) + 1
-            return Track("non_record", f"README.md:{line} says {m.group(0)!r}", False)
+            if line <= README_OPENING or _about_itself(text[text.rfind("\n", 0, m.start()) + 1:m.end()]):
+                return Track("non_record", f"README.md:{line} says {m.group(0)!r}", False)
     if isinstance(track, str) and track.strip():
         return Track("record", f"{f.sub_name} track {track!r}", True)
     return Track("record", "nothing says non-record", False)
@@ -73,6 +88,28 @@ def check_track(f: Folder) -> None:
     if not f.track.stated:
         rule = "the 10-minute limits apply" if f.track.record else "no time limits"
         f.note(f"track: {f.track.name.replace('_', '-')} (inferred: {f.track.why}; {rule})")
+
+
+HARDWARE = re.compile(r"\b(\d+)\s*[x×]\s*(?:NVIDIA\s+)?(?:H100|H200|A100|A10G?|A40|A6000|L40S?|L4|V100|T4|RTX|GPU)", re.I)
+
+
+def check_track_hardware(f: Folder) -> None:
+    """Once the logs are read: a README's non-record statement that names other hardware than every
+    claimed log states (`Unlimited Compute (1xH100 ...)` beside 8-GPU logs) describes another run;
+    submission.json's record track stands for the claimed one."""
+    track = (f.sub or {}).get("track")
+    if f.track is None or f.track.record or f.track.stated or not f.track.why.startswith("README.md:") or not f.logs:
+        return
+    if not (isinstance(track, str) and RECORD.search(track) and not NON_RECORD.search(track)):
+        return
+    lineno = int(f.track.why.split(":")[1].split()[0])
+    line = (f.root / "README.md").read_text(encoding="utf-8", errors="replace").splitlines()[lineno - 1]
+    hw = HARDWARE.search(line)  # the first named is the run's ("1xH100 ..., not eligible for the 8xH100 track")
+    gpus = {log.world_size for _, log in f.logs.values()}
+    if hw and None not in gpus and len(gpus) == 1 and int(hw.group(1)) not in gpus:
+        f.track = Track("record", f"{f.sub_name} track {track!r}; README.md:{lineno} says non-record of a {hw.group(0)} run, "
+                                  f"the claimed logs state world_size {gpus.pop()}", True)
+        f.note(f"track: record ({f.track.why}: the README describes another run; the 10-minute limits apply)")
 
 
 def timed_track(f: Folder) -> bool:

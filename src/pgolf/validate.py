@@ -27,9 +27,9 @@ from pgolf.discover import code_files, find_script, find_submission, log_files  
 from pgolf.folder import Claim, Folder, Report  # noqa: F401  (public API)
 from pgolf.logparse import number_matches
 from pgolf.scorefirst import check_score_first
-from pgolf.track import check_compliance, check_time, check_track
+from pgolf.track import check_compliance, check_time, check_track, check_track_hardware
 
-CHECKS = (check_files, check_submission, check_track, check_logs, check_claim_present, check_readme, check_numbers, check_size, check_time,
+CHECKS = (check_files, check_submission, check_track, check_logs, check_track_hardware, check_claim_present, check_readme, check_numbers, check_size, check_time,
           check_compliance, check_score_first, check_byte_count)
 
 
