@@ -301,6 +301,25 @@ def tiny_dataset(folder) -> str:
     return str(folder / "manifest.json")
 
 
+class StopAfterExport(Exception):
+    pass
+
+
+def run_until_export(script, trained, tmp_path, config):
+    """Runs a bundled script's record_main with `trained` standing in for training, up to the
+    point where the eval stage would load the artifact it just exported."""
+
+    class Stop:
+        @classmethod
+        def load(cls, *args):
+            raise StopAfterExport
+
+    script.train, script.EvalSetup = trained, Stop
+    manifest = tiny_dataset(tmp_path / "data")
+    with pytest.raises(StopAfterExport):
+        script.record_main(["--data", manifest, "--seed", "1", "--out-dir", str(tmp_path)], config)
+
+
 def test_gptq_export_calibrates_on_train_shards_only(tmp_path, monkeypatch):
     import runtime
     from runtime import read_manifest
@@ -438,18 +457,7 @@ def test_shipped_script_carries_gptq_and_charges_its_time(tmp_path, capsys, monk
             p.data.normal_(0, 0.05)
         return model, {"train_time_ms": 1234.0}
 
-    class StopAfterExport(Exception):
-        pass
-
-    class Stop:
-        @classmethod
-        def load(cls, *args):
-            raise StopAfterExport
-
-    script.train, script.EvalSetup = trained, Stop
-    manifest = tiny_dataset(tmp_path / "data")
-    with pytest.raises(StopAfterExport):
-        script.record_main(["--data", manifest, "--seed", "1", "--out-dir", str(tmp_path)], config)
+    run_until_export(script, trained, tmp_path, config)
     out = capsys.readouterr().out
     gptq_ms = re.search(r"^gptq_time_ms:(\d+) ", out, re.M)
     assert gptq_ms and "gptq: calibration 2x4x64 train tokens, 12 matrices, device:cpu" in out, out
@@ -528,18 +536,7 @@ def test_shipped_script_exports_the_same_artifact_as_the_export_stage(tmp_path, 
         trained_state.update(config=model_cfg.to_dict(), state_dict={k: v.detach().clone() for k, v in model.state_dict().items()})
         return model, {"train_time_ms": 1.0}
 
-    class StopAfterExport(Exception):
-        pass
-
-    class Stop:
-        @classmethod
-        def load(cls, *args):
-            raise StopAfterExport
-
-    script.train, script.EvalSetup = trained, Stop
-    manifest = tiny_dataset(tmp_path / "data")
-    with pytest.raises(StopAfterExport):
-        script.record_main(["--data", manifest, "--seed", "1", "--out-dir", str(tmp_path)], config)
+    run_until_export(script, trained, tmp_path, config)
     shipped = (tmp_path / "final_model.ptz").read_bytes()
     staged, metrics = export(trained_state, ExportConfig(**export_block), RunLog(rank=1))
     assert shipped == staged
