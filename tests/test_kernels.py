@@ -38,6 +38,16 @@ def logits_and_targets(n=12, vocab=2500, scale=20.0, seed=0, dtype=torch.float32
     return z, torch.randint(0, vocab, (n,), generator=g)
 
 
+def assert_same_loss_and_grads(off, on, x, y):
+    """The two models' training losses on (x, y) agree to 1e-6, and so does every parameter's gradient."""
+    loss_off, loss_on = off(x, y), on(x, y)
+    assert abs(loss_on.item() - loss_off.item()) < 1e-6
+    loss_off.backward()
+    loss_on.backward()
+    for (name, a), b in zip(off.named_parameters(), on.parameters()):
+        torch.testing.assert_close(b.grad, a.grad, atol=1e-6, rtol=0, msg=lambda m: f"{name}: {m}")
+
+
 def test_plain_path_equals_the_records_non_fused_loss(rec):  # noqa: F811
     """The record's GPT.forward on its non-fused branch (softcap, then F.cross_entropy in fp32, mean),
     called with its hidden state and projection stood in so that it sees our logits z: loss and
@@ -64,12 +74,7 @@ def test_training_loss_with_fused_ce_on_equals_off_on_cpu():
     randomize(off)
     on = copy.deepcopy(off)
     on.train_ce = softcap_ce
-    loss_off, loss_on = off(x, y), on(x, y)
-    assert abs(loss_on.item() - loss_off.item()) < 1e-6
-    loss_off.backward()
-    loss_on.backward()
-    for (name, a), b in zip(off.named_parameters(), on.parameters()):
-        torch.testing.assert_close(b.grad, a.grad, atol=1e-6, rtol=0, msg=lambda m: f"{name}: {m}")
+    assert_same_loss_and_grads(off, on, x, y)
     assert build_model(dict(SMALL)).train_ce is None  # off unless train.py sets it
 
 
@@ -118,12 +123,7 @@ def test_training_loss_with_fused_mlp_on_equals_off_on_cpu(qat):
             m.train_mlp = leaky_square_mlp
     off.set_qat(qat)
     on.set_qat(qat)
-    loss_off, loss_on = off(x, y), on(x, y)
-    assert abs(loss_on.item() - loss_off.item()) < 1e-6
-    loss_off.backward()
-    loss_on.backward()
-    for (name, a), b in zip(off.named_parameters(), on.parameters()):
-        torch.testing.assert_close(b.grad, a.grad, atol=1e-6, rtol=0, msg=lambda m: f"{name}: {m}")
+    assert_same_loss_and_grads(off, on, x, y)
 
 
 CHILD = r"""
