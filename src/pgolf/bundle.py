@@ -40,6 +40,8 @@ TRAIN_SWITCHES = {"fused_ce", "fused_mlp"}  # train keys that ask for their modu
 def train_key_on(train: dict, key: str) -> bool:
     """Whether a train key asks for its optional module: switches when true, the others when present."""
     return bool(train.get(key)) if key in TRAIN_SWITCHES else key in train
+
+
 # And those that export keys need when on (workflow/record/frontier_export.py: the April export;
 # quantize.py calls it only then): see export_key_on.
 OPTIONAL_EXPORT_MODULES = {"frontier_export": ("clip_sigmas", "lqer", "byte_shuffle", "prune_to_bytes", "compressor"), "calib_gen": ("gptq",)}
