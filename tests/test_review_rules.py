@@ -13,6 +13,7 @@ from pgolf.logparse import line_kind, parse_text
 from pgolf.scorefirst import analyse
 from pgolf.validate import validate_record
 from test_logparse import newer_log
+from test_scorefirst import TTT_ADAPT
 from test_validate import NEWER, dump, edit, newer_folder, write
 
 # ----------------------------------------------------------------------------- score-first shapes
@@ -69,14 +70,7 @@ def test_inline_ttt_on_validation_then_scoring_in_the_same_function_is_found():
     assert analyse(INLINE_PRE_EVAL_TTT.replace('    log0(f"sliding val_bpb:{eval_val_sliding(model, val_tokens)}")\n', ""), "train_gpt.py") == []
 
 
-PRE_EVAL_TTT_LOGGED = '''
-def ttt_adapt(model, opt, val_tokens, epochs):
-    for epoch in range(epochs):
-        for i in range(0, len(val_tokens), 64):
-            loss = model(val_tokens[i:i + 64]).mean()
-            loss.backward()
-            opt.step()
-    log0(f"ttt_adapt:done epochs={epochs}")
+PRE_EVAL_TTT_LOGGED = TTT_ADAPT + '''    log0(f"ttt_adapt:done epochs={epochs}")
 
 
 def main():
@@ -430,14 +424,7 @@ def test_an_eval_only_rerun_that_prints_the_claim_counts_the_shipped_code(tmp_pa
     assert r.problems == [] and "seed 42: the claimed 1.08079352 is in train_eval_seed42_rerun.log line 2, not train_seed42.log" in r.notes
 
 
-PRE_EVAL_TTT_FIELD_LOGGED = '''
-def ttt_adapt(model, opt, val_tokens, epochs):
-    for epoch in range(epochs):
-        for i in range(0, len(val_tokens), 64):
-            loss = model(val_tokens[i:i + 64]).mean()
-            loss.backward()
-            opt.step()
-
+PRE_EVAL_TTT_FIELD_LOGGED = TTT_ADAPT + '''
 
 def main():
     print(eval_val(model, val_tokens))

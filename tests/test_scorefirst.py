@@ -77,14 +77,17 @@ def eval_val_ttt(model, opt, val_tokens, chunks):
     return loss_sum
 '''
 
-PRE_EVAL_TTT = '''
+# A TTT pass over the validation tokens (other tests add how it is called and logged).
+TTT_ADAPT = '''
 def ttt_adapt(model, opt, val_tokens, epochs):
     for epoch in range(epochs):
         for i in range(0, len(val_tokens), 64):
             loss = model(val_tokens[i:i + 64]).mean()
             loss.backward()
             opt.step()
+'''
 
+PRE_EVAL_TTT = TTT_ADAPT + '''
 
 def main():
     ttt_adapt(model, opt, val_tokens, 25)
