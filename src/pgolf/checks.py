@@ -10,7 +10,7 @@ import re
 import statistics
 
 from pgolf.claims import match_mean, seed_claims
-from pgolf.discover import find_script, find_submission, log_files, script_source
+from pgolf.discover import find_script, find_submission, script_source
 from pgolf.folder import METHOD_LABEL, SCORE_KEYS, Folder, close, is_int, is_number, json_decimals, json_tol
 from pgolf.logparse import LogSummary, number_matches
 from pgolf.rules import SIZE_LIMIT_BYTES

@@ -389,7 +389,7 @@ def score_lines(text: str) -> list[ScoreLine]:
 
 # A free-text score line: `Quantized BPB (no XSA): 1.016586`, `final bpb = 1.2345` (never `val_bpb`,
 # which _LINE reads; never code: a format string holds `{...}`, not a number).
-_FREE = re.compile(rf"^(?P<label>[A-Za-z][^\n:=]{{0,60}}?\bbpb\b[^\n:=0-9]{{0,30}})\s*[:=]\s*(?P<bpb>\d\.\d{{3,}})\s*$", re.M | re.I)
+_FREE = re.compile(r"^(?P<label>[A-Za-z][^\n:=]{0,60}?\bbpb\b[^\n:=0-9]{0,30})\s*[:=]\s*(?P<bpb>\d\.\d{3,})\s*$", re.M | re.I)
 
 
 def free_text_lines(text: str) -> list[ScoreLine]:
