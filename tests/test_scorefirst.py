@@ -4,7 +4,6 @@ score-first (score a chunk, then train on it) pass; the merged TTT frontier pass
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
